@@ -1,0 +1,258 @@
+"""`uae` command line: parses options, loads a manifest, calls one function. No logic lives here."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="uae: unified multimodal models as auto-encoders.", no_args_is_help=True, add_completion=False)
+train_app = typer.Typer(help="Train the decoder/encoder: pretrain, then Unified-GRPO stage 1 and 2.", no_args_is_help=True)
+eval_app = typer.Typer(help="Score-compatible evaluation harnesses; each writes results.json + samples.jsonl.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+err = Console(stderr=True)
+out = Console()
+
+MANIFESTS = Path(__file__).resolve().parent / "manifests"
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from uae_data.config import ConfigError
+    from uae_data.shards import CorpusError
+
+    errors: list[type[BaseException]] = [ConfigError, CorpusError, FileNotFoundError]
+    try:
+        from uae_eval.results import ResultsError
+
+        errors.append(ResultsError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def friendly(fn: Callable) -> Callable:
+    """Expected bad input -> one red line on stderr and exit 2; Ctrl-C -> exit 130 with a resume hint."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]: finished work is kept; run the same command again to resume.")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def split_args(args: Optional[List[str]]) -> tuple[Optional[Path], list[str]]:
+    """[MANIFEST] [key.sub=value ...] -> (manifest, overrides)."""
+    manifest, overrides = None, []
+    for a in args or []:
+        if "=" in a:
+            overrides.append(a)
+        elif manifest is None:
+            manifest = Path(a)
+        else:
+            raise typer.BadParameter(f"only one manifest may be given (got {manifest} and {a})")
+    return manifest, overrides
+
+
+def _register_config_kinds() -> None:
+    """Import every module that defines a manifest kind, so `validate` knows them all."""
+    import uae_data.pipeline  # noqa: F401  (corpus)
+    import uae_eval.geneval.harness  # noqa: F401  (geneval)
+
+
+def not_built(what: str) -> None:
+    err.print(f"[yellow]{what} is not built yet[/yellow] (see the project's open issues).")
+    raise typer.Exit(2)
+
+
+@app.command("build-corpus")
+@friendly
+def build_corpus(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key.sub=value ...] (default manifests/corpus/scenes.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="corpus folder to write (re-running the same command resumes)"),
+    limit: Optional[int] = typer.Option(None, help="use at most N input rows"),
+    workers: Optional[int] = typer.Option(None, help="parallel shard builders (default: all cores)"),
+    engine: str = typer.Option("local", help="local (multiprocessing) or ray"),
+) -> None:
+    """Build a long-caption image corpus as WebDataset shards.
+
+    Example: uae build-corpus manifests/corpus/scenes.yaml --out /tmp/corpus --limit 3000
+    """
+    from uae_data.config import load_config
+    from uae_data.pipeline import CorpusConfig, build
+    from uae_data.progress import progress_bar
+
+    manifest, overrides = split_args(args)
+    if limit is not None:
+        overrides.append(f"limit={limit}")
+    cfg = load_config(CorpusConfig, manifest or MANIFESTS / "corpus" / "scenes.yaml", overrides, kind="corpus")
+    if engine != "local":
+        not_built(f"--engine {engine}")
+    with progress_bar(f"building {cfg.name}") as update:
+        manifest = build(cfg, out_dir, workers=workers, on_progress=update)
+    c = manifest["counts"]
+    out.print(f"corpus {out_dir}: {c['samples']} samples in {c['shards']} shards from {c['input_rows']} input rows")
+
+
+@train_app.command("pretrain")
+def train_pretrain(args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...]"),
+                   out_dir: Path = typer.Option(..., "--out"), resume: bool = typer.Option(False)) -> None:
+    """Pretrain the decoder on a long-caption corpus (and SFT the encoder).
+
+    Example: uae train pretrain manifests/train/pretrain-scene.yaml --out runs/pre
+    """
+    not_built("uae train pretrain")
+
+
+@train_app.command("stage1")
+def train_stage1(args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...]"),
+                 out_dir: Path = typer.Option(..., "--out"), resume: bool = typer.Option(False)) -> None:
+    """Unified-GRPO stage 1 (generation for understanding): the encoder is the policy.
+
+    Example: uae train stage1 manifests/train/stage1-scene.yaml --out runs/s1
+    """
+    not_built("uae train stage1")
+
+
+@train_app.command("stage2")
+def train_stage2(args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...]"),
+                 out_dir: Path = typer.Option(..., "--out"), resume: bool = typer.Option(False)) -> None:
+    """Unified-GRPO stage 2 (understanding for generation): the decoder is the policy.
+
+    Example: uae train stage2 manifests/train/stage2-scene.yaml --out runs/s2
+    """
+    not_built("uae train stage2")
+
+
+@eval_app.command("geneval")
+@friendly
+def eval_geneval(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/eval/geneval-scene.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="results folder"),
+    generator: Optional[str] = typer.Option(None, help="oracle | random (scene world) — overrides the manifest"),
+    images: Optional[Path] = typer.Option(None, help="score a folder in the official layout (NNNNN/samples/*.png)"),
+    detections: Optional[Path] = typer.Option(None, help="score precomputed detections (jsonl) instead of images"),
+    metadata: Optional[Path] = typer.Option(None, help="prompt metadata jsonl (official format)"),
+) -> None:
+    """GenEval (official rules): per-tag accuracy and overall = mean of the six tags.
+
+    Example: uae eval geneval manifests/eval/geneval-scene.yaml --generator oracle --out runs/geneval
+    """
+    from uae_eval.geneval.cli_entry import run_geneval
+
+    manifest, overrides = split_args(args)
+    run_geneval(manifest or MANIFESTS / "eval" / "geneval-scene.yaml", overrides, out_dir,
+                generator=generator, images=images, detections=detections, metadata=metadata, console=out)
+
+
+@eval_app.command("mmt-bench")
+def eval_mmt(args: Optional[List[str]] = typer.Argument(None), out_dir: Path = typer.Option(..., "--out")) -> None:
+    """MMT-Bench (VLMEvalKit-compatible scoring).
+
+    Example: uae eval mmt-bench --tsv MMT-Bench_VAL.tsv --model PATH --out runs/mmt
+    """
+    not_built("uae eval mmt-bench")
+
+
+@eval_app.command("recon")
+def eval_recon(args: Optional[List[str]] = typer.Argument(None), out_dir: Path = typer.Option(..., "--out")) -> None:
+    """Reconstruction fidelity: image -> caption -> image, per-metric similarity.
+
+    Example: uae eval recon --data /tmp/corpus --out runs/recon
+    """
+    not_built("uae eval recon")
+
+
+@eval_app.command("alignment")
+def eval_alignment(args: Optional[List[str]] = typer.Argument(None), out_dir: Path = typer.Option(..., "--out")) -> None:
+    """Per-layer image/text representation alignment (UniFork).
+
+    Example: uae eval alignment --model runs/pre/encoder --out runs/align
+    """
+    not_built("uae eval alignment")
+
+
+@app.command("report")
+@friendly
+def report(
+    results: List[Path] = typer.Argument(..., help="results folders or results.json files"),
+    out_file: Path = typer.Option(..., "--out", help="report.html or report.md"),
+) -> None:
+    """Readable report (tables, plots, sample grid) from one or more results.
+
+    Example: uae report runs/geneval --out report.html
+    """
+    from uae_eval.report import build_report
+
+    path = build_report(list(results), out_file)
+    out.print(f"report written: {path}")
+
+
+@app.command("check")
+def check(
+    results: Path = typer.Argument(..., help="results folder or results.json"),
+    baseline: Optional[Path] = typer.Option(None, help="baseline JSON to compare against"),
+    tolerance: float = typer.Option(0.01, help="allowed drop per metric"),
+    metric: Optional[List[str]] = typer.Option(None, help="only these metrics (repeatable)"),
+    write_baseline: Optional[Path] = typer.Option(None, help="write a baseline from RESULTS instead of checking"),
+) -> None:
+    """Regression check: exit 0 ok, 1 when a metric dropped beyond tolerance, 2 on unreadable/mismatched files.
+
+    Example: uae check runs/geneval --baseline manifests/baselines/geneval-scene-oracle.json
+    """
+    from uae_eval.check import run_check
+    from uae_eval.check import write_baseline as write_base
+
+    if write_baseline is not None:
+        raise typer.Exit(write_base(results, write_baseline))
+    if baseline is None:
+        err.print("[red]error:[/red] give --baseline FILE (or --write-baseline FILE)")
+        raise typer.Exit(2)
+    raise typer.Exit(run_check(results, baseline, tolerance, metric or None))
+
+
+@app.command("validate")
+def validate(manifests: Optional[List[Path]] = typer.Argument(None, help="manifests to check (default: every manifests/**/*.yaml)")) -> None:
+    """Check manifests against their config schemas without running anything.
+
+    Example: uae validate manifests/corpus/scenes.yaml
+    """
+    from uae_data.config import ConfigError, validate_manifest
+    _register_config_kinds()
+    paths = list(manifests or sorted(MANIFESTS.rglob("*.yaml")))
+    bad = 0
+    for p in paths:
+        try:
+            kind = validate_manifest(p)
+            out.print(f"[green]ok[/green] {p} ({kind})", highlight=False)
+        except ConfigError as e:
+            bad += 1
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2 if bad else 0)
+
+
+@app.command("demo")
+def demo(out_dir: Path = typer.Option(..., "--out")) -> None:
+    """The whole loop on the scene world: corpus -> pretrain -> stage1 -> stage2 -> eval -> report.
+
+    Example: uae demo --out runs/demo
+    """
+    not_built("uae demo")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data layer: the scene world, corpus sources, filters, captioners, shards."""

@@ -1,0 +1,37 @@
+"""Captioners that need no model: `scene` (exact, from the spec) and `keep` (the source caption)."""
+from __future__ import annotations
+
+import numpy as np
+
+from uae_data import scenes
+from uae_data.captioners import CAPTIONERS, Caption, CaptionerConfig
+from uae_data.sources import SourceItem
+
+
+@CAPTIONERS.register("scene")
+class SceneCaptioner:
+    """Writes the exact long caption of a scene item; the paraphrase is seeded per item."""
+
+    def __init__(self, cfg: CaptionerConfig, seed: int) -> None:
+        self.seed = seed
+
+    def __call__(self, items: list[SourceItem]) -> list[Caption]:
+        out = []
+        for it in items:
+            scene = it.meta.get("scene")
+            if scene is None:
+                raise ValueError(f"captioner 'scene' needs scene items (source 'scenes'); item {it.index} has none")
+            rng = np.random.default_rng([self.seed, it.index, 1])
+            out.append(Caption(scenes.write_caption(scene, rng), model="scene-exact"))
+        return out
+
+
+@CAPTIONERS.register("keep")
+class KeepCaptioner:
+    """Keeps the source's own caption (items without one get an empty caption)."""
+
+    def __init__(self, cfg: CaptionerConfig, seed: int) -> None:
+        pass
+
+    def __call__(self, items: list[SourceItem]) -> list[Caption]:
+        return [Caption(it.caption or "", model="source") for it in items]

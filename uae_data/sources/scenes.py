@@ -1,0 +1,30 @@
+"""The embedded default source: seeded scenes of the scene world, rendered on the fly."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from uae_data import scenes
+from uae_data.sources import SOURCES, SourceConfig, SourceItem
+
+
+def item_rng(seed: int, index: int) -> np.random.Generator:
+    """Per-item generator: item i is the same whatever shard or worker builds it."""
+    return np.random.default_rng([seed, index])
+
+
+@SOURCES.register("scenes")
+class SceneSource:
+    name = "scenes"
+
+    def __init__(self, cfg: SourceConfig, image_size: int, seed: int) -> None:
+        self.cfg, self.size, self.seed = cfg, image_size, seed
+
+    def __len__(self) -> int:
+        return self.cfg.n
+
+    def items(self, start: int, stop: int) -> Iterator[SourceItem]:
+        for i in range(start, min(stop, len(self))):
+            scene = scenes.sample_scene(item_rng(self.seed, i), self.cfg.min_objects, self.cfg.max_objects)
+            yield SourceItem(index=i, image=scenes.render(scene, self.size), meta={"scene": scene})

@@ -1,0 +1,1 @@
+"""Training layer: models, rewards, GRPO math, stages, checkpoints."""
