@@ -148,11 +148,18 @@ def eval_geneval(
 
     Example: uae eval geneval manifests/eval/geneval-scene.yaml --generator oracle --out runs/geneval
     """
-    from uae_eval.geneval.cli_entry import run_geneval
+    from uae_data.config import load_config
+    from uae_data.progress import progress_bar
+    from uae_eval.geneval.harness import GenEvalConfig, run
 
     manifest, overrides = split_args(args)
-    run_geneval(manifest or MANIFESTS / "eval" / "geneval-scene.yaml", overrides, out_dir,
-                generator=generator, images=images, detections=detections, metadata=metadata, console=out)
+    if generator is not None:
+        overrides.append(f"generator={generator}")
+    cfg = load_config(GenEvalConfig, manifest or MANIFESTS / "eval" / "geneval-scene.yaml", overrides, kind="geneval")
+    with progress_bar("geneval") as update:
+        res = run(cfg, out_dir, images=images, detections=detections, metadata=metadata, on_progress=update)
+    tags = "  ".join(f"{k}={v:.3f}" for k, v in res.metrics.items() if k != "overall")
+    out.print(f"geneval overall={res.metrics['overall']:.4f} over {res.n_items} images  ({tags})  -> {out_dir}")
 
 
 @eval_app.command("mmt-bench")

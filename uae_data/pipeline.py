@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import imagehash
 import pandas as pd
 import yaml
 
 from uae_data import shards as sh
+from uae_data.phash import phash_many
 from uae_data.captioners import CaptionerConfig, build_captioner
 from uae_data.config import config_kind, dump_yaml, from_dict, help_field, to_dict
 from uae_data.sources import SourceConfig, SourceItem, build_source
@@ -66,7 +66,7 @@ class ShardResult:
     statuses: dict[str, int]
 
 
-def _sample_meta(cfg: CorpusConfig, item: SourceItem, caption) -> dict:
+def _sample_meta(cfg: CorpusConfig, item: SourceItem, caption, phash: str) -> dict:
     image = item.image
     meta = {
         "key": sh.sample_key(item.index),
@@ -76,7 +76,7 @@ def _sample_meta(cfg: CorpusConfig, item: SourceItem, caption) -> dict:
         "caption_model": caption.model,
         "caption_words": len(caption.text.split()),
         "caption_truncated": bool(caption.truncated),
-        "phash": str(imagehash.phash(image)),
+        "phash": phash,
     }
     if item.url:
         meta["url"] = item.url
@@ -97,15 +97,16 @@ def build_shard(cfg: CorpusConfig, shard_index: int, n_rows: int, out: Path) -> 
     items = list(source.items(start, stop))
     ok = [it for it in items if it.status == "ok"]
     captions = captioner(ok) if ok else []
+    hashes = phash_many([it.image for it in ok])
     samples = []
-    for item, cap in zip(ok, captions):
+    for item, cap, ph in zip(ok, captions, hashes):
         samples.append(
             sh.Sample(
                 key=sh.sample_key(item.index),
                 image=sh.encode_image(item.image, cfg.image_format),
                 image_ext=cfg.image_format,
                 caption=cap.text,
-                meta=_sample_meta(cfg, item, cap),
+                meta=_sample_meta(cfg, item, cap, ph),
             )
         )
     name = sh.shard_name(shard_index)

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -19,7 +20,7 @@ from PIL import Image
 
 SHARD_PREFIX = "corpus-"
 SHARD_GLOB = f"{SHARD_PREFIX}*.tar"
-FIXED_MTIME = 0.0  # reproducible tars: identical samples -> identical bytes
+FIXED_MTIME = 0  # reproducible tars; an int (a float forces a PAX header per file, 2x slower)
 
 
 class CorpusError(ValueError):
@@ -72,7 +73,7 @@ def write_shard(path: Path, samples: Iterable[Sample]) -> tuple[int, str]:
     n = 0
     try:
         with open(tmp, "wb") as f:
-            writer = wds.TarWriter(f, mtime=FIXED_MTIME, encoder=False)
+            writer = wds.TarWriter(f, mtime=FIXED_MTIME, encoder=False, format=tarfile.USTAR_FORMAT)
             for s in samples:
                 writer.write(s.as_wds())
                 n += 1
@@ -143,7 +144,7 @@ def corpus_dataset(
     ds = wds.WebDataset(
         urls,
         resampled=resampled,
-        shardshuffle=(len(urls) if shuffle else False) if not resampled else True,
+        shardshuffle=len(urls) if (shuffle and not resampled) else False,
         seed=seed,
         empty_check=False,
     )

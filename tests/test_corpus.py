@@ -1,0 +1,141 @@
+"""Scene corpus: format, determinism, resume after interruption, refusal to overwrite, reader."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import webdataset as wds
+
+from uae_data import scenes, shards
+from uae_data.config import load_config
+from uae_data.pipeline import CorpusConfig, build
+from uae_data.shards import CorpusError
+
+from conftest import ROOT
+
+
+def small_cfg(**over) -> CorpusConfig:
+    base = ["source.n=120", "shard_size=50", "image_size=32"] + [f"{k}={v}" for k, v in over.items()]
+    return load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", base, kind="corpus")
+
+
+@pytest.mark.unit
+def test_corpus_has_design_format_and_exact_captions(tmp_path):
+    manifest = build(small_cfg(), tmp_path / "c", workers=1)
+    assert manifest["counts"] == {"input_rows": 120, "shards": 3, "samples": 120, "status_ok": 120}
+    assert json.loads((tmp_path / "c/sizes.json").read_text()) == {
+        "corpus-000000.tar": 50, "corpus-000001.tar": 50, "corpus-000002.tar": 20}
+    stats = pd.read_parquet(tmp_path / "c/stats.parquet")
+    assert len(stats) == 120 and set(stats.status) == {"ok"} and list(stats.key[:2]) == ["000000000", "000000001"]
+    urls = [str(p) for p in sorted((tmp_path / "c/shards").glob("*.tar"))]
+    n = 0
+    for s in wds.WebDataset(urls, shardshuffle=False).decode("pil"):
+        meta = s["json"]
+        assert s["png"].size == (32, 32) and meta["key"] == s["__key__"]
+        spec = scenes.Scene.from_dict(meta["scene"])
+        assert scenes.parse_caption(s["txt"]) == spec
+        assert 40 <= meta["caption_words"] == len(s["txt"].split()) <= 150
+        assert meta["caption_model"] == "scene-exact" and meta["caption_truncated"] is False and len(meta["phash"]) == 16
+        n += 1
+    assert n == 120
+    assert not list((tmp_path / "c").rglob("*.tmp"))
+
+
+@pytest.mark.unit
+def test_build_is_deterministic_across_worker_counts(tmp_path):
+    a = build(small_cfg(), tmp_path / "a", workers=1)
+    b = build(small_cfg(), tmp_path / "b", workers=2)
+    assert a["sha256"] == b["sha256"]
+    c = build(small_cfg(seed=1), tmp_path / "c", workers=1)
+    assert c["sha256"] != a["sha256"]
+
+
+@pytest.mark.unit
+def test_resume_rebuilds_only_missing_shards_to_same_bytes(tmp_path):
+    full = build(small_cfg(), tmp_path / "c", workers=1)
+    victim = tmp_path / "c/shards/corpus-000001.tar"
+    kept = (tmp_path / "c/shards/corpus-000000.tar").stat().st_mtime_ns
+    victim.unlink()
+    (tmp_path / "c/shards/corpus-000002.tar.tmp").write_bytes(b"half a shard")
+    again = build(small_cfg(), tmp_path / "c", workers=1)
+    assert again["sha256"] == full["sha256"]
+    assert (tmp_path / "c/shards/corpus-000000.tar").stat().st_mtime_ns == kept
+    assert not list((tmp_path / "c").rglob("*.tmp"))
+
+
+@pytest.mark.unit
+def test_out_with_other_config_is_refused_and_untouched(tmp_path):
+    build(small_cfg(), tmp_path / "c", workers=1)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("*")}
+    with pytest.raises(CorpusError, match="different config.*seed"):
+        build(small_cfg(seed=5), tmp_path / "c", workers=1)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("*")} == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/notes.txt").write_text("mine")
+    with pytest.raises(CorpusError, match="not empty"):
+        build(small_cfg(), tmp_path / "other", workers=1)
+
+
+@pytest.mark.unit
+def test_reader_yields_decoded_samples_with_shuffle_and_resample(tmp_path):
+    build(small_cfg(), tmp_path / "c", workers=1)
+    plain = list(shards.iter_samples(tmp_path / "c"))
+    assert len(plain) == 120 and plain[0]["image"].mode == "RGB" and plain[0]["meta"]["key"] == plain[0]["key"]
+    shuffled = [s["key"] for s in shards.corpus_dataset(tmp_path / "c", shuffle=30, seed=1)]
+    assert sorted(shuffled) == [s["key"] for s in plain] and shuffled != [s["key"] for s in plain]
+    again = [s["key"] for s in shards.corpus_dataset(tmp_path / "c", shuffle=30, seed=1)]
+    assert again == shuffled
+    drawn = list(shards.corpus_dataset(tmp_path / "c", resampled=True, epoch_size=200))
+    assert len(drawn) == 200
+    with pytest.raises(CorpusError, match="no shards"):
+        shards.list_shards(tmp_path)
+
+
+@pytest.mark.integration
+def test_cli_build_interrupted_by_sigint_resumes_to_identical_hashes(tmp_path, uae):
+    args = ["build-corpus", "manifests/corpus/scenes.yaml", "source.n=3000", "shard_size=250", "--workers", "1"]
+    ref = uae(*args, "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args, "--out", str(tmp_path / "c")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((tmp_path / "c/shards").glob("*.tar"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "resume" in stderr
+    assert 3 <= len(list((tmp_path / "c/shards").glob("*.tar"))) < 12
+    assert not (tmp_path / "c/manifest.json").exists()
+    again = uae(*args, "--out", str(tmp_path / "c"))
+    assert again.returncode == 0, again.stderr
+    ref_m = json.loads((tmp_path / "ref/manifest.json").read_text())
+    got_m = json.loads((tmp_path / "c/manifest.json").read_text())
+    assert got_m["sha256"] == ref_m["sha256"] and got_m["counts"]["samples"] == 3000
+
+
+@pytest.mark.integration
+def test_cli_bad_manifest_is_one_line_exit_2(tmp_path, uae):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: corpus\nsource: {name: scenes, colour: red}\n")
+    r = uae("build-corpus", str(bad), "--out", str(tmp_path / "c"))
+    assert r.returncode == 2
+    assert "bad.yaml: unknown key 'source.colour'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.unit
+def test_batch_phash_equals_imagehash_phash():
+    import imagehash
+    from PIL import Image
+
+    from uae_data.phash import phash_many
+
+    images = [scenes.render(scenes.sample_scene(i), 64) for i in range(40)]
+    images.append(Image.new("RGB", (50, 20), (10, 200, 30)))
+    assert phash_many(images) == [str(imagehash.phash(im)) for im in images]
