@@ -1,0 +1,109 @@
+"""GenEval harness end to end: generator, official-layout folder and precomputed-detections inputs."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from uae_data.config import load_config
+from uae_eval.geneval.harness import GenEvalConfig, run
+from uae_eval.geneval.prompts import official_metadata_path
+from uae_eval.results import read_results, read_samples
+
+from conftest import ROOT
+
+SCENE = ROOT / "manifests/eval/geneval-scene.yaml"
+
+
+def cfg(*over: str) -> GenEvalConfig:
+    return load_config(GenEvalConfig, SCENE, ["images_per_prompt=1", *over], kind="geneval")
+
+
+@pytest.mark.unit
+def test_oracle_scores_at_least_098_and_random_far_lower(tmp_path):
+    oracle = run(cfg(), tmp_path / "o")
+    random = run(cfg("generator=random"), tmp_path / "r")
+    assert oracle.metrics["overall"] >= 0.98 and oracle.n_items == 553
+    assert random.metrics["overall"] < 0.3
+    assert set(oracle.metrics) >= {"single_object", "two_object", "counting", "colors", "position", "color_attr", "overall"}
+    tags = [oracle.metrics[t] for t in ("single_object", "two_object", "counting", "colors", "position", "color_attr")]
+    assert oracle.metrics["overall"] == pytest.approx(sum(tags) / 6)
+    assert oracle.extra["official_compatible"] is False and oracle.extra["detector"]["backend"] == "scene"
+
+
+@pytest.mark.unit
+def test_official_results_jsonl_has_official_fields_and_images_in_official_layout(tmp_path):
+    run(cfg("limit=5", "images_per_prompt=2"), tmp_path / "o")
+    rows = pd.read_json(tmp_path / "o/results.jsonl", lines=True)
+    assert list(rows.columns) == ["filename", "tag", "prompt", "correct", "reason", "metadata", "details"]
+    assert len(rows) == 10 and rows.filename[1] == "00000/samples/0001.png"
+    assert json.loads(rows.metadata[0])["prompt"] == rows.prompt[0]
+    assert (tmp_path / "o/images/00004/samples/0001.png").exists()
+    assert json.loads((tmp_path / "o/images/00004/metadata.jsonl").read_text())["tag"] == "single_object"
+
+
+@pytest.mark.unit
+def test_scoring_a_saved_folder_reproduces_generator_scores(tmp_path):
+    gen = run(cfg("generator=random", "limit=60"), tmp_path / "g")
+    again = run(cfg(), tmp_path / "f", images=tmp_path / "g/images")
+    assert again.metrics == gen.metrics and again.config["mode"] == "folder"
+
+
+def write_dets(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.unit
+def test_precomputed_detections_follow_official_rules_and_carry_indices(tmp_path):
+    # official prompts: line 0 "a photo of a bench" (single_object); line 80 is the first two_object prompt.
+    metas = [json.loads(l) for l in official_metadata_path().read_text().splitlines()]
+    two = metas[80]
+    a, b = two["include"][0]["class"], two["include"][1]["class"]
+    dets = write_dets(tmp_path / "d.jsonl", [
+        {"prompt_index": 0, "image_index": 0, "width": 512, "height": 512,
+         "detections": [{"label": "bench", "score": 0.93, "box": [0, 0, 10, 10]}]},
+        {"prompt_index": 0, "image_index": 1, "width": 512, "height": 512,
+         "detections": [{"label": "bench", "score": 0.3, "box": [0, 0, 10, 10]}]},  # at threshold: dropped
+        {"prompt_index": 80, "image_index": 0, "width": 512, "height": 512,
+         "detections": [{"label": a, "score": 0.8, "box": [0, 0, 5, 5]}, {"label": b, "score": 0.5, "box": [9, 9, 20, 20]}]},
+    ])
+    res = run(cfg(), tmp_path / "o", detections=dets, metadata=official_metadata_path())
+    assert res.metrics["single_object"] == 0.5 and res.metrics["two_object"] == 1.0
+    assert res.metrics["overall"] == 0.75 and res.n_items == 3
+    rows = pd.read_json(tmp_path / "o/results.jsonl", lines=True)
+    assert list(rows.prompt_index) == [0, 0, 80] and list(rows.image_index) == [0, 1, 0]
+    assert rows.reason[1] == "expected bench>=1, found 0"
+    samples = list(read_samples(tmp_path / "o"))
+    assert [s["prompt_index"] for s in samples] == [0, 0, 80] and samples[1]["correct"] is False
+    assert read_results(tmp_path / "o").extra["detector"]["backend"] == "precomputed"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("line, message", [
+    ('{"prompt_index": 0, "image_index": 0}', "line 1: missing field 'detections'"),
+    ('{"prompt_index": 999, "image_index": 0, "detections": []}', "line 1: prompt_index 999 outside"),
+    ('{"prompt_index": 0, "image_index": 0, "detections": [{"label": "x", "score": 1, "box": [1, 2]}]}', "line 1: box must have 4"),
+    ("not json", "line 1: invalid JSON"),
+])
+def test_bad_detections_file_names_the_line(tmp_path, line, message):
+    (tmp_path / "d.jsonl").write_text(line + "\n")
+    with pytest.raises(ValueError, match=message):
+        run(cfg(), tmp_path / "o", detections=tmp_path / "d.jsonl", metadata=official_metadata_path())
+    assert not (tmp_path / "o/results.json").exists()
+
+
+@pytest.mark.integration
+def test_cli_geneval_then_check_flags_a_lowered_result(tmp_path, uae):
+    out = tmp_path / "g"
+    r = uae("eval", "geneval", str(SCENE), "images_per_prompt=1", "--generator", "oracle", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert uae("check", str(out), "--baseline", "manifests/baselines/geneval-scene-oracle.json").returncode == 0
+    data = json.loads((out / "results.json").read_text())
+    data["metrics"]["counting"] -= 0.05
+    (out / "results.json").write_text(json.dumps(data))
+    low = uae("check", str(out), "--baseline", "manifests/baselines/geneval-scene-oracle.json")
+    assert low.returncode == 1 and "counting" in low.stdout
+    r = uae("report", str(out), "--out", str(tmp_path / "r.html"))
+    assert r.returncode == 0 and (tmp_path / "r.html").stat().st_size > 1000

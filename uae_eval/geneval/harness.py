@@ -1,0 +1,258 @@
+"""GenEval harness: images (generated, from a folder, or precomputed detections) -> official scores.
+
+Three inputs, one scorer:
+  generator   `generate(metas, seeds) -> images`, N images per prompt, seeded; images are saved in
+              the official layout (OUT/images/NNNNN/{metadata.jsonl, samples/JJJJ.png}) so the
+              official scorer can re-read them;
+  folder      a folder in the official layout;
+  detections  precomputed detections (jsonl), scored by the same rules without a detector.
+Outputs: our results.json + samples.jsonl (uae_eval.results) and the official results.jsonl rows.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pandas as pd
+from PIL import Image, ImageOps
+
+from uae_data.config import config_kind, help_field, to_dict
+from uae_data.detection import Detection
+from uae_eval.geneval import rules
+from uae_eval.geneval.prompts import GENEVAL_TAGS, load_metadata
+
+BENCHMARK = "geneval"
+BENCHMARK_VERSION = "geneval@af4902f"  # official rules and prompt file of djghosh13/geneval at this commit
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_RE = re.compile(r"^\d+\.png")  # official: names must start with digits + .png; .jpg is skipped
+
+
+@config_kind("geneval")
+@dataclass
+class GenEvalConfig:
+    metadata: str = help_field("manifests/geneval/scene_metadata.jsonl", help="prompt metadata jsonl (official format); relative paths are from the repo root")
+    generator: str = help_field("oracle", help="image generator for generator mode: oracle | random (scene world)")
+    images_per_prompt: int = help_field(4, help="images per prompt (official: 4)")
+    seed: int = help_field(0, help="base seed; image j of prompt i uses seed*100003 + i*images_per_prompt + j")
+    image_size: int = help_field(64, help="side of generated images (scene generators)")
+    detector: str = help_field("scene", help="detector backend: scene | mask2former")
+    detector_options: dict = help_field({}, help="detector options (e.g. model: name or local path, device)")
+    colour: str = help_field("scene", help="colour classifier: scene | clip")
+    colour_options: dict = help_field({}, help="colour classifier options (e.g. model, pretrained, device)")
+    rules: rules.RulesConfig = help_field(None, help="official thresholds (defaults = official values)")
+    limit: int | None = help_field(None, help="score only the first N prompts (smoke runs; not comparable)")
+    batch_size: int = help_field(16, help="images per detector batch")
+    save_images: bool = help_field(True, help="keep generated images in OUT/images (official layout)")
+
+    def __post_init__(self) -> None:
+        self.rules = self.rules or rules.RulesConfig()
+
+    def validate(self) -> None:
+        if self.images_per_prompt < 1:
+            raise ValueError(f"images_per_prompt must be >= 1, got {self.images_per_prompt}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+    def metadata_path(self) -> Path:
+        p = Path(self.metadata)
+        return p if p.is_absolute() or p.exists() else ROOT / p
+
+
+@dataclass
+class ImageItem:
+    prompt_index: int
+    image_index: int
+    filename: str
+    image: Image.Image | None = None
+    detections: list[Detection] | None = None  # precomputed mode
+    width: int | None = None
+    height: int | None = None
+
+
+def image_seed(cfg: GenEvalConfig, prompt_index: int, image_index: int) -> int:
+    return cfg.seed * 100003 + prompt_index * cfg.images_per_prompt + image_index
+
+
+def generate_items(cfg: GenEvalConfig, metas: list[dict], generate: Callable, out: Path | None) -> Iterator[ImageItem]:
+    """Generate images prompt by prompt; save them in the official layout when `out` is given."""
+    for i, meta in enumerate(metas):
+        seeds = [image_seed(cfg, i, j) for j in range(cfg.images_per_prompt)]
+        images = generate([meta] * len(seeds), seeds)
+        folder = f"{i:05d}"
+        if out is not None:
+            (out / folder / "samples").mkdir(parents=True, exist_ok=True)
+            (out / folder / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
+        for j, im in enumerate(images):
+            name = f"{folder}/samples/{j:04d}.png"
+            if out is not None:
+                im.save(out / name)
+            yield ImageItem(i, j, name, image=im)
+
+
+def folder_items(root: Path) -> tuple[list[dict], list[ImageItem]]:
+    """Read a folder in the official layout: every all-digit subfolder is one prompt."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: image folder not found")
+    metas, items = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
+        meta_file = folder / "metadata.jsonl"
+        if not meta_file.exists():
+            raise FileNotFoundError(f"{meta_file}: missing (each prompt folder needs its metadata.jsonl)")
+        metas.append(json.loads(meta_file.read_text()))
+        for k, f in enumerate(sorted(p for p in (folder / "samples").iterdir() if SAMPLE_RE.match(p.name))):
+            with Image.open(f) as im:
+                image = ImageOps.exif_transpose(im).convert("RGB")
+            items.append(ImageItem(len(metas) - 1, k, str(f.relative_to(root)), image=image))
+    if not metas:
+        raise FileNotFoundError(f"{root}: no prompt folders (NNNNN/metadata.jsonl) found")
+    return metas, items
+
+
+def detection_items(path: Path, n_prompts: int) -> list[ImageItem]:
+    """Read precomputed detections (the public format of DESIGN/issue): one JSON line per image."""
+    items = []
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}: line {line_no}"
+            try:
+                row = json.loads(line)
+                pi, ii = int(row["prompt_index"]), int(row["image_index"])
+                dets = [Detection.from_dict({**d, "score": d["score"]}) for d in row["detections"]]
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
+            except KeyError as e:
+                raise ValueError(f"{where}: missing field {e.args[0]!r}") from None
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{where}: {e}") from None
+            if not 0 <= pi < n_prompts:
+                raise ValueError(f"{where}: prompt_index {pi} outside the metadata's 0..{n_prompts - 1}")
+            items.append(ImageItem(pi, ii, f"{pi:05d}/samples/{ii:04d}.png", detections=dets,
+                                   width=row.get("width"), height=row.get("height")))
+    if not items:
+        raise ValueError(f"{path}: no detections (empty file)")
+    return items
+
+
+def score_item(meta: dict, dets: list[Detection], cfg: rules.RulesConfig) -> tuple[bool, str, dict]:
+    by_class = rules.filter_detections(meta, dets, cfg)
+    correct, reason = rules.evaluate(meta, by_class, cfg)
+    return correct, reason, rules.image_details(by_class)
+
+
+def load_prompts(cfg: GenEvalConfig, metadata: Path | None = None) -> list[dict]:
+    metas = load_metadata(metadata or cfg.metadata_path())
+    return metas[: cfg.limit] if cfg.limit else metas
+
+
+def _batched(items: Iterator[ImageItem], n: int) -> Iterator[list[ImageItem]]:
+    batch: list[ImageItem] = []
+    for it in items:
+        batch.append(it)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run(
+    cfg: GenEvalConfig,
+    out: Path,
+    generate: Callable | None = None,
+    images: Path | None = None,
+    detections: Path | None = None,
+    metadata: Path | None = None,
+    model: dict | None = None,
+    on_progress: Callable[..., None] | None = None,
+) -> "Results":
+    """Score one GenEval run into `out` (results.json, samples.jsonl, results.jsonl). Returns the Results.
+
+    Exactly one input: `generate` (or cfg.generator when all are None), `images` or `detections`.
+    """
+    from uae_eval.geneval.colour import build_colourer
+    from uae_eval.geneval.detect import build_detector
+    from uae_eval.geneval.generators import build_generator
+    from uae_eval.results import Results, write_results
+
+    out = Path(out)
+    if sum(x is not None for x in (generate, images, detections)) > 1:
+        raise ValueError("give one input: a generator, an image folder or a detections file")
+    provenance: dict = {}
+    if images is not None:
+        metas, item_list = folder_items(images)
+        items: Iterator[ImageItem] = iter(item_list)
+        total = len(item_list)
+        mode, model = "folder", model or {"name": "images", "path": str(images), "config": {}}
+    elif detections is not None:
+        metas = load_prompts(cfg, metadata)
+        item_list = detection_items(Path(detections), len(metas))
+        items, total, mode = iter(item_list), len(item_list), "detections"
+        model = model or {"name": "precomputed-detections", "path": str(detections), "config": {}}
+        provenance = {"detector": {"backend": "precomputed", "official_compatible": None},
+                      "colour": {"backend": "precomputed", "official_compatible": None}}
+    else:
+        metas = load_prompts(cfg, metadata)
+        if generate is None:
+            generate = build_generator(cfg.generator, image_size=cfg.image_size)
+            model = model or {"name": f"scene-{cfg.generator}", "path": None, "config": {"image_size": cfg.image_size}}
+        total, mode = len(metas) * cfg.images_per_prompt, "generator"
+        items = generate_items(cfg, metas, generate, out / "images" if cfg.save_images else None)
+        model = model or {"name": getattr(generate, "name", "generator"), "path": None, "config": {}}
+    if mode != "detections":
+        detector = build_detector(cfg.detector, **cfg.detector_options)
+        colourer = build_colourer(cfg.colour, **cfg.colour_options)
+        provenance = {"detector": detector.provenance(), "colour": colourer.provenance()}
+
+    rows, samples = [], []
+    out.mkdir(parents=True, exist_ok=True)
+    for batch in _batched(items, cfg.batch_size):
+        if mode == "detections":
+            found = [it.detections or [] for it in batch]
+        else:
+            found = detector([it.image for it in batch])
+            for it, dets in zip(batch, found):
+                colourer(it.image, dets)
+        for it, dets in zip(batch, found):
+            meta = metas[it.prompt_index]
+            correct, reason, details = score_item(meta, dets, cfg.rules)
+            row = {"filename": it.filename, "tag": meta["tag"], "prompt": meta["prompt"], "correct": correct,
+                   "reason": reason, "metadata": json.dumps(meta), "details": json.dumps(details)}
+            if mode == "detections":
+                row |= {"prompt_index": it.prompt_index, "image_index": it.image_index}
+            rows.append(row)
+            sample = {"prompt_index": it.prompt_index, "image_index": it.image_index, "tag": meta["tag"],
+                      "prompt": meta["prompt"], "correct": correct, "decision": "correct" if correct else "incorrect",
+                      "reason": reason, "detections": details}
+            if mode == "generator" and cfg.save_images:
+                sample["image"] = f"images/{it.filename}"
+            elif mode == "folder":
+                sample["image"] = str(Path(images).resolve() / it.filename)
+            samples.append(sample)
+        if on_progress:
+            on_progress(len(rows), total)
+
+    summary = rules.summarize([{"tag": r["tag"], "correct": r["correct"], "prompt_index": s["prompt_index"]}
+                               for r, s in zip(rows, samples)])
+    # Official results.jsonl: pandas lines, as evaluate_images.py writes it.
+    pd.DataFrame(rows).to_json(out / "results.jsonl", orient="records", lines=True)
+    official = bool(provenance.get("detector", {}).get("official_compatible")) and bool(
+        provenance.get("colour", {}).get("official_compatible"))
+    results = Results(
+        benchmark=BENCHMARK,
+        benchmark_version=BENCHMARK_VERSION,
+        model=model,
+        metrics=summary,
+        primary_metric="overall",
+        higher_is_better=True,
+        n_items=len(rows),
+        config=to_dict(cfg) | {"mode": mode, "metadata_file": str(metadata or cfg.metadata_path())},
+        extra={"official_compatible": official, **provenance, "n_prompts": len(metas)},
+    )
+    write_results(out, results, samples)
+    return results
