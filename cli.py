@@ -21,17 +21,10 @@ MANIFESTS = Path(__file__).resolve().parent / "manifests"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from uae_data.config import ConfigError
-    from uae_data.shards import CorpusError
+    from uae_data.errors import UserError
+    from uae_eval.results import ResultsError
 
-    errors: list[type[BaseException]] = [ConfigError, CorpusError, FileNotFoundError]
-    try:
-        from uae_eval.results import ResultsError
-
-        errors.append(ResultsError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (UserError, ResultsError, FileNotFoundError)
 
 
 def friendly(fn: Callable) -> Callable:

@@ -23,8 +23,7 @@ T = TypeVar("T")
 CONFIG_KINDS: dict[str, type] = {}
 
 
-class ConfigError(ValueError):
-    """Bad manifest or override: the message is one line naming the file and the field."""
+from uae_data.errors import ConfigError  # noqa: E402  (re-exported: callers import it from here)
 
 
 def config_kind(name: str) -> Callable[[type[T]], type[T]]:

@@ -23,8 +23,7 @@ SHARD_GLOB = f"{SHARD_PREFIX}*.tar"
 FIXED_MTIME = 0  # reproducible tars; an int (a float forces a PAX header per file, 2x slower)
 
 
-class CorpusError(ValueError):
-    """A corpus folder that cannot be read; the message names the folder and what is missing."""
+from uae_data.errors import CorpusError  # noqa: E402  (re-exported)
 
 
 def shard_name(index: int) -> str:

@@ -21,8 +21,9 @@ from PIL import Image, ImageOps
 
 from uae_data.config import config_kind, help_field, to_dict
 from uae_data.detection import Detection
+from uae_data.errors import InputError
 from uae_eval.geneval import rules
-from uae_eval.geneval.prompts import GENEVAL_TAGS, load_metadata
+from uae_eval.geneval.prompts import load_metadata, validate_metadata
 
 BENCHMARK = "geneval"
 BENCHMARK_VERSION = "geneval@af4902f"  # official rules and prompt file of djghosh13/geneval at this commit
@@ -102,7 +103,10 @@ def folder_items(root: Path) -> tuple[list[dict], list[ImageItem]]:
         meta_file = folder / "metadata.jsonl"
         if not meta_file.exists():
             raise FileNotFoundError(f"{meta_file}: missing (each prompt folder needs its metadata.jsonl)")
-        metas.append(json.loads(meta_file.read_text()))
+        try:
+            metas.append(validate_metadata(json.loads(meta_file.read_text()), str(meta_file)))
+        except ValueError as e:  # JSONDecodeError is a ValueError
+            raise InputError(f"{meta_file}: {e}" if str(meta_file) not in str(e) else str(e)) from None
         for k, f in enumerate(sorted(p for p in (folder / "samples").iterdir() if SAMPLE_RE.match(p.name))):
             with Image.open(f) as im:
                 image = ImageOps.exif_transpose(im).convert("RGB")
@@ -125,17 +129,17 @@ def detection_items(path: Path, n_prompts: int) -> list[ImageItem]:
                 pi, ii = int(row["prompt_index"]), int(row["image_index"])
                 dets = [Detection.from_dict({**d, "score": d["score"]}) for d in row["detections"]]
             except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
+                raise InputError(f"{where}: invalid JSON ({e.msg})") from None
             except KeyError as e:
-                raise ValueError(f"{where}: missing field {e.args[0]!r}") from None
+                raise InputError(f"{where}: missing field {e.args[0]!r}") from None
             except (TypeError, ValueError) as e:
-                raise ValueError(f"{where}: {e}") from None
+                raise InputError(f"{where}: {e}") from None
             if not 0 <= pi < n_prompts:
-                raise ValueError(f"{where}: prompt_index {pi} outside the metadata's 0..{n_prompts - 1}")
+                raise InputError(f"{where}: prompt_index {pi} outside the metadata's 0..{n_prompts - 1}")
             items.append(ImageItem(pi, ii, f"{pi:05d}/samples/{ii:04d}.png", detections=dets,
                                    width=row.get("width"), height=row.get("height")))
     if not items:
-        raise ValueError(f"{path}: no detections (empty file)")
+        raise InputError(f"{path}: no detections (empty file)")
     return items
 
 
@@ -146,7 +150,10 @@ def score_item(meta: dict, dets: list[Detection], cfg: rules.RulesConfig) -> tup
 
 
 def load_prompts(cfg: GenEvalConfig, metadata: Path | None = None) -> list[dict]:
-    metas = load_metadata(metadata or cfg.metadata_path())
+    try:
+        metas = load_metadata(metadata or cfg.metadata_path())
+    except ValueError as e:
+        raise InputError(str(e)) from None
     return metas[: cfg.limit] if cfg.limit else metas
 
 
@@ -182,7 +189,7 @@ def run(
 
     out = Path(out)
     if sum(x is not None for x in (generate, images, detections)) > 1:
-        raise ValueError("give one input: a generator, an image folder or a detections file")
+        raise InputError("give one input: a generator, an image folder or a detections file")
     provenance: dict = {}
     if images is not None:
         metas, item_list = folder_items(images)
