@@ -139,3 +139,46 @@ def test_batch_phash_equals_imagehash_phash():
     images = [scenes.render(scenes.sample_scene(i), 64) for i in range(40)]
     images.append(Image.new("RGB", (50, 20), (10, 200, 30)))
     assert phash_many(images) == [str(imagehash.phash(im)) for im in images]
+
+
+@pytest.mark.unit
+def test_scene_samples_carry_a_short_geneval_style_caption(tmp_path):
+    build(small_cfg(), tmp_path / "c", workers=1)
+    shorts = [s["meta"]["short_caption"] for s in shards.iter_samples(tmp_path / "c")]
+    assert all(x.startswith("a photo of ") for x in shorts) and len(set(shorts)) > 40
+
+
+@pytest.mark.unit
+def test_short_captions_are_true_of_their_scene_under_geneval_rules():
+    """Each short caption, read as a GenEval prompt, is judged correct on its own scene's exact detections."""
+    from uae_data.short_captions import NUMBERS, short_caption
+    from uae_eval.geneval.rules import evaluate, filter_detections
+    from uae_eval.geneval.scene_prompts import spec_detections
+
+    words = {v: k for k, v in NUMBERS.items()}
+    seen = set()
+    for i in range(600):
+        scene = scenes.sample_scene(i)
+        text = short_caption(scene, i)
+        rest = text[len("a photo of "):].split()
+        def item(tokens):
+            tokens = [t for t in tokens if t not in ("a", "an")]
+            return ({"class": tokens[-1], "count": 1, "color": tokens[0]} if len(tokens) == 2
+                    else {"class": tokens[0], "count": 1})
+        if rest[0] in words:
+            n, shape = words[rest[0]], rest[1].removesuffix("es") if rest[1].endswith("sses") else rest[1][:-1]
+            meta = {"tag": "counting", "include": [{"class": shape, "count": n}], "exclude": [{"class": shape, "count": n + 1}]}
+        elif any(r in text for r in (" left of ", " right of ", " above ", " below ")):
+            rel = next(r for r in ("left of", "right of", "above", "below") if f" {r} " in text)
+            a, b = text[len("a photo of "):].split(f" {rel} ")
+            meta = {"tag": "position", "include": [item(b.split()), {**item(a.split()), "position": [rel, 0]}]}
+        elif " and " in text:
+            a, b = text[len("a photo of "):].split(" and ")
+            meta = {"tag": "color_attr", "include": [item(a.split()), item(b.split())]}
+        else:
+            meta = {"tag": "single_object", "include": [item(rest)]}
+        seen.add(meta["tag"])
+        dets = spec_detections(scene, 64)
+        ok, reason = evaluate(meta, filter_detections(meta, dets))
+        assert ok, (text, reason, scene)
+    assert seen == {"counting", "position", "color_attr", "single_object"}

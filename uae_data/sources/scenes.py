@@ -6,6 +6,7 @@ from typing import Iterator
 import numpy as np
 
 from uae_data import scenes
+from uae_data.short_captions import short_caption
 from uae_data.sources import SOURCES, SourceConfig, SourceItem
 
 
@@ -27,4 +28,6 @@ class SceneSource:
     def items(self, start: int, stop: int) -> Iterator[SourceItem]:
         for i in range(start, min(stop, len(self))):
             scene = scenes.sample_scene(item_rng(self.seed, i), self.cfg.min_objects, self.cfg.max_objects)
-            yield SourceItem(index=i, image=scenes.render(scene, self.size), meta={"scene": scene})
+            # The source caption is a short GenEval-style prompt true of the scene (kept as short_caption).
+            yield SourceItem(index=i, image=scenes.render(scene, self.size), caption=short_caption(scene, self.seed * 1_000_003 + i),
+                             meta={"scene": scene})
