@@ -213,7 +213,11 @@ def run(
         model = model or {"name": getattr(generate, "name", "generator"), "path": None, "config": {}}
     if mode != "detections":
         detector = build_detector(cfg.detector, **cfg.detector_options)
-        colourer = build_colourer(cfg.colour, **cfg.colour_options)
+        colour_options = dict(cfg.colour_options)
+        if cfg.colour == "clip":  # colour exactly the detections the rules can reach
+            colour_options.setdefault("min_score", cfg.rules.threshold)
+            colour_options.setdefault("max_per_class", cfg.rules.max_objects)
+        colourer = build_colourer(cfg.colour, **colour_options)
         provenance = {"detector": detector.provenance(), "colour": colourer.provenance()}
 
     rows, samples = [], []
