@@ -61,6 +61,7 @@ def _register_config_kinds() -> None:
     """Import every module that defines a manifest kind, so `validate` knows them all."""
     import uae_data.pipeline  # noqa: F401  (corpus)
     import uae_eval.geneval.harness  # noqa: F401  (geneval)
+    import uae_train.stages.pretrain  # noqa: F401  (pretrain)
 
 
 def not_built(what: str) -> None:
@@ -98,13 +99,30 @@ def build_corpus(
 
 
 @train_app.command("pretrain")
-def train_pretrain(args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...]"),
-                   out_dir: Path = typer.Option(..., "--out"), resume: bool = typer.Option(False)) -> None:
-    """Pretrain the decoder on a long-caption corpus (and SFT the encoder).
+@friendly
+def train_pretrain(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/train/pretrain-scene.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="run folder (checkpoints, metrics.jsonl, encoder/, decoder/)"),
+    model: Optional[str] = typer.Option(None, help="encoder | decoder | both (overrides the manifest)"),
+    corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+) -> None:
+    """Pretrain the decoder on a long-caption corpus and SFT the encoder to write the captions.
 
-    Example: uae train pretrain manifests/train/pretrain-scene.yaml --out runs/pre
+    Example: uae train pretrain manifests/train/pretrain-scene.yaml --corpus out/corpus --out runs/pre
     """
-    not_built("uae train pretrain")
+    from uae_data.config import load_config
+    from uae_data.progress import progress_bar
+    from uae_train.stages.pretrain import PretrainConfig, pretrain
+
+    manifest, overrides = split_args(args)
+    overrides += [f"model={model}"] * (model is not None) + [f"corpus={corpus}"] * (corpus is not None)
+    cfg = load_config(PretrainConfig, manifest or MANIFESTS / "train" / "pretrain-scene.yaml", overrides, kind="pretrain")
+    summary = pretrain(cfg, out_dir, resume=resume, progress=progress_bar)
+    for phase, s in summary.items():
+        extra = (f", token accuracy {s['first_token_accuracy']:.3f} -> {s['last_token_accuracy']:.3f}"
+                 if "first_token_accuracy" in s else "")
+        out.print(f"{phase}: loss {s['first_loss']:.4f} -> {s['last_loss']:.4f} over {s['steps']} steps{extra}")
 
 
 @train_app.command("stage1")
@@ -136,6 +154,10 @@ def eval_geneval(
     images: Optional[Path] = typer.Option(None, help="score a folder in the official layout (NNNNN/samples/*.png)"),
     detections: Optional[Path] = typer.Option(None, help="score precomputed detections (jsonl) instead of images"),
     metadata: Optional[Path] = typer.Option(None, help="prompt metadata jsonl (official format)"),
+    encoder: Optional[Path] = typer.Option(None, help="with --decoder: generate with our encoder+decoder (saved folders)"),
+    decoder: Optional[Path] = typer.Option(None, help="decoder folder (uae train pretrain output)"),
+    steps: int = typer.Option(20, help="sampling steps for --decoder"),
+    guidance: float = typer.Option(1.0, help="classifier-free guidance for --decoder"),
 ) -> None:
     """GenEval (official rules): per-tag accuracy and overall = mean of the six tags.
 
@@ -149,8 +171,14 @@ def eval_geneval(
     if generator is not None:
         overrides.append(f"generator={generator}")
     cfg = load_config(GenEvalConfig, manifest or MANIFESTS / "eval" / "geneval-scene.yaml", overrides, kind="geneval")
+    generate, model_info = None, None
+    if decoder is not None:
+        from uae_train.models.loading import load_autoencoder
+
+        generate, model_info = load_autoencoder(encoder, decoder, steps=steps, guidance=guidance)
     with progress_bar("geneval") as update:
-        res = run(cfg, out_dir, images=images, detections=detections, metadata=metadata, on_progress=update)
+        res = run(cfg, out_dir, generate=generate, images=images, detections=detections, metadata=metadata,
+                  model=model_info, on_progress=update)
     tags = "  ".join(f"{k}={v:.3f}" for k, v in res.metrics.items() if k != "overall")
     out.print(f"geneval overall={res.metrics['overall']:.4f} over {res.n_items} images  ({tags})  -> {out_dir}")
 

@@ -18,3 +18,7 @@ class CorpusError(UserError):
 
 class InputError(UserError):
     """A benchmark input file (metadata, detections, images, predictions) that breaks its format."""
+
+
+class ModelLoadError(UserError):
+    """A name or path that does not hold a loadable model; the message is one line naming it."""

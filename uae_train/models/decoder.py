@@ -48,8 +48,7 @@ _HUB_PATTERNS = [CONFIG_FILE, CONNECTOR_FILE, LORA_FILE, "model_index.json", "tr
 TextCondition = tuple[torch.Tensor, torch.Tensor]  # hidden (B, T, H) float, mask (B, T) bool
 
 
-class ModelLoadError(ValueError):
-    """A name or path that does not hold a loadable model; the message is one line naming it."""
+from uae_data.errors import ModelLoadError  # noqa: E402  (re-exported)
 
 
 class TextConditioner(Protocol):

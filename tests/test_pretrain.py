@@ -1,0 +1,77 @@
+"""Pretraining recipe on the scene corpus: the metric moves, and --resume continues bit for bit."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from uae_data.config import ConfigError, load_config
+from uae_data.pipeline import CorpusConfig, build
+from uae_train.stages.pretrain import PretrainConfig, pretrain
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus") / "c"
+    cfg = load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", ["source.n=200", "shard_size=100", "image_size=32"])
+    build(cfg, out, workers=1)
+    return out
+
+
+def cfg(corpus, *over):
+    return load_config(PretrainConfig, ROOT / "manifests/train/pretrain-scene.yaml",
+                       [f"corpus={corpus}", "image_size=32", "batch_size=4", "warmup_steps=2", "log_every=1", *over],
+                       kind="pretrain")
+
+
+def losses(run_dir):
+    return [(r["phase"], r["step"], r["loss"]) for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+
+
+@pytest.mark.unit
+def test_resume_after_interruption_reproduces_the_loss_curve(corpus, tmp_path):
+    c = cfg(corpus, "encoder_steps=4", "decoder_steps=4", "checkpoint_every=2")
+    pretrain(c, tmp_path / "full")
+
+    calls = {"n": 0}
+
+    class Interrupt:
+        def __init__(self, desc):
+            pass
+
+        def __enter__(self):
+            def update(done, total, **kw):
+                calls["n"] += 1
+                if calls["n"] == 6:  # encoder finished (4), decoder at step 2 (just checkpointed)
+                    raise KeyboardInterrupt
+            return update
+
+        def __exit__(self, *a):
+            return False
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(c, tmp_path / "cut", progress=Interrupt)
+    assert (tmp_path / "cut/encoder/.done").exists() and not (tmp_path / "cut/decoder/.done").exists()
+    pretrain(c, tmp_path / "cut", resume=True)
+    assert losses(tmp_path / "cut") == losses(tmp_path / "full")
+    with pytest.raises(ConfigError, match="--resume"):
+        pretrain(c, tmp_path / "full")
+
+
+@pytest.mark.unit
+def test_encoder_sft_raises_token_accuracy_and_decoder_loss_falls(corpus, tmp_path):
+    summary = pretrain(cfg(corpus, "encoder_steps=40", "decoder_steps=40", "batch_size=8", "checkpoint_every=100",
+                           "encoder_lr=0.003"), tmp_path / "run")
+    enc, dec = summary["encoder"], summary["decoder"]
+    assert enc["last_token_accuracy"] > enc["first_token_accuracy"] + 0.2
+    assert dec["last_loss"] < 0.7 * dec["first_loss"]
+    assert (tmp_path / "run/decoder/decoder_config.json").exists() and (tmp_path / "run/encoder/config.json").exists()
+
+
+@pytest.mark.integration
+def test_cli_pretrain_rejects_a_corpus_without_shards(tmp_path, uae):
+    (tmp_path / "empty").mkdir()
+    r = uae("train", "pretrain", f"corpus={tmp_path / 'empty'}", "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and "no shards" in r.stderr and "Traceback" not in r.stderr

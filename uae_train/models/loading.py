@@ -1,0 +1,30 @@
+"""Load saved encoder/decoder folders into harness callables (what `uae eval --encoder/--decoder` uses)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from uae_data.errors import InputError
+
+
+def load_autoencoder(encoder_dir: Path | None, decoder_dir: Path, steps: int = 20, guidance: float = 1.0):
+    """(generate(prompts, seeds) -> images, model info for results.json).
+
+    The encoder defaults to the `encoder/` folder beside the decoder (a pretrain run's layout).
+    """
+    import torch
+
+    from uae_train.models.autoencoder import text_to_image
+    from uae_train.models.decoder import Decoder, ModelLoadError
+    from uae_train.models.encoder import Encoder
+
+    decoder_dir = Path(decoder_dir)
+    encoder_dir = Path(encoder_dir) if encoder_dir else decoder_dir.parent / "encoder"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        enc = Encoder.from_pretrained(encoder_dir).to(device).eval()
+        dec = Decoder.from_pretrained(decoder_dir, text_hidden_size=enc.hidden_size).to(device).eval()
+    except ValueError as e:  # ModelLoadError and backend config errors
+        raise InputError(str(e)) from None
+    info = {"name": f"uae:{decoder_dir.name}", "path": str(decoder_dir),
+            "config": {"encoder": str(encoder_dir), "steps": steps, "guidance": guidance}}
+    return text_to_image(enc, dec, steps=steps, guidance=guidance), info

@@ -1,0 +1,1 @@
+"""Training recipes, one readable file per stage (pretrain, stage 1, stage 2)."""

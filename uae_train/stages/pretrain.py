@@ -1,0 +1,300 @@
+"""`uae train pretrain`: encoder caption SFT and decoder flow-matching pretraining on corpus shards.
+
+One recipe, two phases run in order (`model: both`): the encoder learns to write the long captions
+(teacher-forced cross-entropy), then the decoder learns to paint from them with the encoder frozen
+(as UAE pretrains its decoder with the LVLM frozen: facts/unified_grpo.md §1). Every random draw of
+step s comes from generators seeded by (seed, s), and the data stream is a seeded webdataset
+pipeline that a resumed run fast-forwards, so `--resume` continues bit for bit on CPU.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from uae_data.config import config_kind, dump_yaml, help_field, to_dict
+from uae_data.errors import ConfigError, CorpusError
+from uae_data.shards import corpus_dataset, list_shards
+
+PHASES = ("encoder", "decoder")
+
+
+@config_kind("pretrain")
+@dataclass
+class PretrainConfig:
+    corpus: str = help_field("out/corpus", help="corpus folder (uae build-corpus output)")
+    model: str = help_field("both", help="what to train: encoder | decoder | both (encoder first, then decoder)")
+    encoder: str = help_field("tiny", help="'tiny' (from config) or a model name/path (AutoModelForImageTextToText)")
+    decoder: str = help_field("tiny", help="'tiny' (from config) or a saved decoder / diffusers SD3 folder")
+    encoder_options: dict = help_field({}, help="extra options for the encoder (e.g. lora: {r: 32, alpha: 64})")
+    decoder_options: dict = help_field({}, help="extra options for the decoder (e.g. lora_rank: 32)")
+    image_size: int = help_field(64, help="training image side; corpus images are resized to it")
+    encoder_steps: int = help_field(200, help="optimizer steps of encoder SFT")
+    decoder_steps: int = help_field(300, help="optimizer steps of decoder pretraining")
+    batch_size: int = help_field(16, help="samples per micro-batch")
+    grad_accum: int = help_field(1, help="micro-batches per optimizer step")
+    encoder_lr: float = help_field(1e-3, help="AdamW learning rate of the encoder")
+    decoder_lr: float = help_field(1e-3, help="AdamW learning rate of the decoder")
+    weight_decay: float = help_field(0.0, help="AdamW weight decay")
+    lr_schedule: str = help_field("cosine", help="cosine | constant (both after linear warmup)")
+    warmup_steps: int = help_field(20, help="linear warmup steps")
+    grad_clip: float = help_field(1.0, help="max gradient norm (0 = off)")
+    short_caption_prob: float = help_field(0.3, help="decoder: share of samples conditioned on their short caption")
+    max_text_tokens: int = help_field(256, help="decoder: caption tokens kept for conditioning (longer ones are cut and counted)")
+    mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA, fp32 on CPU) | no | bf16")
+    device: str = help_field("auto", help="auto | cpu | cuda")
+    shuffle_buffer: int = help_field(500, help="webdataset sample shuffle buffer")
+    checkpoint_every: int = help_field(100, help="save a resumable checkpoint every N steps (and at the end)")
+    log_every: int = help_field(10, help="write metrics.jsonl every N steps")
+    seed: int = help_field(0, help="seed of model init, data order, noise and timesteps")
+
+    def validate(self) -> None:
+        if self.model not in ("encoder", "decoder", "both"):
+            raise ValueError(f"model must be encoder, decoder or both; got {self.model!r}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be cosine or constant; got {self.lr_schedule!r}")
+        if self.mixed_precision not in ("auto", "no", "bf16"):
+            raise ValueError(f"mixed_precision must be auto, no or bf16; got {self.mixed_precision!r}")
+        for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.short_caption_prob <= 1:
+            raise ValueError("short_caption_prob must be in [0, 1]")
+
+    def phases(self) -> list[str]:
+        return list(PHASES) if self.model == "both" else [self.model]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda requested but no CUDA device is visible")
+    return torch.device(name)
+
+
+def autocast(cfg: PretrainConfig, device: torch.device):
+    use_bf16 = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+
+def sample_stream(corpus: Path, cfg: PretrainConfig, skip: int) -> Iterator[dict]:
+    """Endless, seeded sample stream (epoch e shuffles with seed+e); the first `skip` are dropped."""
+    epoch = 0
+    seen = 0
+    while True:
+        any_sample = False
+        for s in corpus_dataset(corpus, shuffle=cfg.shuffle_buffer, seed=cfg.seed + epoch):
+            any_sample = True
+            seen += 1
+            if seen > skip:
+                yield s
+        if not any_sample:
+            raise CorpusError(f"{corpus}: the shards hold no samples")
+        epoch += 1
+
+
+def lr_lambda(cfg: PretrainConfig, total: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def load_models(cfg: PretrainConfig, out: Path, device: torch.device):
+    """Encoder and decoder: from the run folder when a phase finished, else from the config."""
+    from uae_train.models.decoder import Decoder
+    from uae_train.models.encoder import Encoder
+
+    if (out / "encoder" / "config.json").exists():
+        encoder = Encoder.from_pretrained(out / "encoder")
+    elif cfg.encoder == "tiny":
+        encoder = Encoder.tiny(image_size=cfg.image_size, seed=cfg.seed)
+    else:
+        encoder = Encoder.from_pretrained(cfg.encoder, **cfg.encoder_options)
+    if cfg.decoder == "tiny":
+        decoder = Decoder.tiny(encoder.hidden_size, image_size=cfg.image_size, seed=cfg.seed, **cfg.decoder_options)
+    else:
+        decoder = Decoder.from_pretrained(cfg.decoder, text_hidden_size=encoder.hidden_size, **cfg.decoder_options)
+    return encoder.to(device), decoder.to(device)
+
+
+def _trainable(module) -> dict[str, torch.nn.Parameter]:
+    """Trainable parameters by name (the Encoder wraps its transformers model in `.model`)."""
+    named = module.named_parameters() if hasattr(module, "named_parameters") else module.model.named_parameters()
+    return {n: p for n, p in named if p.requires_grad}
+
+
+def save_checkpoint(path: Path, module, optimizer, scheduler, state: dict) -> None:
+    """Trainable weights as safetensors + optimizer/scheduler state + counters; written then renamed."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({n: p.detach().contiguous().cpu() for n, p in _trainable(module).items()}, tmp / "trainable.safetensors")
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+    (tmp / "state.json").write_text(json.dumps(state))
+    if path.exists():
+        old = path.with_name(path.name + ".old")
+        path.rename(old)
+        tmp.rename(path)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        tmp.rename(path)
+
+
+def load_checkpoint(path: Path, module, optimizer, scheduler) -> dict:
+    weights = load_file(path / "trainable.safetensors")
+    params = _trainable(module)
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w.to(params[n].device))
+    st = torch.load(path / "optim.pt", map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(st["optimizer"])
+    scheduler.load_state_dict(st["scheduler"])
+    return json.loads((path / "state.json").read_text())
+
+
+def truncate_metrics(path: Path, phase: str, step: int) -> None:
+    """Drop this phase's rows logged after its last checkpoint: a resumed run logs them again."""
+    if not path.exists():
+        return
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    keep = [r for r in rows if not (r["phase"] == phase and r["step"] > step)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
+def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, device: torch.device,
+              resume: bool, on_progress: Callable[..., None] | None = None) -> list[dict]:
+    """Train one phase to its step count; returns the metrics rows written to metrics.jsonl."""
+    module = encoder if phase == "encoder" else decoder
+    total = cfg.encoder_steps if phase == "encoder" else cfg.decoder_steps
+    lr = cfg.encoder_lr if phase == "encoder" else cfg.decoder_lr
+    encoder.eval()
+    decoder.eval()
+    module.train()
+    if phase == "decoder":
+        for p in encoder.parameters():
+            p.requires_grad_(False)
+    params = list(_trainable(module).values())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    ckpt = out / "checkpoints" / phase
+    step, samples_seen, truncated = 0, 0, 0
+    if resume and ckpt.exists():
+        state = load_checkpoint(ckpt, module, optimizer, scheduler)
+        step, samples_seen, truncated = state["step"], state["samples_seen"], state.get("truncated", 0)
+    if resume:
+        truncate_metrics(out / "metrics.jsonl", phase, step)
+    stream = sample_stream(Path(cfg.corpus), cfg, samples_seen)
+    rows: list[dict] = []
+    t_last = time.perf_counter()
+    with (out / "metrics.jsonl").open("a") as log:
+        while step < total:
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum, acc_sum = 0.0, 0.0
+            for micro in range(cfg.grad_accum):
+                batch = [next(stream) for _ in range(cfg.batch_size)]
+                samples_seen += len(batch)
+                images = [s["image"].resize((cfg.image_size, cfg.image_size)) for s in batch]
+                g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * cfg.grad_accum + micro)
+                with autocast(cfg, device):
+                    if phase == "encoder":
+                        loss, acc = encoder.sft_loss(images, [s["caption"] for s in batch])
+                        acc_sum += float(acc)
+                    else:
+                        rng = random.Random(int(torch.randint(2**31, (1,), generator=g)))
+                        texts = [s["meta"].get("short_caption") if s["meta"].get("short_caption")
+                                 and rng.random() < cfg.short_caption_prob else s["caption"] for s in batch]
+                        with torch.no_grad():
+                            hidden, mask = encoder.encode_text(texts, max_length=cfg.max_text_tokens)
+                        truncated += int(sum(len(t.split()) > cfg.max_text_tokens for t in texts))
+                        loss = decoder.loss(images, hidden.float(), mask, generator=g)
+                (loss / cfg.grad_accum).backward()
+                loss_sum += float(loss.detach()) / cfg.grad_accum
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            now = time.perf_counter()
+            row = {"phase": phase, "step": step, "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
+                   "step_time_s": now - t_last, "samples_seen": samples_seen}
+            t_last = now
+            if phase == "encoder":
+                row["token_accuracy"] = acc_sum / cfg.grad_accum
+            else:
+                row["captions_over_token_limit"] = truncated
+            rows.append(row)
+            if step % cfg.log_every == 0 or step == total:
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+            if step % cfg.checkpoint_every == 0 or step == total:
+                save_checkpoint(ckpt, module, optimizer, scheduler,
+                                {"step": step, "samples_seen": samples_seen, "truncated": truncated})
+            if on_progress:
+                on_progress(step, total, loss=loss_sum, **({"acc": row["token_accuracy"]} if phase == "encoder" else {}))
+    module.eval()
+    module.save_pretrained(out / phase)
+    return rows
+
+
+def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
+             progress: Callable[[str], object] | None = None) -> dict:
+    """Run the configured phases into `out`; returns {phase: {first_loss, last_loss, ...}}.
+
+    progress(description) must return a context manager yielding update(done, total, **fields)
+    (uae_data.progress.progress_bar); None draws nothing.
+    """
+    out = Path(out)
+    list_shards(Path(cfg.corpus))  # fail early, one line, if the corpus has no shards
+    saved = out / "config.yaml"
+    if saved.exists() and not resume:
+        raise ConfigError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    if resume and saved.exists():
+        import yaml
+
+        old = yaml.safe_load(saved.read_text()) or {}
+        old.pop("kind", None)
+        if old != to_dict(cfg):
+            raise ConfigError(f"{out}: --resume with a different config than the saved config.yaml")
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(dump_yaml(cfg, kind="pretrain"))
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    encoder, decoder = load_models(cfg, out, device)
+    summary = {}
+    for phase in cfg.phases():
+        done_marker = out / phase / ".done"
+        if resume and done_marker.exists():
+            continue
+        ctx = progress(f"pretrain {phase}") if progress else None
+        if ctx is None:
+            rows = run_phase(phase, cfg, out, encoder, decoder, device, resume)
+        else:
+            with ctx as update:
+                rows = run_phase(phase, cfg, out, encoder, decoder, device, resume, update)
+        done_marker.write_text("ok\n")
+        if rows:
+            k = max(1, len(rows) // 10)
+            first = sum(r["loss"] for r in rows[:k]) / k
+            last = sum(r["loss"] for r in rows[-k:]) / k
+            summary[phase] = {"first_loss": first, "last_loss": last, "steps": rows[-1]["step"],
+                              "mean_step_time_s": sum(r["step_time_s"] for r in rows[1:]) / max(1, len(rows) - 1)}
+            if phase == "encoder":
+                summary[phase]["first_token_accuracy"] = sum(r["token_accuracy"] for r in rows[:k]) / k
+                summary[phase]["last_token_accuracy"] = sum(r["token_accuracy"] for r in rows[-k:]) / k
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
