@@ -27,6 +27,12 @@ def timed(step, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
+def release() -> None:
+    """Free the last model's memory before the next one is built."""
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
 def decoder_bench(batch: int, steps: int, bf16: bool) -> tuple[float, float, int]:
     from diffusers import SD3Transformer2DModel
 
@@ -52,11 +58,9 @@ def decoder_bench(batch: int, steps: int, bf16: bool) -> tuple[float, float, int
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    dt = timed(step, steps)
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    dt, peak = timed(step, steps), torch.cuda.max_memory_allocated() / 2**30
     del model, opt
-    gc.collect()
-    torch.cuda.empty_cache()
+    release()
     return dt, peak, params
 
 
@@ -95,11 +99,9 @@ def encoder_bench(batch: int, steps: int) -> tuple[float, float, int]:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    dt = timed(step, steps)
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    dt, peak = timed(step, steps), torch.cuda.max_memory_allocated() / 2**30
     del model, opt
-    gc.collect()
-    torch.cuda.empty_cache()
+    release()
     return dt, peak, params
 
 

@@ -174,7 +174,8 @@ def build(
         return (out / "shards" / name).exists() and (out / ".parts" / f"{name}.parquet").exists()
 
     todo = [k for k in range(n_shards) if not done(k)]
-    rows_done = sum(min(cfg.shard_size, n_rows - k * cfg.shard_size) for k in range(n_shards) if k not in set(todo))
+    finished = set(range(n_shards)) - set(todo)
+    rows_done = sum(min(cfg.shard_size, n_rows - k * cfg.shard_size) for k in finished)
     if on_progress:
         on_progress(rows_done, n_rows)
     t0 = time.perf_counter()

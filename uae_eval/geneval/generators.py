@@ -23,14 +23,18 @@ class Generator(Protocol):
 GENERATORS: Registry = Registry("generator")
 
 
-@GENERATORS.register("oracle")
-class OracleGenerator:
-    """Renders a scene that satisfies each prompt exactly: the ceiling of the scene GenEval."""
-
-    name = "oracle"
+class _SceneGenerator:
+    name = "scene"
 
     def __init__(self, image_size: int = 64, **_: object) -> None:
         self.size = image_size
+
+
+@GENERATORS.register("oracle")
+class OracleGenerator(_SceneGenerator):
+    """Renders a scene that satisfies each prompt exactly: the ceiling of the scene GenEval."""
+
+    name = "oracle"
 
     def __call__(self, metas: list[dict], seeds: list[int]) -> list[Image.Image]:
         from uae_eval.geneval.scene_prompts import scene_for_prompt
@@ -39,13 +43,10 @@ class OracleGenerator:
 
 
 @GENERATORS.register("random")
-class RandomGenerator:
+class RandomGenerator(_SceneGenerator):
     """Random scenes that ignore the prompt: the floor of the scene GenEval."""
 
     name = "random"
-
-    def __init__(self, image_size: int = 64, **_: object) -> None:
-        self.size = image_size
 
     def __call__(self, metas: list[dict], seeds: list[int]) -> list[Image.Image]:
         return [scenes.render(scenes.sample_scene(s), self.size) for s in seeds]
