@@ -78,17 +78,23 @@ def image_seed(cfg: GenEvalConfig, prompt_index: int, image_index: int) -> int:
 
 
 def generate_items(cfg: GenEvalConfig, metas: list[dict], generate: Callable, out: Path | None) -> Iterator[ImageItem]:
-    """Generate images prompt by prompt; save them in the official layout when `out` is given."""
-    for i, meta in enumerate(metas):
-        seeds = [image_seed(cfg, i, j) for j in range(cfg.images_per_prompt)]
-        images = generate([meta] * len(seeds), seeds)
-        folder = f"{i:05d}"
-        if out is not None:
-            (out / folder / "samples").mkdir(parents=True, exist_ok=True)
-            (out / folder / "metadata.jsonl").write_text(json.dumps(meta) + "\n")
-        for j, im in enumerate(images):
+    """Generate images a batch of prompts at a time; save them in the official layout when `out` is given.
+
+    A batch holds whole prompts (batch_size // images_per_prompt of them) so a model sees full batches;
+    each image depends only on its own seed, so batching does not change any image.
+    """
+    per_batch = max(1, cfg.batch_size // cfg.images_per_prompt)
+    for start in range(0, len(metas), per_batch):
+        idx = range(start, min(start + per_batch, len(metas)))
+        pairs = [(i, j) for i in idx for j in range(cfg.images_per_prompt)]
+        images = generate([metas[i] for i, _ in pairs], [image_seed(cfg, i, j) for i, j in pairs])
+        for (i, j), im in zip(pairs, images):
+            folder = f"{i:05d}"
             name = f"{folder}/samples/{j:04d}.png"
             if out is not None:
+                (out / folder / "samples").mkdir(parents=True, exist_ok=True)
+                if j == 0:
+                    (out / folder / "metadata.jsonl").write_text(json.dumps(metas[i]) + "\n")
                 im.save(out / name)
             yield ImageItem(i, j, name, image=im)
 
