@@ -75,3 +75,17 @@ def test_cli_pretrain_rejects_a_corpus_without_shards(tmp_path, uae):
     (tmp_path / "empty").mkdir()
     r = uae("train", "pretrain", f"corpus={tmp_path / 'empty'}", "--out", str(tmp_path / "run"))
     assert r.returncode == 2 and "no shards" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.integration
+def test_cli_scores_a_pretrained_decoder_on_scene_geneval(corpus, tmp_path, uae):
+    pretrain(cfg(corpus, "encoder_steps=2", "decoder_steps=2"), tmp_path / "run")
+    r = uae("eval", "geneval", "limit=3", "images_per_prompt=2", "image_size=32", "--decoder", str(tmp_path / "run/decoder"),
+            "--steps", "2", "--out", str(tmp_path / "ge"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "ge/results.json").read_text())
+    assert res["n_items"] == 6 and res["model"]["name"] == "uae:decoder"
+    assert res["model"]["config"]["encoder"].endswith("run/encoder")
+    bad = uae("eval", "geneval", "--decoder", str(tmp_path / "nowhere"), "--encoder", str(tmp_path / "run/encoder"),
+              "--out", str(tmp_path / "ge2"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
