@@ -61,6 +61,7 @@ def _register_config_kinds() -> None:
     """Import every module that defines a manifest kind, so `validate` knows them all."""
     import uae_data.pipeline  # noqa: F401  (corpus)
     import uae_eval.geneval.harness  # noqa: F401  (geneval)
+    import uae_eval.recon  # noqa: F401  (recon)
     import uae_train.stages.pretrain  # noqa: F401  (pretrain)
 
 
@@ -193,12 +194,33 @@ def eval_mmt(args: Optional[List[str]] = typer.Argument(None), out_dir: Path = t
 
 
 @eval_app.command("recon")
-def eval_recon(args: Optional[List[str]] = typer.Argument(None), out_dir: Path = typer.Option(..., "--out")) -> None:
-    """Reconstruction fidelity: image -> caption -> image, per-metric similarity.
+@friendly
+def eval_recon(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/eval/recon-scene.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="results folder"),
+    data: Optional[Path] = typer.Option(None, help="corpus folder or image folder (overrides the manifest)"),
+    encoder: Optional[Path] = typer.Option(None, help="caption with our encoder (saved folder) instead of the manifest's captioner"),
+    decoder: Optional[Path] = typer.Option(None, help="reconstruct with our decoder (saved folder); needs --encoder"),
+    steps: int = typer.Option(20, help="sampling steps for --decoder"),
+) -> None:
+    """Reconstruction fidelity: image -> caption -> image, per-metric similarity with bootstrap CIs.
 
-    Example: uae eval recon --data /tmp/corpus --out runs/recon
+    Example: uae eval recon manifests/eval/recon-scene.yaml --data out/corpus --out runs/recon
     """
-    not_built("uae eval recon")
+    from uae_data.config import load_config
+    from uae_eval.recon import ReconConfig, run
+
+    manifest, overrides = split_args(args)
+    overrides += [f"data={data}"] * (data is not None)
+    cfg = load_config(ReconConfig, manifest or MANIFESTS / "eval" / "recon-scene.yaml", overrides, kind="recon")
+    caption = generate = model = None
+    if encoder is not None or decoder is not None:
+        from uae_train.models.loading import load_recon_models
+
+        caption, generate, model = load_recon_models(encoder, decoder, steps=steps)
+    res = run(cfg, out_dir, caption=caption, generate=generate, model=model)
+    shown = "  ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if not k.endswith(("_ci_low", "_ci_high")))
+    out.print(f"recon over {res.n_items} images: {shown}  -> {out_dir}")
 
 
 @eval_app.command("alignment")

@@ -28,3 +28,25 @@ def load_autoencoder(encoder_dir: Path | None, decoder_dir: Path, steps: int = 2
     info = {"name": f"uae:{decoder_dir.name}", "path": str(decoder_dir),
             "config": {"encoder": str(encoder_dir), "steps": steps, "guidance": guidance}}
     return text_to_image(enc, dec, steps=steps, guidance=guidance), info
+
+
+def load_recon_models(encoder_dir: Path | None, decoder_dir: Path | None, steps: int = 20):
+    """(caption, generate, model info) for `uae eval recon`; either side may stay the manifest's (None)."""
+    import torch
+
+    from uae_train.models.autoencoder import image_to_text, text_to_image
+    from uae_train.models.decoder import Decoder
+    from uae_train.models.encoder import Encoder
+
+    if encoder_dir is None and decoder_dir is not None:
+        encoder_dir = Path(decoder_dir).parent / "encoder"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        enc = Encoder.from_pretrained(encoder_dir).to(device).eval()
+        dec = (Decoder.from_pretrained(decoder_dir, text_hidden_size=enc.hidden_size).to(device).eval()
+               if decoder_dir is not None else None)
+    except ValueError as e:  # ModelLoadError and backend config errors
+        raise InputError(str(e)) from None
+    info = {"name": f"uae:{Path(encoder_dir).name}+{Path(decoder_dir).name if decoder_dir else 'manifest-decoder'}",
+            "path": str(encoder_dir), "config": {"encoder": str(encoder_dir), "decoder": str(decoder_dir), "steps": steps}}
+    return image_to_text(enc), (text_to_image(enc, dec, steps=steps) if dec is not None else None), info

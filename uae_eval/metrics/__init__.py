@@ -1,0 +1,41 @@
+"""Image-pair metrics (reconstruction scores and training rewards), found by name in one registry.
+
+A metric is a callable `metric(originals: list[PIL], reconstructions: list[PIL]) -> list[float]` (one value
+per pair, deterministic, batch size does not change a value) with `.higher_is_better` and `.provenance()`.
+Names: psnr, ssim (pixel), clip, dino (embedding cosine), scene (object-level F1). Build with
+`build_metric(name, **options)`; they need no harness, so RL code can use them as rewards directly.
+"""
+from __future__ import annotations
+
+from uae_data.registry import Registry
+
+METRICS: Registry = Registry("metric")
+
+
+def build_metric(name: str, **options):
+    """The metric registered under `name`, built with `options` (e.g. clip: model, pretrained, device)."""
+    from uae_eval.metrics import clip, dino, pixel, scene  # noqa: F401  (registers)
+
+    return METRICS.get(name)(**options)
+
+
+def metric_names() -> list[str]:
+    from uae_eval.metrics import clip, dino, pixel, scene  # noqa: F401  (registers)
+
+    return METRICS.names()
+
+
+def check_pairs(originals: list, reconstructions: list) -> None:
+    if len(originals) != len(reconstructions):
+        raise ValueError(f"metric needs pairs: {len(originals)} originals vs {len(reconstructions)} reconstructions")
+
+
+def default_device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+__all__ = ["METRICS", "build_metric", "metric_names", "check_pairs", "default_device"]

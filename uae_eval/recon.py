@@ -1,0 +1,233 @@
+"""Reconstruction benchmark (Unified-Bench style, facts §1): image -> caption -> k images -> metrics.
+
+Each original is captioned once, the caption regenerates `images_per_caption` images (seeded), and every
+reconstruction is scored against its original with each metric (uae_eval.metrics). An image's score is the
+mean over its k reconstructions; the run's score is the mean over images with a seeded bootstrap 95% CI
+(resampling images). Writes OUT/results.json + samples.jsonl (worst image first, by the primary metric) and
+OUT/images/NNNNN_{orig,recK,pair}.png; `pair` (original | first reconstruction) is the report's grid image.
+
+`shuffle_captions` is a control: captions are permuted across images (a seeded derangement) before decoding,
+so scores show what an unrelated caption of the same style reaches.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from uae_data.config import config_kind, help_field, to_dict
+from uae_data.errors import InputError
+
+BENCHMARK = "recon"
+BENCHMARK_VERSION = "recon-v1"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+@config_kind("recon")
+@dataclass
+class ReconConfig:
+    data: str = help_field("", help="a corpus folder (shards/, uae build-corpus) or a folder of images")
+    metrics: list[str] = help_field(["scene", "psnr", "ssim"], help="metric names (uae_eval.metrics); the first is primary")
+    metric_options: dict[str, dict] = help_field({}, help="per-metric options, e.g. {clip: {model: ViT-L-14, pretrained: openai}}")
+    captioner: str = help_field("oracle", help="captioner when run() is given none: oracle")
+    decoder: str = help_field("oracle", help="decoder when run() is given none: oracle")
+    images_per_caption: int = help_field(1, help="k: reconstructions per caption")
+    seed: int = help_field(0, help="base seed; reconstruction j of image i uses seed*100003 + i*k + j")
+    limit: int | None = help_field(None, help="use only the first N images")
+    image_size: int = help_field(64, help="side of decoded images (scene decoders); originals are not resized")
+    shuffle_captions: bool = help_field(False, help="control: permute captions across images before decoding")
+    bootstrap: int = help_field(1000, help="bootstrap resamples for the 95% CI")
+    save_images: bool = help_field(True, help="write originals, reconstructions and pairs under OUT/images")
+
+    def validate(self) -> None:
+        from uae_eval.metrics import metric_names
+
+        if not self.metrics:
+            raise ValueError("metrics must name at least one metric")
+        for name in [*self.metrics, *self.metric_options]:
+            if name not in metric_names():
+                raise ValueError(f"unknown metric {name!r} (known: {', '.join(metric_names())})")
+        if self.images_per_caption < 1:
+            raise ValueError(f"images_per_caption must be >= 1, got {self.images_per_caption}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.bootstrap < 1:
+            raise ValueError(f"bootstrap must be >= 1, got {self.bootstrap}")
+
+
+# ---------------------------------------------------------------- pure math
+
+def bootstrap_ci(values, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean. Infinite values stay infinite (no interpolation: lower/higher
+    order statistics), so an all-inf PSNR run gets (inf, inf) rather than NaN."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("bootstrap_ci needs at least one value")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(n_resamples, v.size))
+    with np.errstate(invalid="ignore"):
+        means = np.sort(v[idx].mean(axis=1))
+    a = (1 - level) / 2
+    return (float(np.quantile(means, a, method="lower")), float(np.quantile(means, 1 - a, method="higher")))
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A seeded permutation with no fixed point (identity for n < 2)."""
+    if n < 2:
+        return list(range(n))
+    rng = np.random.default_rng(seed)
+    shift = int(rng.integers(1, n))
+    order = rng.permutation(n)
+    perm = [0] * n
+    for i in range(n):  # cycle the shuffled order: every element moves
+        perm[order[i]] = int(order[(i + shift) % n])
+    return perm
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+# ---------------------------------------------------------------- data
+
+def load_items(data: str | Path, limit: int | None = None) -> list[dict]:
+    """[{key, image, scene (Scene | None)}] from a corpus folder or an image folder (sorted by name)."""
+    from uae_data.scenes import Scene
+
+    root = Path(data)
+    if not root.is_dir():
+        raise InputError(f"{root}: data folder not found; give a corpus folder or a folder of images")
+    items: list[dict] = []
+    if (root / "shards").is_dir() or any(root.glob("*.tar")):
+        from uae_data.shards import iter_samples
+
+        for s in iter_samples(root):
+            if s["image"] is None:
+                continue
+            spec = (s.get("meta") or {}).get("scene")
+            items.append({"key": s["key"], "image": s["image"],
+                          "scene": Scene.from_dict(spec) if isinstance(spec, dict) else None})
+            if limit and len(items) >= limit:
+                break
+    else:
+        for f in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            with Image.open(f) as im:
+                items.append({"key": f.stem, "image": ImageOps.exif_transpose(im).convert("RGB"), "scene": None})
+            if limit and len(items) >= limit:
+                break
+    if not items:
+        raise InputError(f"{root}: no images (want shards/*.tar from uae build-corpus or *.png/*.jpg files)")
+    return items
+
+
+def _pair_image(a: Image.Image, b: Image.Image) -> Image.Image:
+    b = b.convert("RGB").resize(a.size) if b.size != a.size else b.convert("RGB")
+    out = Image.new("RGB", (a.width * 2 + 2, a.height), (255, 255, 255))
+    out.paste(a.convert("RGB"), (0, 0))
+    out.paste(b, (a.width + 2, 0))
+    return out
+
+
+# ---------------------------------------------------------------- run
+
+def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: Callable | None = None,
+        model: dict | None = None, metrics: dict | None = None) -> "Results":
+    """Score one reconstruction run into `out`; returns the Results.
+
+    caption(images) -> texts (an oracle-style captioner with `uses_scene_spec` also gets scenes= and seeds=);
+    generate(prompts, seeds) -> images. Either left None uses cfg.captioner / cfg.decoder. `metrics` maps
+    names to prebuilt metric objects (tests, or reuse across runs); missing ones are built from cfg.
+    """
+    from uae_eval.metrics import build_metric
+    from uae_eval.metrics.scene import SceneF1
+    from uae_eval.recon_oracles import CAPTIONERS, DECODERS
+    from uae_eval.results import Results, write_results
+
+    cfg.validate()
+    out = Path(out)
+    try:
+        caption = caption or CAPTIONERS[cfg.captioner]()
+        generate = generate or DECODERS[cfg.decoder](cfg.image_size)
+    except KeyError as e:
+        raise InputError(f"unknown captioner/decoder {e.args[0]!r} (known: oracle)") from None
+    metric_objs = {name: (metrics or {}).get(name) or build_metric(name, **cfg.metric_options.get(name, {}))
+                   for name in cfg.metrics}
+    items = load_items(cfg.data, cfg.limit)
+    originals = [it["image"] for it in items]
+    n, k = len(items), cfg.images_per_caption
+
+    cap_seeds = [cfg.seed * 100003 + i for i in range(n)]
+    if getattr(caption, "uses_scene_spec", False):
+        texts = list(caption(originals, scenes=[it["scene"] for it in items], seeds=cap_seeds))
+    else:
+        texts = list(caption(originals))
+    if len(texts) != n:
+        raise ValueError(f"captioner returned {len(texts)} captions for {n} images")
+    perm = derangement(n, cfg.seed) if cfg.shuffle_captions else list(range(n))
+    used = [texts[perm[i]] for i in range(n)]
+
+    prompts = [used[i] for i in range(n) for _ in range(k)]
+    seeds = [cfg.seed * 100003 + i * k + j for i in range(n) for j in range(k)]
+    recons = list(generate(prompts, seeds))
+    if len(recons) != n * k:
+        raise ValueError(f"generator returned {len(recons)} images for {n * k} prompts")
+    pair_originals = [originals[i] for i in range(n) for _ in range(k)]
+
+    values: dict[str, np.ndarray] = {}  # name -> (n, k)
+    for name, m in metric_objs.items():
+        specs = [it["scene"] for it in items]
+        if isinstance(m, SceneF1) and all(s is not None for s in specs):
+            v = m.score_specs([specs[i] for i in range(n) for _ in range(k)], recons)
+        else:
+            v = m(pair_originals, recons)
+        values[name] = np.asarray(v, dtype=np.float64).reshape(n, k)
+
+    per_image = {name: v.mean(axis=1) for name, v in values.items()}
+    summary: dict[str, float] = {}
+    directions: dict[str, bool] = {}
+    for name, v in per_image.items():
+        lo, hi = bootstrap_ci(v, cfg.bootstrap, cfg.seed)
+        summary[name], summary[f"{name}_ci_low"], summary[f"{name}_ci_high"] = float(v.mean()), lo, hi
+        for key in (name, f"{name}_ci_low", f"{name}_ci_high"):
+            directions[key] = bool(metric_objs[name].higher_is_better)
+    lengths = [word_count(t) for t in texts]
+    summary["caption_words_mean"] = float(np.mean(lengths))
+    summary["caption_words_median"] = float(statistics.median(lengths))
+
+    primary = cfg.metrics[0]
+    samples = []
+    for i, it in enumerate(items):
+        s = {"key": it["key"], "caption": used[i],
+             **({"caption_of": items[perm[i]]["key"]} if perm[i] != i else {}),
+             "caption_words": word_count(used[i]),
+             "metrics": {name: float(per_image[name][i]) for name in values},
+             "values": {name: [float(x) for x in values[name][i]] for name in values}}
+        if cfg.save_images:
+            img_dir = out / "images"
+            img_dir.mkdir(parents=True, exist_ok=True)
+            originals[i].save(img_dir / f"{i:05d}_orig.png")
+            recs = []
+            for j in range(k):
+                recons[i * k + j].save(img_dir / f"{i:05d}_rec{j}.png")
+                recs.append(f"images/{i:05d}_rec{j}.png")
+            _pair_image(originals[i], recons[i * k]).save(img_dir / f"{i:05d}_pair.png")
+            s.update(original=f"images/{i:05d}_orig.png", reconstructions=recs, image=f"images/{i:05d}_pair.png")
+        samples.append(s)
+    sign = 1.0 if metric_objs[primary].higher_is_better else -1.0
+    samples.sort(key=lambda s: sign * s["metrics"][primary])  # worst first (stable: ties keep data order)
+    for rank, s in enumerate(samples):
+        s["rank_worst_first"] = rank
+
+    res = Results(
+        benchmark=BENCHMARK, benchmark_version=BENCHMARK_VERSION,
+        model=model or {"name": f"{cfg.captioner}+{cfg.decoder}", "path": None, "config": {}},
+        metrics=summary, primary_metric=primary, higher_is_better=bool(metric_objs[primary].higher_is_better),
+        n_items=n, config=to_dict(cfg), metric_higher_is_better=directions,
+        extra={"metrics": {name: m.provenance() for name, m in metric_objs.items()},
+               "n_reconstructions": n * k, "shuffled_captions": cfg.shuffle_captions})
+    write_results(out, res, samples)
+    return res
