@@ -61,6 +61,7 @@ def _register_config_kinds() -> None:
     """Import every module that defines a manifest kind, so `validate` knows them all."""
     import uae_data.pipeline  # noqa: F401  (corpus)
     import uae_eval.geneval.harness  # noqa: F401  (geneval)
+    import uae_eval.mmt_bench.harness  # noqa: F401  (mmt-bench)
     import uae_eval.recon  # noqa: F401  (recon)
     import uae_train.stages.pretrain  # noqa: F401  (pretrain)
 
@@ -185,12 +186,38 @@ def eval_geneval(
 
 
 @eval_app.command("mmt-bench")
-def eval_mmt(args: Optional[List[str]] = typer.Argument(None), out_dir: Path = typer.Option(..., "--out")) -> None:
-    """MMT-Bench (VLMEvalKit-compatible scoring).
+@friendly
+def eval_mmt(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/eval/mmt-bench-scene.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="results folder"),
+    tsv: Optional[Path] = typer.Option(None, help="an MMT-Bench TSV in the official layout (overrides the manifest)"),
+    model: Optional[str] = typer.Option(None, help="oracle | random | caption-reader | a VLM folder/name"),
+    encoder: Optional[Path] = typer.Option(None, help="caption-reader: our encoder folder that writes the captions"),
+    predictions: Optional[Path] = typer.Option(None, help="score answers produced elsewhere (jsonl: index, prediction)"),
+) -> None:
+    """MMT-Bench with VLMEvalKit's prompt, answer extraction and aggregation.
 
-    Example: uae eval mmt-bench --tsv MMT-Bench_VAL.tsv --model PATH --out runs/mmt
+    Example: uae eval mmt-bench --tsv manifests/mmt_bench/scene_mmt.tsv --model random --out runs/mmt
     """
-    not_built("uae eval mmt-bench")
+    from uae_data.config import load_config
+    from uae_eval.mmt_bench.answerers import ANSWERERS, build_answerer
+    from uae_eval.mmt_bench.harness import MMTConfig, run
+
+    manifest, overrides = split_args(args)
+    overrides += [f"tsv={tsv}"] * (tsv is not None) + [f"model={model}"] * (model is not None)
+    cfg = load_config(MMTConfig, manifest or MANIFESTS / "eval" / "mmt-bench-scene.yaml", overrides, kind="mmt-bench")
+    answer = None
+    if predictions is None:
+        from uae_train.models import loading
+
+        if cfg.model == "caption-reader":
+            answer = build_answerer("caption-reader", seed=cfg.seed, caption=loading.load_captioner(encoder))
+        elif cfg.model in ANSWERERS:
+            answer = build_answerer(cfg.model, seed=cfg.seed)
+        else:
+            answer = loading.load_vlm_answerer(cfg.model)
+    res = run(cfg, out_dir, answer=answer, predictions=predictions)
+    out.print(f"mmt-bench overall={res.metrics['overall']:.4f} over {res.n_items} questions ({cfg.model}) -> {out_dir}")
 
 
 @eval_app.command("recon")

@@ -50,3 +50,33 @@ def load_recon_models(encoder_dir: Path | None, decoder_dir: Path | None, steps:
     info = {"name": f"uae:{Path(encoder_dir).name}+{Path(decoder_dir).name if decoder_dir else 'manifest-decoder'}",
             "path": str(encoder_dir), "config": {"encoder": str(encoder_dir), "decoder": str(decoder_dir), "steps": steps}}
     return image_to_text(enc), (text_to_image(enc, dec, steps=steps) if dec is not None else None), info
+
+
+def _encoder(path: Path | str | None):
+    import torch
+
+    from uae_train.models.encoder import Encoder
+
+    if path is None:
+        raise InputError("give --encoder DIR (a saved encoder, e.g. runs/pre/encoder)")
+    try:
+        return Encoder.from_pretrained(path, device="cuda" if torch.cuda.is_available() else "cpu").eval()
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def load_captioner(encoder_dir: Path | None):
+    """caption(images) -> texts with a saved encoder (greedy), for caption-reader answerers."""
+    from uae_train.models.autoencoder import image_to_text
+
+    return image_to_text(_encoder(encoder_dir))
+
+
+def load_vlm_answerer(name_or_path: str, max_new_tokens: int = 32):
+    """answer(images, prompt) -> text with any AutoModelForImageTextToText (greedy), for MMT-Bench."""
+    enc = _encoder(name_or_path)
+
+    def answer(images, prompt: str) -> str:
+        return enc.caption(images[:1], n=1, sample=False, max_new_tokens=max_new_tokens, prompt=prompt)[0]
+
+    return answer

@@ -1,0 +1,71 @@
+"""Load an official MMT-Bench TSV (facts §1-2): options, image references, base64 images.
+
+Bad rows fail up front (before any model runs) with an InputError naming file and row index.
+"""
+from __future__ import annotations
+
+import ast
+import base64
+import io
+from pathlib import Path
+
+from uae_data.errors import InputError
+
+REQUIRED = ("index", "image", "question", "answer", "category", "l2-category")
+
+
+def load_tsv(path: str | Path):
+    """DataFrame of the TSV with NaN-image rows dropped and image references resolved to base64 text."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, sep="\t")
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read as TSV ({e})") from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing columns {', '.join(missing)}; expected the official MMT-Bench layout")
+    if "split" not in df.columns:
+        df["split"] = "none"
+    df = df[~df["image"].isna()].copy()
+    df["index"] = df["index"].astype(str)
+    by_index = dict(zip(df["index"], df["image"].astype(str)))
+    resolved = []
+    for idx, img in zip(df["index"], df["image"].astype(str)):
+        if len(img) <= 64:
+            target = by_index.get(img)
+            if target is None or len(target) <= 64:
+                raise InputError(f"{path}: row index {idx}: image refers to row {img!r}, which has no image")
+            img = target
+        resolved.append(img)
+    df["image"] = resolved
+    return df
+
+
+def decode_images(field: str, where: str = "") -> list:
+    """PIL RGB images of one image field: a base64 string or a "[...]" list of them (MI variants)."""
+    from PIL import Image
+
+    items = ast.literal_eval(field) if field.startswith("[") else [field]
+    out = []
+    for s in items:
+        try:
+            out.append(Image.open(io.BytesIO(base64.b64decode(s))).convert("RGB"))
+        except Exception as e:  # noqa: BLE001 - any decoding failure is bad input
+            raise InputError(f"{where}: image is not valid base64 image data ({type(e).__name__})") from None
+    return out
+
+
+def check_images(df, path) -> None:
+    """Open (without decoding pixels) every image up front, so a bad row fails before the model runs."""
+    from PIL import Image
+
+    for idx, field in zip(df["index"], df["image"]):
+        where = f"{path}: row index {idx}"
+        try:
+            items = ast.literal_eval(field) if field.startswith("[") else [field]
+            for s in items:
+                Image.open(io.BytesIO(base64.b64decode(s)))
+        except Exception as e:  # noqa: BLE001 - any failure here is bad input
+            raise InputError(f"{where}: image is not valid base64 image data ({type(e).__name__})") from None

@@ -1,0 +1,118 @@
+"""MMT-Bench harness: prompt -> answer(images, prompt) or a predictions file -> extract -> aggregate."""
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from uae_data.config import config_kind, help_field, to_dict
+from uae_data.errors import InputError
+from uae_eval.results import Results, write_results
+
+from .data import check_images, decode_images, load_tsv
+from .extract import RULE_SETS, extract_choice
+from .prompt import build_prompt, row_options
+
+
+@config_kind("mmt-bench")
+@dataclass
+class MMTConfig:
+    tsv: str = help_field("manifests/mmt_bench/scene_mmt.tsv", help="official-layout MMT-Bench TSV")
+    model: str = help_field("oracle", help="answerer name or model path (the CLI builds the answer callable)")
+    rules: str = help_field("vlmevalkit-2026", help="extraction rule set: " + " | ".join(RULE_SETS))
+    seed: int = help_field(0, help="seed for random answerers")
+    limit: int | None = help_field(None, help="score only the first N rows (smoke runs; not comparable)")
+
+    def __post_init__(self) -> None:
+        if self.rules not in RULE_SETS:
+            raise InputError(f"mmt-bench config: rules {self.rules!r} unknown; choose {', '.join(RULE_SETS)}")
+
+
+def aggregate(samples: list[dict]) -> dict[str, float]:
+    """overall = micro mean; category/<c> = mean per category; l2-category/<l> = mean of its categories (facts §6)."""
+    by_cat: dict[str, list[int]] = defaultdict(list)
+    l2_of: dict[str, set] = defaultdict(set)
+    for s in samples:
+        by_cat[s["category"]].append(int(s["hit"]))
+        l2_of[s["l2-category"]].add(s["category"])
+    metrics = {"overall": sum(int(s["hit"]) for s in samples) / len(samples)} if samples else {}
+    cat_acc = {c: sum(h) / len(h) for c, h in by_cat.items()}
+    for l2, cats in sorted(l2_of.items()):
+        metrics[f"l2-category/{l2}"] = sum(cat_acc[c] for c in cats) / len(cats)
+    for c in sorted(cat_acc):
+        metrics[f"category/{c}"] = cat_acc[c]
+    return metrics
+
+
+def write_acc_csv(path: Path, samples: list[dict]) -> None:
+    """VLMEvalKit-style acc table: rows per split then ALL; Overall, l2 columns, then categories sorted."""
+    splits = sorted({str(s.get("split", "none")) for s in samples})
+    rows = [(sp, aggregate([s for s in samples if str(s.get("split", "none")) == sp])) for sp in splits]
+    rows.append(("ALL", aggregate(samples)))
+    l2s = sorted({s["l2-category"] for s in samples})
+    cats = sorted({s["category"] for s in samples})
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["split", "Overall", *l2s, *cats])
+        for sp, m in rows:
+            w.writerow([sp, m.get("overall", ""), *(m.get(f"l2-category/{l}", "") for l in l2s),
+                        *(m.get(f"category/{c}", "") for c in cats)])
+
+
+def read_predictions(path: str | Path) -> dict[str, str]:
+    preds = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                preds[str(d["index"])] = str(d["prediction"])
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"{path}: line {n}: expected {{\"index\": ..., \"prediction\": \"...\"}}") from None
+    return preds
+
+
+def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | None = None,
+        predictions: str | Path | None = None) -> Results:
+    """Score `answer(images, prompt) -> text` or a PRED.jsonl; writes results.json, samples.jsonl, <tsv>_acc.csv.
+
+    Only predicted rows count (predictions mode skips rows absent from the file, as VK does).
+    """
+    if (answer is None) == (predictions is None):
+        raise InputError("mmt-bench: give exactly one of an answerer or --predictions PRED.jsonl")
+    df = load_tsv(cfg.tsv)
+    if cfg.limit is not None:
+        df = df.head(cfg.limit)
+    preds = read_predictions(predictions) if predictions is not None else None
+    if answer is not None:
+        check_images(df, cfg.tsv)  # bad rows fail up front, not mid-run
+    samples = []
+    for row in df.to_dict("records"):
+        idx = row["index"]
+        if preds is not None:
+            if idx not in preds:
+                continue
+            pred = preds[idx]
+        else:
+            extra = {"row": row} if getattr(answer, "wants_row", False) else {}
+            pred = answer(decode_images(row["image"], f"{cfg.tsv}: row index {idx}"), build_prompt(row), **extra)
+        options = row_options(row)
+        got = extract_choice(pred, options, cfg.rules) or "Z"
+        samples.append({"index": idx, "question": row["question"], "options": options, "answer": row["answer"],
+                        "prediction": pred, "extracted": got, "hit": int(got == row["answer"]),
+                        "category": row["category"], "l2-category": row["l2-category"],
+                        "split": str(row.get("split", "none"))})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = Path(cfg.tsv).stem
+    write_acc_csv(out / f"{name}_acc.csv", samples)
+    results = Results(benchmark="mmt-bench", benchmark_version=f"{name}+{cfg.rules}",
+                      model={"name": cfg.model, "path": None, "config": {}}, metrics=aggregate(samples),
+                      primary_metric="overall", higher_is_better=True, n_items=len(samples),
+                      config=to_dict(cfg))
+    write_results(out, results, samples)
+    return results
