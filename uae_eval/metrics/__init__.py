@@ -39,3 +39,14 @@ def default_device(device: str | None) -> str:
 
 
 __all__ = ["METRICS", "build_metric", "metric_names", "check_pairs", "default_device"]
+
+
+class EmbeddingCosine:
+    """Image-image cosine of L2-normalised embeddings; subclasses define `embed(images) -> (N, D)`."""
+
+    def __call__(self, originals: list, reconstructions: list) -> list[float]:
+        check_pairs(originals, reconstructions)
+        if not originals:
+            return []
+        a, b = self.embed(originals), self.embed(reconstructions)
+        return [float(v) for v in (a * b).sum(-1).clamp(-1, 1)]

@@ -4,11 +4,11 @@ Both images go through the same eval transform, so metric(x, x) = 1 (facts §5.6
 """
 from __future__ import annotations
 
-from uae_eval.metrics import METRICS, check_pairs, default_device
+from uae_eval.metrics import METRICS, EmbeddingCosine, default_device
 
 
 @METRICS.register("clip")
-class ClipSimilarity:
+class ClipSimilarity(EmbeddingCosine):
     """model: open_clip name ("ViT-L-14"), "hf-hub:...", or a local folder; pretrained: tag or file."""
 
     higher_is_better = True
@@ -34,13 +34,6 @@ class ClipSimilarity:
                 f = self.model.encode_image(x.to(self.device)).float()
                 out.append(torch.nn.functional.normalize(f, dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0)
-
-    def __call__(self, originals: list, reconstructions: list) -> list[float]:
-        check_pairs(originals, reconstructions)
-        if not originals:
-            return []
-        a, b = self.embed(originals), self.embed(reconstructions)
-        return [float(v) for v in (a * b).sum(-1).clamp(-1, 1)]
 
     def provenance(self) -> dict:
         return {"metric": "clip", "model": str(self.name), "pretrained": self.pretrained, "quick_gelu": self.quick_gelu}

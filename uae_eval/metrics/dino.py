@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from uae_data.errors import ModelLoadError
-from uae_eval.metrics import METRICS, check_pairs, default_device
+from uae_eval.metrics import METRICS, EmbeddingCosine, default_device
 
 
 @METRICS.register("dino")
-class DinoSimilarity:
+class DinoSimilarity(EmbeddingCosine):
     higher_is_better = True
 
     def __init__(self, model: str = "facebook/dinov2-large", device: str | None = None, batch_size: int = 32) -> None:
@@ -32,13 +32,6 @@ class DinoSimilarity:
                 cls = self.model(pixel_values=x).last_hidden_state[:, 0].float()  # (B, D)
                 out.append(torch.nn.functional.normalize(cls, dim=-1).cpu())
         return torch.cat(out)
-
-    def __call__(self, originals: list, reconstructions: list) -> list[float]:
-        check_pairs(originals, reconstructions)
-        if not originals:
-            return []
-        a, b = self.embed(originals), self.embed(reconstructions)
-        return [float(v) for v in (a * b).sum(-1).clamp(-1, 1)]
 
     def provenance(self) -> dict:
         return {"metric": "dino", "model": str(self.name), "feature": "CLS"}
