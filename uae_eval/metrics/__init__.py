@@ -2,7 +2,7 @@
 
 A metric is a callable `metric(originals: list[PIL], reconstructions: list[PIL]) -> list[float]` (one value
 per pair, deterministic, batch size does not change a value) with `.higher_is_better` and `.provenance()`.
-Names: psnr, ssim (pixel), clip, dino (embedding cosine), scene (object-level F1). Build with
+Names: psnr, ssim (pixel), clip, dino (embedding cosine), scene (object-level F1), scene-soft (graded). Build with
 `build_metric(name, **options)`; they need no harness, so RL code can use them as rewards directly.
 """
 from __future__ import annotations

@@ -1,0 +1,160 @@
+"""Unified-GRPO stages on tiny models: they run, log what facts §5 asks, keep the frozen side frozen,
+do not move under a constant reward, and resume bit for bit."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from uae_data.config import load_config
+from uae_data.pipeline import CorpusConfig, build
+from uae_train.models.decoder import Decoder
+from uae_train.models.encoder import Encoder
+from uae_train.stages.gen_for_und import Stage1Config, stage1
+from uae_train.stages.und_for_gen import Stage2Config, stage2
+
+from conftest import ROOT
+
+TIMING = {"rollout_s", "reward_s", "step_time_s", "images_per_s"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A 100-scene 32 px corpus and an init run folder with a random tiny encoder and decoder."""
+    root = tmp_path_factory.mktemp("grpo")
+    cfg = load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", ["source.n=100", "shard_size=100", "image_size=32"])
+    build(cfg, root / "corpus", workers=1)
+    enc = Encoder.tiny(image_size=32, seed=0)
+    enc.save_pretrained(root / "init" / "encoder")
+    Decoder.tiny(enc.hidden_size, image_size=32, seed=0).save_pretrained(root / "init" / "decoder")
+    return root
+
+
+def s1cfg(world, *over) -> Stage1Config:
+    return load_config(Stage1Config, ROOT / "manifests/train/stage1-scene.yaml",
+                       [f"init={world / 'init'}", f"corpus={world / 'corpus'}", "steps=2", "images_per_step=2",
+                        "group_size=3", "max_new_tokens=16", "decoder_steps=2", "eval_images=4", "mmt_limit=3",
+                        "micro_batch=4", "lr=0.001", "reward={scene-soft: 1.0, pixel: 1.0}", *over], kind="stage1")
+
+
+def s2cfg(world, *over) -> Stage2Config:
+    return load_config(Stage2Config, ROOT / "manifests/train/stage2-scene.yaml",
+                       [f"init={world / 'init'}", f"corpus={world / 'corpus'}", "steps=2", "images_per_step=2",
+                        "group_size=3", "max_new_tokens=16", "rollout_steps=3", "eval_images=4", "eval_steps=2",
+                        "micro_batch=4", "lr=0.001", "reward={scene-soft: 1.0, pixel: 1.0}", *over], kind="stage2")
+
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def untimed(path):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows(path)]
+
+
+def max_change(a, b) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return max(float((sa[k].float() - sb[k].float()).abs().max()) for k in sa)
+
+
+class StopAt:
+    """A progress factory whose update raises KeyboardInterrupt at a given step (a Ctrl-C mid-run)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, desc):
+        return self
+
+    def __enter__(self):
+        def update(done, total, **kw):
+            if done == self.step:
+                raise KeyboardInterrupt
+        return update
+
+    def __exit__(self, *a):
+        return False
+
+
+@pytest.mark.unit
+def test_stage1_updates_the_encoder_only_and_logs_grpo_stats(world, tmp_path):
+    out = tmp_path / "s1"
+    summary = stage1(s1cfg(world), out)
+    log = rows(out / "metrics.jsonl")
+    assert [r["step"] for r in log] == [1, 2]
+    for r in log:
+        assert r["first_ratio_min"] == pytest.approx(1.0, abs=1e-6) and r["first_ratio_max"] == pytest.approx(1.0, abs=1e-6)
+        assert 0 <= r["zero_std_groups"] <= 1 and r["reward_std"] >= 0 and r["caption_words"] >= 0
+        assert {"reward_mean", "kl", "clip_fraction", "reward_scene-soft", "reward_pixel", "truncated"} <= r.keys()
+    ev = rows(out / "eval.jsonl")
+    assert [r["step"] for r in ev] == [0, 2]
+    assert {"heldout_reward", "caption_exact_scene", "mmt_caption_reader"} <= ev[0].keys()
+    assert summary["first_eval"] == ev[0]
+    res = json.loads((out / "results" / "results.json").read_text())
+    assert res["benchmark"] == "unified-grpo-stage1" and "heldout_reward/end" in res["metrics"]
+    assert res["extra"]["curves"]["heldout_reward"]["x"] == [0, 2]
+    init_dec = Decoder.from_pretrained(world / "init" / "decoder")
+    assert max_change(Decoder.from_pretrained(out / "decoder"), init_dec) == 0.0
+    init_enc = Encoder.from_pretrained(world / "init" / "encoder", device="cpu")
+    assert max_change(Encoder.from_pretrained(out / "encoder", device="cpu").model, init_enc.model) > 0
+
+
+@pytest.mark.unit
+def test_stage1_constant_reward_control_leaves_the_encoder_unchanged(world, tmp_path):
+    stage1(s1cfg(world, "reward={constant: 1.0}", "mmt_tsv="), tmp_path / "c")
+    log = rows(tmp_path / "c" / "metrics.jsonl")
+    assert all(r["zero_std_groups"] == 1.0 and r["reward_std"] == 0 for r in log)
+    init_enc = Encoder.from_pretrained(world / "init" / "encoder", device="cpu")
+    assert max_change(Encoder.from_pretrained(tmp_path / "c" / "encoder", device="cpu").model, init_enc.model) == 0.0
+
+
+@pytest.mark.unit
+def test_stage1_resume_reproduces_the_run(world, tmp_path):
+    cfg = s1cfg(world, "steps=3", "checkpoint_every=1", "mmt_tsv=")
+    stage1(cfg, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        stage1(cfg, tmp_path / "cut", progress=StopAt(2))
+    stage1(cfg, tmp_path / "cut", resume=True)
+    assert untimed(tmp_path / "cut" / "metrics.jsonl") == untimed(tmp_path / "full" / "metrics.jsonl")
+    assert rows(tmp_path / "cut" / "eval.jsonl") == rows(tmp_path / "full" / "eval.jsonl")
+
+
+@pytest.mark.unit
+def test_stage2_updates_the_decoder_only_with_flow_grpo_stats(world, tmp_path):
+    out = tmp_path / "s2"
+    stage2(s2cfg(world), out)
+    log = rows(out / "metrics.jsonl")
+    assert [r["step"] for r in log] == [1, 2]
+    first = log[0]
+    # fresh rollouts: the re-scored log-probs equal the sampled ones, so ρ = 1 and KL = 0 at the start
+    assert first["first_ratio_min"] == pytest.approx(1.0, abs=1e-4) and first["first_ratio_max"] == pytest.approx(1.0, abs=1e-4)
+    assert first["kl"] == pytest.approx(0.0, abs=1e-8)
+    assert {"reward_mean", "reward_std", "clip_fraction", "images_per_s", "zero_std_groups"} <= first.keys()
+    ev = rows(out / "eval.jsonl")
+    assert [r["step"] for r in ev] == [0, 2] and {"heldout_reward", "exact_caption_reward"} <= ev[0].keys()
+    init_enc = Encoder.from_pretrained(world / "init" / "encoder", device="cpu")
+    assert max_change(Encoder.from_pretrained(out / "encoder", device="cpu").model, init_enc.model) == 0.0
+    assert max_change(Decoder.from_pretrained(out / "decoder"), Decoder.from_pretrained(world / "init" / "decoder")) > 0
+
+
+@pytest.mark.unit
+def test_stage2_constant_reward_control_and_resume(world, tmp_path):
+    stage2(s2cfg(world, "reward={constant: 1.0}", "weight_decay=0"), tmp_path / "c")
+    assert max_change(Decoder.from_pretrained(tmp_path / "c" / "decoder"),
+                      Decoder.from_pretrained(world / "init" / "decoder")) == 0.0
+    cfg = s2cfg(world, "steps=3", "checkpoint_every=1")
+    stage2(cfg, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        stage2(cfg, tmp_path / "cut", progress=StopAt(2))
+    stage2(cfg, tmp_path / "cut", resume=True)
+    assert untimed(tmp_path / "cut" / "metrics.jsonl") == untimed(tmp_path / "full" / "metrics.jsonl")
+
+
+@pytest.mark.integration
+def test_cli_stage_without_init_models_is_one_line_exit_2(tmp_path, uae):
+    r = uae("train", "stage1", "--init", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no encoder/" in r.stderr + r.stdout
+    r = uae("train", "stage2", "--init", str(tmp_path), "--out", str(tmp_path / "o2"), "lr=abc")
+    assert r.returncode == 2 and "lr" in r.stderr + r.stdout

@@ -1,0 +1,157 @@
+"""What both Unified-GRPO stages share: run folders, model loading, held-out images, eval rows and results.
+
+A stage's `--init` is a run folder holding `encoder/` and `decoder/` (what `uae train pretrain` and each
+stage write), so stages chain: pretrain → stage1 → stage2, and every run folder can be evaluated with
+`uae eval ... --encoder RUN/encoder --decoder RUN/decoder`.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from uae_data.config import dump_yaml, to_dict
+from uae_data.errors import ConfigError, InputError
+from uae_data.scenes import Scene, render, sample_scene
+from uae_data.shards import corpus_dataset, list_shards
+
+
+def prepare_run(out: Path, cfg: Any, kind: str, resume: bool) -> None:
+    """Refuse to overwrite a run; on --resume refuse a changed config; write config.yaml."""
+    saved = out / "config.yaml"
+    if saved.exists() and not resume:
+        raise ConfigError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
+    if resume and saved.exists():
+        import yaml
+
+        old = yaml.safe_load(saved.read_text()) or {}
+        old.pop("kind", None)
+        if old != to_dict(cfg):
+            raise ConfigError(f"{out}: --resume with a different config than the saved config.yaml")
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(dump_yaml(cfg, kind=kind))
+
+
+def check_init(init: str) -> Path:
+    root = Path(init) if init else None
+    if root is None:
+        raise ConfigError("init: give --init RUN (a `uae train pretrain` or stage run folder with encoder/ and decoder/)")
+    for part in ("encoder", "decoder"):
+        if not (root / part / "config.json").exists() and not (root / part / "transformer").exists():
+            raise InputError(f"{root}: no {part}/ model folder in it (run `uae train pretrain` first)")
+    return root
+
+
+def load_pair(init: Path, device: torch.device, encoder_lora: dict | None = None, decoder_options: dict | None = None):
+    """(encoder, decoder) from a run folder, on `device`, in eval mode."""
+    from uae_train.models.decoder import Decoder
+    from uae_train.models.encoder import Encoder
+
+    try:
+        encoder = Encoder.from_pretrained(init / "encoder", device=device, lora=encoder_lora or None)
+        decoder = Decoder.from_pretrained(init / "decoder", text_hidden_size=encoder.hidden_size,
+                                          **(decoder_options or {})).to(device)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return encoder.eval(), decoder.eval()
+
+
+def frozen_copy(module: Any) -> Any:
+    """A deep copy with gradients off: the reference policy / the frozen text reader."""
+    twin = copy.deepcopy(module)
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin.eval()
+
+
+def parameters_digest(module: Any) -> float:
+    """Cheap fingerprint of every parameter (sum of |w|·k): a frozen module must keep it bit for bit."""
+    total = 0.0
+    for i, p in enumerate(module.parameters()):
+        total += float(p.detach().double().abs().sum()) * (1 + i % 7)
+    return total
+
+
+def scene_of(sample: dict) -> Scene | None:
+    spec = (sample.get("meta") or {}).get("scene")
+    if not spec:
+        return None
+    return Scene.from_dict(spec) if isinstance(spec, dict) else None
+
+
+def train_stream(corpus: Path, shuffle: int, seed: int, skip: int) -> Iterator[dict]:
+    """Endless seeded sample stream over the corpus (epoch e reshuffles with seed+e); skips `skip` samples."""
+    list_shards(corpus)
+    epoch, seen = 0, 0
+    while True:
+        empty = True
+        for s in corpus_dataset(corpus, shuffle=shuffle, seed=seed + epoch):
+            empty = False
+            seen += 1
+            if seen > skip:
+                yield s
+        if empty:
+            raise InputError(f"{corpus}: the shards hold no samples")
+        epoch += 1
+
+
+def heldout(eval_corpus: str, n: int, seed: int, image_size: int) -> tuple[list[Image.Image], list[Scene | None]]:
+    """Held-out images (+ scene specs when known).
+
+    eval_corpus "" = the scene world: n scenes drawn from generators seeded (seed, i), a stream the corpus
+    builder never uses (it seeds by row from the corpus seed), rendered at image_size. Otherwise the first
+    n samples of that corpus folder (keep it out of the training corpus).
+    """
+    if not eval_corpus:
+        scenes = [sample_scene(np.random.default_rng([seed, 7919, i])) for i in range(n)]
+        return [render(s, image_size) for s in scenes], list(scenes)
+    images, scenes = [], []
+    for s in corpus_dataset(Path(eval_corpus), shuffle=0):
+        images.append(s["image"].convert("RGB").resize((image_size, image_size)))
+        scenes.append(scene_of(s))
+        if len(images) == n:
+            break
+    if not images:
+        raise InputError(f"{eval_corpus}: no held-out samples")
+    return images, scenes
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Drop rows logged after the last checkpoint: a resumed run logs them again."""
+    rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+    if path.exists():
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def write_stage_results(out: Path, stage: str, cfg: Any, eval_rows: list[dict], model: dict) -> None:
+    """results/ in the one schema: start and end of every eval metric, curves over steps for the report."""
+    from uae_eval.results import Results, write_results
+
+    if not eval_rows:
+        return
+    first, last = eval_rows[0], eval_rows[-1]
+    keys = [k for k in last if k != "step" and isinstance(last[k], (int, float))]
+    metrics: dict[str, float] = {}
+    for k in keys:
+        if k in first:
+            metrics[f"{k}/start"] = float(first[k])
+        metrics[f"{k}/end"] = float(last[k])
+        if k in first:
+            metrics[f"{k}/delta"] = float(last[k]) - float(first[k])
+    curves = {k: {"x": [r["step"] for r in eval_rows if k in r], "y": [r[k] for r in eval_rows if k in r],
+                  "xlabel": "step", "ylabel": k} for k in keys}
+    results = Results(benchmark=f"unified-grpo-{stage}", benchmark_version="scene-heldout" if not getattr(cfg, "eval_corpus", "") else "heldout",
+                      model=model, metrics=metrics, primary_metric="heldout_reward/end", higher_is_better=True,
+                      n_items=len(eval_rows), config=to_dict(cfg), extra={"curves": curves})
+    write_results(out / "results", results, eval_rows)
