@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from uae_data.config import ConfigError, load_config
 from uae_data.pipeline import CorpusConfig, build
@@ -89,3 +90,37 @@ def test_cli_scores_a_pretrained_decoder_on_scene_geneval(corpus, tmp_path, uae)
     bad = uae("eval", "geneval", "--decoder", str(tmp_path / "nowhere"), "--encoder", str(tmp_path / "run/encoder"),
               "--out", str(tmp_path / "ge2"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.unit
+def test_decoder_ema_is_saved_and_resumes_exactly(corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    c = cfg(corpus, "model=decoder", "decoder_steps=4", "checkpoint_every=2", "ema_decay=0.9")
+    pretrain(c, tmp_path / "full")
+
+    class Stop:
+        def __init__(self, desc):
+            pass
+
+        def __enter__(self):
+            def update(done, total, **kw):
+                if done == 2:
+                    raise KeyboardInterrupt
+            return update
+
+        def __exit__(self, *a):
+            return False
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(c, tmp_path / "cut", progress=Stop)
+    pretrain(c, tmp_path / "cut", resume=True)
+    assert losses(tmp_path / "cut") == losses(tmp_path / "full")
+    from uae_train.models.decoder import Decoder
+
+    full = Decoder.from_pretrained(tmp_path / "full" / "decoder").state_dict()
+    cut = Decoder.from_pretrained(tmp_path / "cut" / "decoder").state_dict()
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    raw = load_file(tmp_path / "full" / "checkpoints" / "decoder" / "trainable.safetensors")
+    diffs = [float((full[k] - raw[k]).abs().max()) for k in raw if k in full]
+    assert diffs and max(diffs) > 0  # the saved decoder is the EMA, not the last raw weights

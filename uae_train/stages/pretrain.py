@@ -46,6 +46,8 @@ class PretrainConfig:
     lr_schedule: str = help_field("cosine", help="cosine | constant (both after linear warmup)")
     warmup_steps: int = help_field(20, help="linear warmup steps")
     grad_clip: float = help_field(1.0, help="max gradient norm (0 = off)")
+    ema_decay: float = help_field(0.0, help="decoder EMA decay (diffusers EMAModel; 0 = off). The saved decoder "
+                                            "gets the EMA weights; checkpoints keep both")
     short_caption_prob: float = help_field(0.3, help="decoder: share of samples conditioned on their short caption")
     max_text_tokens: int = help_field(256, help="decoder: caption tokens kept for conditioning (longer ones are cut and counted)")
     mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA, fp32 on CPU) | no | bf16")
@@ -65,6 +67,8 @@ class PretrainConfig:
         for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError("ema_decay must be in [0, 1)")
         if not 0 <= self.short_caption_prob <= 1:
             raise ValueError("short_caption_prob must be in [0, 1]")
 
@@ -137,12 +141,13 @@ def _trainable(module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in named if p.requires_grad}
 
 
-def save_checkpoint(path: Path, module, optimizer, scheduler, state: dict) -> None:
-    """Trainable weights as safetensors + optimizer/scheduler state + counters; written then renamed."""
+def save_checkpoint(path: Path, module, optimizer, scheduler, state: dict, ema=None) -> None:
+    """Trainable weights as safetensors + optimizer/scheduler (+ EMA) state + counters; written then renamed."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     save_file({n: p.detach().contiguous().cpu() for n, p in _trainable(module).items()}, tmp / "trainable.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+    extra = {"ema": ema.state_dict()} if ema is not None else {}
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **extra}, tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps(state))
     if path.exists():
         old = path.with_name(path.name + ".old")
@@ -155,7 +160,7 @@ def save_checkpoint(path: Path, module, optimizer, scheduler, state: dict) -> No
         tmp.rename(path)
 
 
-def load_checkpoint(path: Path, module, optimizer, scheduler) -> dict:
+def load_checkpoint(path: Path, module, optimizer, scheduler, ema=None) -> dict:
     weights = load_file(path / "trainable.safetensors")
     params = _trainable(module)
     with torch.no_grad():
@@ -164,6 +169,8 @@ def load_checkpoint(path: Path, module, optimizer, scheduler) -> dict:
     st = torch.load(path / "optim.pt", map_location="cpu", weights_only=False)
     optimizer.load_state_dict(st["optimizer"])
     scheduler.load_state_dict(st["scheduler"])
+    if ema is not None and "ema" in st:
+        ema.load_state_dict(st["ema"])
     return json.loads((path / "state.json").read_text())
 
 
@@ -192,9 +199,14 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
     ckpt = out / "checkpoints" / phase
+    ema = None
+    if phase == "decoder" and cfg.ema_decay > 0:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(params, decay=cfg.ema_decay)
     step, samples_seen, truncated = 0, 0, 0
     if resume and ckpt.exists():
-        state = load_checkpoint(ckpt, module, optimizer, scheduler)
+        state = load_checkpoint(ckpt, module, optimizer, scheduler, ema)
         step, samples_seen, truncated = state["step"], state["samples_seen"], state.get("truncated", 0)
     if resume:
         truncate_metrics(out / "metrics.jsonl", phase, step)
@@ -228,6 +240,8 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.step(params)
             step += 1
             now = time.perf_counter()
             row = {"phase": phase, "step": step, "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
@@ -243,10 +257,12 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                 log.flush()
             if step % cfg.checkpoint_every == 0 or step == total:
                 save_checkpoint(ckpt, module, optimizer, scheduler,
-                                {"step": step, "samples_seen": samples_seen, "truncated": truncated})
+                                {"step": step, "samples_seen": samples_seen, "truncated": truncated}, ema)
             if on_progress:
                 on_progress(step, total, loss=loss_sum, **({"acc": row["token_accuracy"]} if phase == "encoder" else {}))
     module.eval()
+    if ema is not None:
+        ema.copy_to(params)  # the saved decoder is the EMA; the last checkpoint still holds the raw weights
     module.save_pretrained(out / phase)
     return rows
 
