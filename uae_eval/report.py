@@ -63,6 +63,18 @@ def geneval_tables(names: list[str]) -> MetricTables:
     return [("GenEval tags and overall", head)] + generic_tables([n for n in names if n not in head])
 
 
+@metric_tables("alignment")
+def alignment_tables(names: list[str]) -> MetricTables:
+    """UniFork alignment: summaries first, then one per-layer table per task/metric (the curves come from
+    extra["curves"], one line per run)."""
+    head = [n for n in names if not n.rsplit("/", 1)[-1].startswith("layer_")]
+    layers: dict[str, list[str]] = {}
+    for n in names:
+        if n not in head:
+            layers.setdefault(n.rsplit("/", 1)[0], []).append(n)
+    return [("alignment summary (mean / last / max over layers)", head)] + [(f"{k} per layer", v) for k, v in layers.items()]
+
+
 def tables_for(benchmark: str, names: list[str]) -> MetricTables:
     return [(t, ms) for t, ms in METRIC_TABLES.get(benchmark, generic_tables)(list(names)) if ms]
 
