@@ -1,34 +1,44 @@
-"""build(CorpusConfig): source -> caption -> shard, streamed shard by shard, resumable.
+"""build(CorpusConfig): source -> filters -> caption -> shard, streamed shard by shard, resumable.
 
 Shard k holds input rows [k*shard_size, (k+1)*shard_size). Every shard depends only on the
-config and its row range, so shards are built in parallel, and a resumed build rebuilds exactly
-the shards that were not finished and ends with the same bytes as an uninterrupted one.
+config, its row range and the source's staged input snapshot, so shards are built in parallel,
+and a resumed build rebuilds exactly the shards that were not finished and ends with the same
+bytes as an uninterrupted one. Near-duplicate removal is the one global stage: a pre-pass hashes
+every shard, `dedup.parquet` fixes which rows go (keep the first of each group), then shards build.
 
 Folder layout (DESIGN.md): shards/*.tar, sizes.json, stats.parquet, manifest.json, plus
 config.yaml (the resolved config, written first: it is how a re-run knows it is resuming the
-same build) and .parts/ (per-shard stats, merged at the end).
+same build), .parts/ (per-shard stats, merged at the end) and .staging/ (the source's input
+snapshot: img2dataset's download folder, file lists, pHashes, dedup decisions).
+
+Engines: `local` runs one worker process per shard (multiprocessing); `ray` runs loading as Ray
+tasks and CLIP scoring / recaptioning as Ray Data `map_batches` actor pools (uae_data/engine_ray.py).
 """
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import pandas as pd
 import yaml
 
 from uae_data import shards as sh
-from uae_data.phash import phash_many
 from uae_data.captioners import CaptionerConfig, build_captioner
+from uae_data.errors import UserError
 from uae_data.config import config_kind, dump_yaml, from_dict, help_field, to_dict
-from uae_data.sources import SourceConfig, SourceItem, build_source
+from uae_data.filters import FilterConfig, near_duplicates
+from uae_data.sources import SourceConfig, build_source
+from uae_data.stages import (STATS_COLUMNS, ShardResult, apply_clip, dedup_path, hash_shard, load_shard,  # noqa: F401
+                             phash_part, shard_range, source_context, write_shard_outputs)
 from uae_data.versions import git_hash, package_versions
 
-STATS_COLUMNS = ["key", "status", "reason", "shard", "url"]
+ENGINES = ("local", "ray")
 
 
 @config_kind("corpus")
@@ -37,14 +47,16 @@ class CorpusConfig:
     name: str = help_field("corpus", help="corpus name, recorded in manifest.json")
     seed: int = help_field(0, help="seed of every random choice (scene sampling, caption paraphrase)")
     source: SourceConfig = help_field(None, help="where items come from")
+    filters: FilterConfig = help_field(None, help="quality filters and near-duplicate removal (all off by default)")
     captioner: CaptionerConfig = help_field(None, help="how long captions are written")
-    image_size: int = help_field(64, help="side of stored images in pixels")
+    image_size: int = help_field(64, help="side of stored images in pixels (urls/folder/...: img2dataset's image_size)")
     image_format: str = help_field("png", help="png (lossless) or jpg")
     shard_size: int = help_field(1000, help="samples per shard (input rows per shard)")
     limit: int | None = help_field(None, help="use at most this many input rows (CLI --limit)")
 
     def __post_init__(self) -> None:
         self.source = self.source or SourceConfig()
+        self.filters = self.filters or FilterConfig()
         self.captioner = self.captioner or CaptionerConfig()
 
     def validate(self) -> None:
@@ -56,78 +68,48 @@ class CorpusConfig:
             raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
-
-
-@dataclass
-class ShardResult:
-    index: int
-    count: int
-    sha256: str
-    statuses: dict[str, int]
-
-
-def _sample_meta(cfg: CorpusConfig, item: SourceItem, caption, phash: str) -> dict:
-    image = item.image
-    meta = {
-        "key": sh.sample_key(item.index),
-        "source": cfg.source.name,
-        "width": image.width,
-        "height": image.height,
-        "caption_model": caption.model,
-        "caption_words": len(caption.text.split()),
-        "caption_truncated": bool(caption.truncated),
-        "phash": phash,
-    }
-    if item.url:
-        meta["url"] = item.url
-    if item.caption and caption.model != "source":
-        meta["short_caption"] = item.caption
-    scene = item.meta.get("scene")
-    if scene is not None:
-        meta["scene"] = scene.to_dict()
-    return meta
+        if self.captioner.name == "scene" and self.source.name != "scenes":
+            raise ValueError(f"captioner 'scene' writes exact captions of scene items only; source '{self.source.name}' "
+                             "needs captioner keep or hf")
 
 
 def build_shard(cfg: CorpusConfig, shard_index: int, n_rows: int, out: Path) -> ShardResult:
-    """Build one shard and its stats part; both appear only complete."""
-    start = shard_index * cfg.shard_size
-    stop = min(start + cfg.shard_size, n_rows)
-    source = build_source(cfg.source, cfg.image_size, cfg.seed)
-    captioner = build_captioner(cfg.captioner, cfg.seed)
-    items = list(source.items(start, stop))
+    """Build one shard and its stats part (local engine); both appear only complete."""
+    items = load_shard(cfg, shard_index, n_rows, out)
+    if cfg.filters.clip.model:
+        apply_clip(cfg, _clip_scorer(cfg), items)
     ok = [it for it in items if it.status == "ok"]
-    captions = captioner(ok) if ok else []
-    hashes = phash_many([it.image for it in ok])
-    samples = []
-    for item, cap, ph in zip(ok, captions, hashes):
-        samples.append(
-            sh.Sample(
-                key=sh.sample_key(item.index),
-                image=sh.encode_image(item.image, cfg.image_format),
-                image_ext=cfg.image_format,
-                caption=cap.text,
-                meta=_sample_meta(cfg, item, cap, ph),
-            )
-        )
-    name = sh.shard_name(shard_index)
-    rows = [
-        {"key": sh.sample_key(it.index), "status": it.status, "reason": it.reason, "shard": name if it.status == "ok" else "", "url": it.url or ""}
-        for it in items
-    ]
-    part = out / ".parts" / f"{name}.parquet"
-    tmp = part.with_name(part.name + ".tmp")
-    pd.DataFrame(rows, columns=STATS_COLUMNS).to_parquet(tmp, index=False)
-    os.replace(tmp, part)
-    count, digest = sh.write_shard(out / "shards" / name, samples)
-    statuses: dict[str, int] = {}
-    for r in rows:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    return ShardResult(shard_index, count, digest, statuses)
+    captions = _captioner(cfg)(ok) if ok else []
+    return write_shard_outputs(cfg, shard_index, items, captions, out)
+
+
+_MODELS: dict = {}  # one captioner / CLIP model per worker process, reused across its shards
+
+
+def _captioner(cfg: CorpusConfig):
+    key = ("cap", repr(cfg.captioner), cfg.seed)
+    if key not in _MODELS:
+        _MODELS[key] = build_captioner(cfg.captioner, cfg.seed)
+    return _MODELS[key]
+
+
+def _clip_scorer(cfg: CorpusConfig):
+    from uae_data.clip_score import ClipScorer
+
+    key = ("clip", repr(cfg.filters.clip))
+    if key not in _MODELS:
+        _MODELS[key] = ClipScorer(cfg.filters.clip)
+    return _MODELS[key]
 
 
 def _build_shard_job(args: tuple) -> ShardResult:
     cfg_dict, shard_index, n_rows, out = args
     return build_shard(from_dict(CorpusConfig, cfg_dict), shard_index, n_rows, Path(out))
+
+
+def _hash_shard_job(args: tuple) -> int:
+    cfg_dict, shard_index, n_rows, out = args
+    return hash_shard(from_dict(CorpusConfig, cfg_dict), shard_index, n_rows, Path(out))
 
 
 def _check_out_dir(cfg: CorpusConfig, out: Path) -> None:
@@ -147,59 +129,94 @@ def _check_out_dir(cfg: CorpusConfig, out: Path) -> None:
         raise sh.CorpusError(f"{out}: folder is not empty and is not a corpus built by uae; choose another --out")
 
 
+def _run_jobs(fn: Callable, jobs: list[tuple], workers: int) -> Iterable:
+    """fn over jobs, in a fork pool when workers > 1; yields results as they finish."""
+    workers = max(1, min(workers, len(jobs) or 1))
+    if workers == 1:
+        yield from map(fn, jobs)
+        return
+    pool = mp.get_context("fork").Pool(workers)
+    try:
+        yield from pool.imap_unordered(fn, jobs)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def _dedup(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, workers: int) -> None:
+    """Global near-duplicate decisions (resumable: hashes per shard, then one dedup.parquet)."""
+    if dedup_path(out).exists():
+        return
+    todo = [k for k in range(n_shards) if not phash_part(out, k).exists()]
+    for _ in _run_jobs(_hash_shard_job, [(to_dict(cfg), k, n_rows, str(out)) for k in todo], workers):
+        pass
+    parts = [pd.read_parquet(phash_part(out, k)) for k in range(n_shards)]
+    hashes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"index": [], "phash": []})
+    dups = near_duplicates(hashes["index"].tolist(), hashes["phash"].tolist(), cfg.filters.dedup_threshold)
+    table = pd.DataFrame([(i, f, d) for i, (f, d) in sorted(dups.items())], columns=["index", "dup_of", "distance"])
+    tmp = dedup_path(out).with_name("dedup.parquet.tmp")
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, dedup_path(out))
+
+
 def build(
     cfg: CorpusConfig,
     out: Path,
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    engine: str = "local",
 ) -> dict:
     """Build (or resume) a corpus in `out`; returns the manifest dict.
 
     on_progress(done_rows, total_rows) is called as shards finish (the CLI draws a bar with it).
+    engine: local (multiprocessing, `workers` processes) or ray (an existing Ray cluster, or a local one).
     """
+    if engine not in ENGINES:
+        raise sh.CorpusError(f"unknown engine {engine!r} (one of: {', '.join(ENGINES)})")
     out = Path(out)
     _check_out_dir(cfg, out)
-    source = build_source(cfg.source, cfg.image_size, cfg.seed)
-    n_rows = len(source) if cfg.limit is None else min(len(source), cfg.limit)
-    n_shards = math.ceil(n_rows / cfg.shard_size)
+    source = build_source(cfg.source, source_context(cfg, out, "ray" if engine == "ray" else None))
+    created = not out.exists()
     (out / "shards").mkdir(parents=True, exist_ok=True)
     (out / ".parts").mkdir(exist_ok=True)
     if not (out / "config.yaml").exists():
         (out / "config.yaml").write_text(dump_yaml(cfg, kind="corpus"))
-    for stale in list((out / "shards").glob("*.tmp")) + list((out / ".parts").glob("*.tmp")):
+    try:
+        source.prepare()  # downloads / snapshots the input (resumable); one-line errors for bad input
+    except UserError:
+        if created:  # bad input before any work: leave no half-made corpus folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    n_rows = len(source) if cfg.limit is None else min(len(source), cfg.limit)
+    n_shards = math.ceil(n_rows / cfg.shard_size)
+    for stale in list(out.rglob("*.tmp")):
         stale.unlink()  # left by an interrupted run
+    workers = workers or os.cpu_count() or 1
+    if cfg.filters.dedup_threshold is not None:
+        _dedup(cfg, out, n_rows, n_shards, workers)
 
     def done(k: int) -> bool:
         name = sh.shard_name(k)
         return (out / "shards" / name).exists() and (out / ".parts" / f"{name}.parquet").exists()
 
     todo = [k for k in range(n_shards) if not done(k)]
-    finished = set(range(n_shards)) - set(todo)
-    rows_done = sum(min(cfg.shard_size, n_rows - k * cfg.shard_size) for k in finished)
+    rows_done = sum(len(range(*shard_range(cfg, k, n_rows))) for k in range(n_shards) if k not in set(todo))
     if on_progress:
         on_progress(rows_done, n_rows)
     t0 = time.perf_counter()
-    jobs = [(to_dict(cfg), k, n_rows, str(out)) for k in todo]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
-    if workers == 1:
-        results = map(_build_shard_job, jobs)
-        for r in results:
-            rows_done += sum(r.statuses.values())
-            if on_progress:
-                on_progress(rows_done, n_rows)
+    if engine == "ray":
+        from uae_data.engine_ray import build_shards_ray
+
+        results = build_shards_ray(cfg, out, todo, n_rows)
     else:
-        pool = mp.get_context("fork").Pool(workers)
-        try:
-            for r in pool.imap_unordered(_build_shard_job, jobs):
-                rows_done += sum(r.statuses.values())
-                if on_progress:
-                    on_progress(rows_done, n_rows)
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
+        results = _run_jobs(_build_shard_job, [(to_dict(cfg), k, n_rows, str(out)) for k in todo], workers)
+    for r in results:
+        rows_done += sum(r.statuses.values())
+        if on_progress:
+            on_progress(rows_done, n_rows)
     return finalize(cfg, out, n_rows, n_shards, time.perf_counter() - t0)
 
 
@@ -211,6 +228,9 @@ def finalize(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, seconds: 
     os.replace(out / "stats.parquet.tmp", out / "stats.parquet")
     sizes = {n: int((stats["shard"] == n).sum()) for n in names}
     sh.write_json_atomic(out / "sizes.json", sizes)
+    if "stage" not in stats:
+        stats["stage"] = ""  # parts written before stages were recorded
+    not_ok = stats[stats["status"] != "ok"]
     manifest = {
         "name": cfg.name,
         "config": to_dict(cfg),
@@ -220,6 +240,8 @@ def finalize(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, seconds: 
             "samples": int(sum(sizes.values())),
             **{f"status_{k}": int(v) for k, v in stats["status"].value_counts().items()},
         },
+        "stages": {f"{status}_{stage or 'other'}": int(v)
+                   for (status, stage), v in not_ok.groupby(["status", "stage"]).size().items()},
         "sha256": {n: sh.file_sha256(out / "shards" / n) for n in names},
         "versions": package_versions(),
         "git_hash": git_hash(),

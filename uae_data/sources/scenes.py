@@ -7,7 +7,7 @@ import numpy as np
 
 from uae_data import scenes
 from uae_data.short_captions import short_caption
-from uae_data.sources import SOURCES, SourceConfig, SourceItem
+from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem
 
 
 def item_rng(seed: int, index: int) -> np.random.Generator:
@@ -19,8 +19,11 @@ def item_rng(seed: int, index: int) -> np.random.Generator:
 class SceneSource:
     name = "scenes"
 
-    def __init__(self, cfg: SourceConfig, image_size: int, seed: int) -> None:
-        self.cfg, self.size, self.seed = cfg, image_size, seed
+    def __init__(self, cfg: SourceConfig, ctx: SourceContext) -> None:
+        self.cfg, self.size, self.seed = cfg, ctx.image_size, ctx.seed
+
+    def prepare(self) -> None:
+        pass  # generated on the fly: nothing to snapshot
 
     def __len__(self) -> int:
         return self.cfg.n

@@ -1,0 +1,41 @@
+"""`--engine ray`: the same shards as the local engine, built by Ray tasks and Ray Data actor pools
+on a local Ray started by the test (this machine only, 2 CPUs)."""
+from __future__ import annotations
+
+import pytest
+
+from uae_data.config import load_config
+from uae_data.pipeline import CorpusConfig, build
+
+from conftest import ROOT
+from test_corpus_sources import www  # noqa: F401  (fixture: photos served on 127.0.0.1)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.integration
+def test_ray_engine_builds_the_same_shards_as_local_and_resumes(tmp_path, local_ray):
+    over = ["source.n=10", "shard_size=4", "image_size=32", "filters.dedup_threshold=0"]
+    cfg = load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", over, kind="corpus")
+    local = build(cfg, tmp_path / "local", workers=1)
+    ray_built = build(cfg, tmp_path / "ray", engine="ray")
+    assert ray_built["sha256"] == local["sha256"] and ray_built["counts"] == local["counts"]
+    (tmp_path / "ray/shards/corpus-000001.tar").unlink()
+    again = build(cfg, tmp_path / "ray", engine="ray")
+    assert again["sha256"] == local["sha256"]
+
+
+@pytest.mark.integration
+def test_ray_engine_downloads_through_img2dataset_ray_distributor(tmp_path, local_ray, www):  # noqa: F811
+    from test_corpus_sources import CASES, check_accounting, urls_cfg, write_url_list
+
+    csv = write_url_list(tmp_path / "urls.csv", www[1])
+    manifest = build(urls_cfg(csv), tmp_path / "c", engine="ray")
+    assert manifest["counts"]["input_rows"] == len(CASES) and manifest["counts"]["samples"] == 4
+    check_accounting(tmp_path / "c", www[1])
