@@ -64,6 +64,11 @@ def _register_config_kinds() -> None:
     import uae_eval.mmt_bench.harness  # noqa: F401  (mmt-bench)
     import uae_eval.recon  # noqa: F401  (recon)
     import uae_train.stages.pretrain  # noqa: F401  (pretrain)
+    import uae_eval.alignment  # noqa: F401  (alignment)
+    import uae_train.stages.yfork_train  # noqa: F401  (yfork)
+    import uae_train.stages.gen_for_und  # noqa: F401  (stage1)
+    import uae_train.stages.und_for_gen  # noqa: F401  (stage2)
+    import uae_train.demo  # noqa: F401  (demo)
 
 
 def not_built(what: str) -> None:
@@ -78,12 +83,18 @@ def build_corpus(
     out_dir: Path = typer.Option(..., "--out", help="corpus folder to write (re-running the same command resumes)"),
     limit: Optional[int] = typer.Option(None, help="use at most N input rows"),
     workers: Optional[int] = typer.Option(None, help="parallel shard builders (default: all cores)"),
-    engine: str = typer.Option("local", help="local (multiprocessing) or ray"),
+    engine: str = typer.Option("local", help="local (multiprocessing) or ray (Ray Data actor pools for CLIP/recaptioning)"),
+    source: Optional[str] = typer.Option(None, help="scenes | urls | folder | parquet | shards (overrides the manifest)"),
+    input_path: Optional[str] = typer.Option(None, "--input", help="the source's input: url list, image folder, parquet table or shard folder"),
+    captioner: Optional[str] = typer.Option(None, help="scene | keep | hf (overrides the manifest)"),
+    caption_model: Optional[str] = typer.Option(None, help="hf captioner: model name or local folder"),
 ) -> None:
     """Build a long-caption image corpus as WebDataset shards.
 
     Example: uae build-corpus manifests/corpus/scenes.yaml --out /tmp/corpus --limit 3000
+    Example: uae build-corpus --source urls --input urls.csv --captioner keep --out /tmp/corpus
     """
+    import json
     from uae_data.config import load_config
     from uae_data.pipeline import CorpusConfig, build
     from uae_data.progress import progress_bar
@@ -91,13 +102,15 @@ def build_corpus(
     manifest, overrides = split_args(args)
     if limit is not None:
         overrides.append(f"limit={limit}")
+    shortcuts = {"source.name": source, "source.input": input_path, "captioner.name": captioner,
+                 "captioner.model": caption_model}
+    overrides += [f"{k}={json.dumps(v)}" for k, v in shortcuts.items() if v is not None]  # JSON-quoted: valid YAML text
     cfg = load_config(CorpusConfig, manifest or MANIFESTS / "corpus" / "scenes.yaml", overrides, kind="corpus")
-    if engine != "local":
-        not_built(f"--engine {engine}")
     with progress_bar(f"building {cfg.name}") as update:
-        manifest = build(cfg, out_dir, workers=workers, on_progress=update)
+        manifest = build(cfg, out_dir, workers=workers, on_progress=update, engine=engine)
     c = manifest["counts"]
-    out.print(f"corpus {out_dir}: {c['samples']} samples in {c['shards']} shards from {c['input_rows']} input rows")
+    out.print(f"corpus {out_dir}: {c['samples']} samples in {c['shards']} shards from {c['input_rows']} input rows "
+              f"({c.get('status_dropped', 0)} dropped, {c.get('status_failed', 0)} failed: reasons in stats.parquet)")
 
 
 @train_app.command("pretrain")
@@ -127,24 +140,82 @@ def train_pretrain(
         out.print(f"{phase}: loss {s['first_loss']:.4f} -> {s['last_loss']:.4f} over {s['steps']} steps{extra}")
 
 
-@train_app.command("stage1")
-def train_stage1(args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...]"),
-                 out_dir: Path = typer.Option(..., "--out"), resume: bool = typer.Option(False)) -> None:
-    """Unified-GRPO stage 1 (generation for understanding): the encoder is the policy.
+def _rl_stage(stage: str, args: Optional[List[str]], out_dir: Path, init: Optional[Path], corpus: Optional[Path],
+              resume: bool) -> None:
+    from uae_data.config import load_config
+    from uae_data.progress import progress_bar
 
-    Example: uae train stage1 manifests/train/stage1-scene.yaml --out runs/s1
+    if stage == "stage1":
+        from uae_train.stages.gen_for_und import Stage1Config as Config, stage1 as run
+    else:
+        from uae_train.stages.und_for_gen import Stage2Config as Config, stage2 as run
+    manifest, overrides = split_args(args)
+    overrides += [f"init={init}"] * (init is not None) + [f"corpus={corpus}"] * (corpus is not None)
+    cfg = load_config(Config, manifest or MANIFESTS / "train" / f"{stage}-scene.yaml", overrides, kind=stage)
+    summary = run(cfg, out_dir, resume=resume, progress=progress_bar)
+    first, last = summary["first_eval"], summary["last_eval"]
+    for k in last:
+        if k != "step" and k in first:
+            out.print(f"{k}: {first[k]:.4f} -> {last[k]:.4f}")
+    out.print(f"{stage}: {summary['steps']} steps; results in {out_dir / 'results'}")
+
+
+@train_app.command("yfork")
+@friendly
+def train_yfork(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/train/yfork-scene.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="run folder (config.yaml, metrics.jsonl, model/, summary.json)"),
+    corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
+) -> None:
+    """Train UniFork's Y-shaped model (or the fully shared baseline) on image->text and text->image at once.
+
+    Example: uae train yfork manifests/train/shared-scene.yaml --corpus out/corpus --out runs/shared
     """
-    not_built("uae train stage1")
+    from uae_data.config import load_config
+    from uae_data.progress import progress_bar
+    from uae_train.stages.yfork_train import YForkTrainConfig, train_yfork as train
+
+    manifest, overrides = split_args(args)
+    overrides += [f"corpus={corpus}"] * (corpus is not None)
+    cfg = load_config(YForkTrainConfig, manifest or MANIFESTS / "train" / "yfork-scene.yaml", overrides, kind="yfork")
+    with progress_bar(f"train {cfg.name}") as update:
+        s = train(cfg, out_dir, on_progress=update)
+    out.print(f"{s['name']}: und loss {s['first_und_loss']:.3f} -> {s['last_und_loss']:.3f}, gen loss "
+              f"{s['first_gen_loss']:.3f} -> {s['last_gen_loss']:.3f} over {s['steps']} steps -> {out_dir}/model")
+
+
+@train_app.command("stage1")
+@friendly
+def train_stage1(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/train/stage1-scene.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="run folder (encoder/, decoder/, metrics.jsonl, eval.jsonl, results/)"),
+    init: Optional[Path] = typer.Option(None, help="run folder to start from (pretrain output: encoder/ + decoder/)"),
+    corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+) -> None:
+    """Unified-GRPO stage 1 (generation for understanding): the encoder is the policy, the frozen decoder
+    reconstructs each sampled caption, reward = similarity(original, reconstruction).
+
+    Example: uae train stage1 manifests/train/stage1-scene.yaml --init runs/pre --out runs/s1
+    """
+    _rl_stage("stage1", args, out_dir, init, corpus, resume)
 
 
 @train_app.command("stage2")
-def train_stage2(args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...]"),
-                 out_dir: Path = typer.Option(..., "--out"), resume: bool = typer.Option(False)) -> None:
-    """Unified-GRPO stage 2 (understanding for generation): the decoder is the policy.
+@friendly
+def train_stage2(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/train/stage2-scene.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="run folder (encoder/, decoder/, metrics.jsonl, eval.jsonl, results/)"),
+    init: Optional[Path] = typer.Option(None, help="run folder to start from (pretrain or stage1 output)"),
+    corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+) -> None:
+    """Unified-GRPO stage 2 (understanding for generation): the decoder is the policy, sampling through
+    Flow-GRPO's SDE; the frozen encoder captions, reward = similarity(original, painting).
 
-    Example: uae train stage2 manifests/train/stage2-scene.yaml --out runs/s2
+    Example: uae train stage2 manifests/train/stage2-scene.yaml --init runs/s1 --out runs/s2
     """
-    not_built("uae train stage2")
+    _rl_stage("stage2", args, out_dir, init, corpus, resume)
 
 
 @eval_app.command("geneval")
@@ -251,12 +322,33 @@ def eval_recon(
 
 
 @eval_app.command("alignment")
-def eval_alignment(args: Optional[List[str]] = typer.Argument(None), out_dir: Path = typer.Option(..., "--out")) -> None:
-    """Per-layer image/text representation alignment (UniFork).
+@friendly
+def eval_alignment(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/eval/alignment-scene.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="results folder"),
+    model: Path = typer.Option(..., help="encoder folder (understanding), decoder folder (generation) or Y-fork model folder (both)"),
+    data: Optional[Path] = typer.Option(None, help="corpus folder of paired samples (overrides the manifest)"),
+    encoder: Optional[Path] = typer.Option(None, help="for a decoder: its encoder folder (default: the sibling encoder/)"),
+) -> None:
+    """Per-layer image/text representation alignment (UniFork): mutual kNN (and CKNNA) per layer.
 
-    Example: uae eval alignment --model runs/pre/encoder --out runs/align
+    Example: uae eval alignment --model runs/pre/encoder --data out/corpus --out runs/align
     """
-    not_built("uae eval alignment")
+    from uae_data.config import load_config
+    from uae_eval.alignment import AlignmentConfig, run
+    from uae_train.models.layer_features import load_pairs, model_features
+
+    manifest, overrides = split_args(args)
+    overrides += [f"data={data}"] * (data is not None)
+    cfg = load_config(AlignmentConfig, manifest or MANIFESTS / "eval" / "alignment-scene.yaml", overrides, kind="alignment")
+    pairs = load_pairs(Path(cfg.data), cfg.limit, cfg.image_size, skip=cfg.skip)
+    features, info = model_features(model, pairs, encoder, cfg.timestep, cfg.seed, cfg.batch_size)
+    res = run(cfg, out_dir, features, model=info)
+    for task in res.extra["tasks"]:
+        curve = "  ".join(f"{res.metrics[f'{task}/mutual_knn/layer_{i:02d}']:.3f}"
+                          for i in range(res.extra["layers"][task]) if f"{task}/mutual_knn/layer_{i:02d}" in res.metrics)
+        out.print(f"alignment {task} ({info['name']}), mutual kNN by layer: {curve}", soft_wrap=True)
+    out.print(f"random baseline k/(N-1) = {res.extra['random_baseline_mutual_knn']:.3f} over {res.n_items} pairs -> {out_dir}")
 
 
 @app.command("report")
@@ -319,12 +411,33 @@ def validate(manifests: Optional[List[Path]] = typer.Argument(None, help="manife
 
 
 @app.command("demo")
-def demo(out_dir: Path = typer.Option(..., "--out")) -> None:
+@friendly
+def demo(
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/demo/scene-<scale>.yaml)"),
+    out_dir: Path = typer.Option(..., "--out", help="demo folder (re-running the same command continues it)"),
+    scale: str = typer.Option("cpu", help="cpu (2 cores, <= 15 min) | gpu (64 px, longer training)"),
+) -> None:
     """The whole loop on the scene world: corpus -> pretrain -> stage1 -> stage2 -> eval -> report.
 
     Example: uae demo --out runs/demo
     """
-    not_built("uae demo")
+    from uae_data.config import load_config
+    from uae_data.errors import ConfigError
+    from uae_data.progress import progress_bar
+    from uae_train.demo import DemoConfig, demo as run_demo
+
+    if scale not in ("cpu", "gpu"):
+        raise ConfigError(f"--scale must be cpu or gpu, got {scale!r}")
+    manifest, overrides = split_args(args)
+    cfg = load_config(DemoConfig, manifest or MANIFESTS / "demo" / f"scene-{scale}.yaml", overrides, kind="demo")
+    headline = run_demo(cfg, out_dir, progress=progress_bar, say=lambda m: out.print(f"[bold]demo[/bold] {m}"))
+    report = headline.pop("report")
+    for bench, h in headline.items():
+        if "pretrain" in h:
+            out.print(f"{bench:<22} {h['metric']:<10} pretrain {h['pretrain']:.4f} -> unified-grpo {h['unified-grpo']:.4f}")
+        else:
+            out.print(f"{bench:<22} held-out reward {h['start']:.4f} -> {h['end']:.4f}")
+    out.print(f"report: {report}")
 
 
 def main() -> None:

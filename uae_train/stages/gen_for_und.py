@@ -90,9 +90,7 @@ class Stage1Config:
 
 def evaluate(cfg: Stage1Config, policy, reader, decoder, images, scenes, reward, out: Path, step: int) -> dict:
     """Greedy captions of the held-out images → reconstructions → reward; exact-scene rate; MMT caption-reader."""
-    from uae_train.models.autoencoder import image_to_text
-
-    texts = policy.caption(images, n=1, sample=False, max_new_tokens=cfg.max_new_tokens, batch_size=16)
+    texts = policy.caption(images, n=1, sample=False, max_new_tokens=cfg.max_new_tokens, batch_size=32)
     recons = reconstruct(cfg, reader, decoder, texts, [cfg.eval_seed + i for i in range(len(texts))])
     r = reward(images, recons, scenes if all(s is not None for s in scenes) else None)
     row = {"step": step, "heldout_reward": float(r.mean()),
@@ -111,8 +109,9 @@ def evaluate(cfg: Stage1Config, policy, reader, decoder, images, scenes, reward,
         from uae_eval.mmt_bench.answerers import build_answerer
 
         mcfg = mmt.MMTConfig(tsv=cfg.mmt_tsv, model="caption-reader", limit=cfg.mmt_limit)
+        captioner = rl.mmt_captioner(policy, cfg.mmt_tsv, cfg.mmt_limit, cfg.max_new_tokens)
         res = mmt.run(mcfg, out / "evals" / f"step-{step:06d}" / "mmt-bench",
-                      answer=build_answerer("caption-reader", caption=image_to_text(policy, max_new_tokens=cfg.max_new_tokens)))
+                      answer=build_answerer("caption-reader", caption=captioner))
         row["mmt_caption_reader"] = float(res.metrics["overall"])
     return row
 

@@ -155,3 +155,15 @@ def write_stage_results(out: Path, stage: str, cfg: Any, eval_rows: list[dict], 
                       model=model, metrics=metrics, primary_metric="heldout_reward/end", higher_is_better=True,
                       n_items=len(eval_rows), config=to_dict(cfg), extra={"curves": curves})
     write_results(out / "results", results, eval_rows)
+
+
+def mmt_captioner(encoder, tsv: str, limit: int | None, max_new_tokens: int):
+    """A caption-reader's captioner with the TSV's images captioned up front in batches (see prefetched_captioner)."""
+    from uae_eval.mmt_bench.data import decode_images, load_tsv
+    from uae_train.models.autoencoder import prefetched_captioner
+
+    df = load_tsv(tsv)
+    if limit:
+        df = df.head(limit)
+    images = [im for field in df["image"] for im in decode_images(field)[:1]]
+    return prefetched_captioner(encoder, images, max_new_tokens=max_new_tokens)
