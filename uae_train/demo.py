@@ -34,6 +34,9 @@ class DemoConfig:
     mmt_limit: int | None = help_field(None, help="MMT rows scored (None = all)")
     recon_limit: int = help_field(100, help="held-out images for recon")
     sampling_steps: int = help_field(20, help="ODE steps of every eval painting")
+    guidance: float = help_field(5.0, help="CFG scale of every painting: reconstructions in stage 1, rollouts in "
+                                           "stage 2 (Flow-GRPO: 4.5) and evals. A briefly trained decoder follows its "
+                                           "captions only weakly; guidance amplifies that signal")
     seed: int = help_field(0, help="seed of the corpus and every stage")
 
 
@@ -62,7 +65,8 @@ def evaluate_run(cfg: DemoConfig, run: Path, label: str, out: Path, corpus: Path
     from uae_train.models.autoencoder import image_to_text, text_to_image
 
     enc, dec = _models(run)
-    info = {"name": label, "path": str(run), "config": {"steps": cfg.sampling_steps}}
+    info = {"name": label, "path": str(run), "config": {"steps": cfg.sampling_steps, "guidance": cfg.guidance}}
+    paint = text_to_image(enc, dec, steps=cfg.sampling_steps, guidance=cfg.guidance)
     folders = []
     g_out = out / "geneval"
     if not _done(g_out):
@@ -71,7 +75,7 @@ def evaluate_run(cfg: DemoConfig, run: Path, label: str, out: Path, corpus: Path
                            [f"image_size={cfg.image_size}", f"images_per_prompt={cfg.geneval_images_per_prompt}",
                             f"seed={cfg.seed}"] + ([f"limit={cfg.geneval_limit}"] if cfg.geneval_limit else []),
                            kind="geneval")
-        geneval.run(gcfg, g_out, generate=text_to_image(enc, dec, steps=cfg.sampling_steps), model=info)
+        geneval.run(gcfg, g_out, generate=paint, model=info)
     folders.append(g_out)
     m_out = out / "mmt-bench"
     if not _done(m_out):
@@ -79,9 +83,10 @@ def evaluate_run(cfg: DemoConfig, run: Path, label: str, out: Path, corpus: Path
         mcfg = load_config(mmt.MMTConfig, MANIFESTS / "eval" / "mmt-bench-scene.yaml",
                            ["model=caption-reader"] + ([f"limit={cfg.mmt_limit}"] if cfg.mmt_limit else []),
                            kind="mmt-bench")
-        from uae_train.stages.rl_common import mmt_captioner
+        from uae_train.stages.rl_common import mmt_captioner, repo_path
 
-        captioner = mmt_captioner(enc, mcfg.tsv if Path(mcfg.tsv).is_absolute() else str(ROOT / mcfg.tsv), cfg.mmt_limit, 160)
+        mcfg.tsv = repo_path(mcfg.tsv)
+        captioner = mmt_captioner(enc, mcfg.tsv, cfg.mmt_limit, 160)
         mmt.run(mcfg, m_out, answer=build_answerer("caption-reader", caption=captioner))
         _relabel(m_out, label)
     folders.append(m_out)
@@ -91,9 +96,30 @@ def evaluate_run(cfg: DemoConfig, run: Path, label: str, out: Path, corpus: Path
         rcfg = load_config(recon.ReconConfig, MANIFESTS / "eval" / "recon-scene.yaml",
                            [f"data={corpus}", f"limit={cfg.recon_limit}", f"image_size={cfg.image_size}",
                             "metrics=[scene, scene-soft, psnr, ssim]", "save_images=true"], kind="recon")
-        recon.run(rcfg, r_out, caption=image_to_text(enc), generate=text_to_image(enc, dec, steps=cfg.sampling_steps),
-                  model=info)
+        recon.run(rcfg, r_out, caption=image_to_text(enc), generate=paint, model=info)
     folders.append(r_out)
+    folders += alignment(cfg, run, label, out, corpus, say)
+    return folders
+
+
+def alignment(cfg: DemoConfig, run: Path, label: str, out: Path, corpus: Path, say: Callable[[str], None]) -> list[Path]:
+    """UniFork's per-layer alignment of the run's encoder (understanding) and decoder (generation)."""
+    from uae_eval.alignment import AlignmentConfig, run as align
+    from uae_train.models.layer_features import load_pairs, model_features
+
+    acfg = load_config(AlignmentConfig, MANIFESTS / "eval" / "alignment-scene.yaml",
+                       [f"data={corpus}", f"image_size={cfg.image_size}", f"seed={cfg.seed}"], kind="alignment")
+    folders = []
+    pairs = None
+    for part in ("encoder", "decoder"):
+        a_out = out / f"alignment-{part}"
+        if not _done(a_out):
+            say(f"eval {label}: alignment ({part})")
+            pairs = pairs or load_pairs(Path(acfg.data), acfg.limit, acfg.image_size, skip=acfg.skip)
+            features, info = model_features(run / part, pairs, None, acfg.timestep, acfg.seed, acfg.batch_size)
+            info["name"] = f"{label}:{part}"
+            align(acfg, a_out, features, model=info)
+        folders.append(a_out)
     return folders
 
 
@@ -139,6 +165,10 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         extra = [f"corpus={corpus}", f"image_size={cfg.image_size}", f"seed={cfg.seed}"]
         if init:
             extra.append(f"init={out / init}")
+        if kind == "stage1":
+            extra.append(f"decoder_guidance={cfg.guidance}")
+        if kind == "stage2":
+            extra.append(f"guidance={cfg.guidance}")
         c = load_config(Config, MANIFESTS / "train" / f"{kind}-scene.yaml", extra + list(overrides), kind=kind)
         fn(c, run, resume=(run / "config.yaml").exists(), progress=progress)
 
@@ -151,8 +181,8 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
     headline = {}
     for b, a in zip(before, after):
         rb, ra = read_results(b), read_results(a)
-        headline[rb.benchmark] = {"metric": rb.primary_metric, "pretrain": rb.metrics[rb.primary_metric],
-                                  "unified-grpo": ra.metrics[ra.primary_metric]}
+        headline[b.name] = {"metric": rb.primary_metric, "pretrain": rb.metrics[rb.primary_metric],
+                            "unified-grpo": ra.metrics[ra.primary_metric]}
     for stage in ("s1", "s2"):
         r = read_results(out / stage / "results")
         headline[r.benchmark] = {"metric": "heldout_reward", "start": r.metrics["heldout_reward/start"],

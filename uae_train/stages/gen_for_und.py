@@ -108,8 +108,9 @@ def evaluate(cfg: Stage1Config, policy, reader, decoder, images, scenes, reward,
         from uae_eval.mmt_bench import harness as mmt
         from uae_eval.mmt_bench.answerers import build_answerer
 
-        mcfg = mmt.MMTConfig(tsv=cfg.mmt_tsv, model="caption-reader", limit=cfg.mmt_limit)
-        captioner = rl.mmt_captioner(policy, cfg.mmt_tsv, cfg.mmt_limit, cfg.max_new_tokens)
+        tsv = rl.repo_path(cfg.mmt_tsv)
+        mcfg = mmt.MMTConfig(tsv=tsv, model="caption-reader", limit=cfg.mmt_limit)
+        captioner = rl.mmt_captioner(policy, tsv, cfg.mmt_limit, cfg.max_new_tokens)
         res = mmt.run(mcfg, out / "evals" / f"step-{step:06d}" / "mmt-bench",
                       answer=build_answerer("caption-reader", caption=captioner))
         row["mmt_caption_reader"] = float(res.metrics["overall"])

@@ -84,6 +84,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def make_accelerator(cfg: PretrainConfig, device: torch.device):
+    """accelerate's Accelerator for precision (bf16 autocast on CUDA), backward and gradient clipping.
+
+    One process, one device: models stay unwrapped (the Encoder/Decoder APIs call generate/sample on them);
+    multi-GPU DDP through `accelerator.prepare` is not wired yet.
+    """
+    from accelerate import Accelerator
+
+    use_bf16 = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")
+    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if use_bf16 else "no")
+
+
 def autocast(cfg: PretrainConfig, device: torch.device):
     use_bf16 = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
@@ -199,6 +211,7 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
     ckpt = out / "checkpoints" / phase
+    accelerator = make_accelerator(cfg, device)
     ema = None
     if phase == "decoder" and cfg.ema_decay > 0:
         from diffusers.training_utils import EMAModel
@@ -222,7 +235,7 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                 samples_seen += len(batch)
                 images = [s["image"].resize((cfg.image_size, cfg.image_size)) for s in batch]
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * cfg.grad_accum + micro)
-                with autocast(cfg, device):
+                with accelerator.autocast():
                     if phase == "encoder":
                         loss, acc = encoder.sft_loss(images, [s["caption"] for s in batch])
                         acc_sum += float(acc)
@@ -234,10 +247,10 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                             hidden, mask = encoder.encode_text(texts, max_length=cfg.max_text_tokens)
                         truncated += int(sum(len(t.split()) > cfg.max_text_tokens for t in texts))
                         loss = decoder.loss(images, hidden.float(), mask, generator=g)
-                (loss / cfg.grad_accum).backward()
+                accelerator.backward(loss / cfg.grad_accum)
                 loss_sum += float(loss.detach()) / cfg.grad_accum
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                accelerator.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             if ema is not None:

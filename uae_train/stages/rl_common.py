@@ -157,6 +157,14 @@ def write_stage_results(out: Path, stage: str, cfg: Any, eval_rows: list[dict], 
     write_results(out / "results", results, eval_rows)
 
 
+def repo_path(path: str) -> str:
+    """A manifest path as given when it exists, else relative to the repo root (shipped data such as the scene TSV)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    return str(Path(__file__).resolve().parents[2] / p)
+
+
 def mmt_captioner(encoder, tsv: str, limit: int | None, max_new_tokens: int):
     """A caption-reader's captioner with the TSV's images captioned up front in batches (see prefetched_captioner)."""
     from uae_eval.mmt_bench.data import decode_images, load_tsv
