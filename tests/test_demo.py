@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-TOY = ["corpus_size=64", "recon_limit=4", "geneval_limit=3", "geneval_images_per_prompt=1", "mmt_limit=4",
+TOY = ["corpus_size=64", "recon_limit=8", "geneval_limit=3", "geneval_images_per_prompt=1", "mmt_limit=4",
        "sampling_steps=2",
        "pretrain=[encoder_steps=2, decoder_steps=2, batch_size=4, warmup_steps=1, 'decoder_options={patch_size: 4}']",
        "stage1=[steps=1, images_per_step=2, group_size=2, max_new_tokens=12, decoder_steps=2, eval_images=2, mmt_limit=2]",
