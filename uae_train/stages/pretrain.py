@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
-from uae_data.config import config_kind, dump_yaml, help_field, to_dict
+from uae_data.config import config_kind, help_field
 from uae_data.errors import ConfigError, CorpusError
 from uae_data.shards import corpus_dataset, list_shards
 
@@ -289,18 +289,9 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
     """
     out = Path(out)
     list_shards(Path(cfg.corpus))  # fail early, one line, if the corpus has no shards
-    saved = out / "config.yaml"
-    if saved.exists() and not resume:
-        raise ConfigError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
-    if resume and saved.exists():
-        import yaml
+    from uae_train.stages.rl_common import prepare_run
 
-        old = yaml.safe_load(saved.read_text()) or {}
-        old.pop("kind", None)
-        if old != to_dict(cfg):
-            raise ConfigError(f"{out}: --resume with a different config than the saved config.yaml")
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(dump_yaml(cfg, kind="pretrain"))
+    prepare_run(out, cfg, "pretrain", resume)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder, decoder = load_models(cfg, out, device)
