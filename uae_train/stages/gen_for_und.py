@@ -269,10 +269,4 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
             ctx.__exit__(None, None, None)
     if rl.parameters_digest(decoder) != decoder_digest:
         raise RuntimeError("stage1: the frozen decoder changed during training")
-    policy.save_pretrained(out / "encoder")
-    decoder.save_pretrained(out / "decoder")
-    model = {"name": f"stage1:{out.name}", "path": str(out / "encoder"), "config": {"init": str(init)}}
-    rl.write_stage_results(out, "stage1", cfg, eval_rows, model)
-    summary = {"first_eval": eval_rows[0], "last_eval": eval_rows[-1], "steps": step}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return rl.finish(out, "stage1", cfg, policy, decoder, eval_rows, step, init, "encoder")

@@ -175,3 +175,15 @@ def mmt_captioner(encoder, tsv: str, limit: int | None, max_new_tokens: int):
         df = df.head(limit)
     images = [im for field in df["image"] for im in decode_images(field)[:1]]
     return prefetched_captioner(encoder, images, max_new_tokens=max_new_tokens)
+
+
+def finish(out: Path, stage: str, cfg: Any, encoder, decoder, eval_rows: list[dict], steps: int, init: Path,
+           policy_part: str) -> dict:
+    """Save encoder/ and decoder/ (the next stage's --init), results/ and summary.json; return the summary."""
+    encoder.save_pretrained(out / "encoder")
+    decoder.save_pretrained(out / "decoder")
+    model = {"name": f"{stage}:{out.name}", "path": str(out / policy_part), "config": {"init": str(init)}}
+    write_stage_results(out, stage, cfg, eval_rows, model)
+    summary = {"first_eval": eval_rows[0], "last_eval": eval_rows[-1], "steps": steps}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

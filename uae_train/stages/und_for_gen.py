@@ -280,10 +280,4 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
             ctx.__exit__(None, None, None)
     if rl.parameters_digest(encoder) != encoder_digest:
         raise RuntimeError("stage2: the frozen encoder changed during training")
-    decoder.save_pretrained(out / "decoder")
-    encoder.save_pretrained(out / "encoder")
-    model = {"name": f"stage2:{out.name}", "path": str(out / "decoder"), "config": {"init": str(init)}}
-    rl.write_stage_results(out, "stage2", cfg, eval_rows, model)
-    summary = {"first_eval": eval_rows[0], "last_eval": eval_rows[-1], "steps": step}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return rl.finish(out, "stage2", cfg, encoder, decoder, eval_rows, step, init, "decoder")
