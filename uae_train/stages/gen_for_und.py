@@ -33,7 +33,7 @@ from uae_data.scenes import parse_caption
 from uae_train import grpo
 from uae_train.rewards import build_reward
 from uae_train.stages import rl_common as rl
-from uae_train.stages.pretrain import autocast, load_checkpoint, resolve_device, save_checkpoint
+from uae_train.stages.pretrain import autocast, resolve_device, save_checkpoint
 
 
 @config_kind("stage1")
@@ -195,13 +195,7 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     ckpt = out / "checkpoints" / "encoder"
-    step, seen = 0, 0
-    if resume and ckpt.exists():
-        state = load_checkpoint(ckpt, policy, optimizer, scheduler)
-        step, seen = state["step"], state["samples_seen"]
-    if resume:
-        rl.truncate_jsonl(out / "metrics.jsonl", step)
-        rl.truncate_jsonl(out / "eval.jsonl", step)
+    step, seen = rl.restore(out, ckpt, policy, optimizer, scheduler, resume)
     eval_images, eval_scenes = rl.heldout(cfg.eval_corpus, cfg.eval_images, cfg.eval_seed, cfg.image_size)
     stream = rl.train_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen)
     eval_rows = rl.read_jsonl(out / "eval.jsonl")

@@ -134,6 +134,20 @@ def truncate_jsonl(path: Path, step: int) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def restore(out: Path, ckpt: Path, module, optimizer, scheduler, resume: bool) -> tuple[int, int]:
+    """(step, samples seen) to continue from: the last checkpoint on --resume (logs cut back to it), else (0, 0)."""
+    from uae_train.stages.pretrain import load_checkpoint
+
+    step, seen = 0, 0
+    if resume and ckpt.exists():
+        state = load_checkpoint(ckpt, module, optimizer, scheduler)
+        step, seen = state["step"], state["samples_seen"]
+    if resume:
+        truncate_jsonl(out / "metrics.jsonl", step)
+        truncate_jsonl(out / "eval.jsonl", step)
+    return step, seen
+
+
 def write_stage_results(out: Path, stage: str, cfg: Any, eval_rows: list[dict], model: dict) -> None:
     """results/ in the one schema: start and end of every eval metric, curves over steps for the report."""
     from uae_eval.results import Results, write_results

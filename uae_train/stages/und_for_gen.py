@@ -25,7 +25,7 @@ from uae_train import flow_sde, grpo
 from uae_train.models.decoder import tensor_to_pil
 from uae_train.rewards import build_reward
 from uae_train.stages import rl_common as rl
-from uae_train.stages.pretrain import autocast, load_checkpoint, resolve_device, save_checkpoint
+from uae_train.stages.pretrain import autocast, resolve_device, save_checkpoint
 
 
 @config_kind("stage2")
@@ -203,13 +203,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     ckpt = out / "checkpoints" / "decoder"
-    step, seen = 0, 0
-    if resume and ckpt.exists():
-        state = load_checkpoint(ckpt, decoder, optimizer, scheduler)
-        step, seen = state["step"], state["samples_seen"]
-    if resume:
-        rl.truncate_jsonl(out / "metrics.jsonl", step)
-        rl.truncate_jsonl(out / "eval.jsonl", step)
+    step, seen = rl.restore(out, ckpt, decoder, optimizer, scheduler, resume)
     eval_images, eval_scenes = rl.heldout(cfg.eval_corpus, cfg.eval_images, cfg.eval_seed, cfg.image_size)
     with autocast(cfg, device):
         eval_texts = captions(cfg, encoder, eval_images, cfg.eval_seed)
