@@ -92,11 +92,17 @@ def test_loss_is_a_finite_scalar_with_gradients_in_transformer_and_connector():
     loss = d.loss(images, hidden, mask, generator=torch.Generator().manual_seed(0))
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
-    assert d.connector.net[0].weight.grad is not None and d.connector.net[0].weight.grad.abs().sum() > 0
     dit_grads = [p.grad for p in d.transformer.parameters() if p.grad is not None]
     assert dit_grads and sum(float(g.abs().sum()) for g in dit_grads) > 0
     again = d.loss(images, hidden, mask, generator=torch.Generator().manual_seed(0))
     assert torch.equal(loss.detach(), again.detach())  # seeded: t, noise and text dropout repeat
+    # DiT's init zeroes the final layer and the adaLN gates, so the text path gets gradients from step 3 on
+    sgd = torch.optim.SGD(d.trainable_parameters(), lr=0.1)
+    for step in range(1, 3):
+        sgd.step()
+        d.zero_grad()
+        d.loss(images, hidden, mask, generator=torch.Generator().manual_seed(step)).backward()
+    assert d.connector.net[0].weight.grad is not None and d.connector.net[0].weight.grad.abs().sum() > 0
 
 
 def test_generate_is_deterministic_per_seed_and_independent_of_batch_composition(words):
@@ -119,7 +125,7 @@ def test_generate_is_deterministic_per_seed_and_independent_of_batch_composition
 
 
 def test_guidance_runs_with_a_negative_text_and_with_the_null_condition(words):
-    d = Decoder.tiny(H).eval()
+    d = Decoder.tiny(H, init="torch").eval()  # random, text-dependent outputs (DiT's init starts at v = 0)
     h, m = words.encode_text(["a red circle in the center cell."])
     negative = words.encode_text(["a blue square."])
     plain = d.sample(h, m, seeds=[1], steps=4)
@@ -149,7 +155,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_lora_trains_only_adapter_and_connector_and_round_trips(tmp_path):
-    d = Decoder.tiny(H, lora_rank=4, lora_alpha=8).eval()
+    d = Decoder.tiny(H, lora_rank=4, lora_alpha=8, init="torch").eval()  # a base whose LoRA'd layers matter
     names = [n for n, p in d.named_parameters() if p.requires_grad]
     assert names and all("lora_" in n or n.startswith("connector.") for n in names)
     assert any(n.startswith("connector.") for n in names)
@@ -314,3 +320,107 @@ def test_sampler_paints_back_an_image_the_model_overfit():
     dec.eval()
     out = dec.sample(h, m, [0], steps=20)
     assert float(((out - x) ** 2).mean()) < 0.25 * float(((x - x.mean()) ** 2).mean())
+
+
+def test_x_prediction_turns_the_dit_output_into_a_velocity_and_round_trips(tmp_path):
+    d = Decoder.tiny(H, image_size=48, patch_size=16, seed=2, prediction="x").eval()
+    hidden, mask = _states(2, 5)
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        states, m = d.context(hidden, mask)
+        raw = d.transformer(hidden_states=x, encoder_hidden_states=states, pooled_projections=d.pooled.expand(2, -1),
+                            timestep=torch.full((2,), 400.0), return_dict=False)[0]  # the DiT's x̂
+        v = d.velocity(x, 0.4, hidden, mask)
+        assert torch.allclose(v, (x - raw) / 0.4, atol=1e-5)
+        # t below min_t is clamped, so the last Euler step stays finite
+        assert torch.isfinite(d.velocity(x, 0.0, hidden, mask)).all()
+    d.save_pretrained(tmp_path / "dec")
+    loaded = Decoder.from_pretrained(tmp_path / "dec").eval()
+    assert loaded.config.prediction == "x"
+    with torch.no_grad():
+        assert torch.equal(d.velocity(x, 0.7, hidden, mask), loaded.velocity(x, 0.7, hidden, mask))
+    with pytest.raises(ValueError, match="prediction"):
+        Decoder.tiny(H, prediction="eps")
+
+
+def test_x_prediction_training_cuts_the_loss_on_one_token_per_grid_cell():
+    """48 px with 16 px patches: one image token per scene cell (the CPU demo's decoder)."""
+    d = Decoder.tiny(H, image_size=48, patch_size=16, seed=0, prediction="x", uncond_prob=0.0)
+    images = [render(sample_scene(i), 48) for i in range(8)]
+    hidden, mask = _states(8, 6, seed=1)
+    g = torch.Generator().manual_seed(5)
+    probes = [(t, torch.randn(8, 3, 48, 48, generator=g)) for t in (0.3, 0.6, 0.9)]
+
+    def measure() -> float:
+        d.eval()
+        with torch.no_grad():
+            return float(np.mean([d.loss(images, hidden, mask, t=t, noise=n).item() for t, n in probes]))
+
+    start = measure()
+    optimizer = torch.optim.AdamW(d.trainable_parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    d.train()
+    for _ in range(30):
+        optimizer.zero_grad()
+        d.loss(images, hidden, mask, generator=gen).backward()
+        optimizer.step()
+    assert measure() < 0.5 * start
+
+
+def test_caption_reliance_is_zero_for_identical_captions_and_positive_for_a_decoder_that_reads_them(words):
+    from uae_train.models.caption_reliance import caption_reliance
+
+    scenes = [sample_scene(i) for i in range(6)]
+    images = [render(s, 32) for s in scenes]
+    d = Decoder.tiny(H, seed=0, uncond_prob=0.0)
+    same = caption_reliance(d, words, images, ["a red circle"] * 6)
+    assert same["gain"] == 0.0 and same["true_loss"] == same["shuffled_loss"]
+    # A decoder that reads its text exactly: its "text states" are the mean colour of the described scene
+    # and its loss is the distance to the image's mean colour, so true captions cost 0 and rolled ones more.
+    from uae_data.scenes import parse_caption
+
+    class ColourText:
+        def encode_text(self, texts, max_length=None):
+            means = [pil_to_tensor([render(parse_caption(t), 32)]).mean((0, 2, 3)) for t in texts]
+            return torch.stack(means)[:, None, :], torch.ones(len(texts), 1, dtype=torch.bool)
+
+    class ReadsColour(nn.Module):
+        def encode_images(self, images, generator=None):
+            return pil_to_tensor(images)
+
+        def loss(self, images, hidden, mask, generator=None, t=None, noise=None):
+            return ((pil_to_tensor(images).mean((2, 3)) - hidden[:, 0]) ** 2).mean()
+
+    captions = [write_caption(s, i) for i, s in enumerate(scenes)]
+    reader = ReadsColour().train()
+    taught = caption_reliance(reader, ColourText(), images, captions)
+    assert reader.training  # the mode is restored
+    assert taught["true_loss"] < 1e-10 < taught["shuffled_loss"]
+    assert taught["gain"] == taught["shuffled_loss"] - taught["true_loss"] and taught["relative_gain"] > 0.99
+    with pytest.raises(ValueError, match="2 images"):
+        caption_reliance(d, words, images[:1], captions[:1])
+
+
+def test_tiny_token_grid_positions_are_distinct_and_survive_save_load(tmp_path):
+    """diffusers' PatchEmbed cropped a 3×3 grid from a 32-wide one: all nine positions had cosine > 0.999."""
+    d = Decoder.tiny(H, image_size=48, patch_size=16)
+    emb = d.transformer.pos_embed.cropped_pos_embed(48, 48).reshape(9, -1)
+    unit = torch.nn.functional.normalize(emb, dim=-1)
+    cos = (unit @ unit.T)[~torch.eye(9, dtype=torch.bool)]
+    assert float(cos.max()) < 0.9
+    d.save_pretrained(tmp_path / "dec")
+    assert torch.equal(Decoder.from_pretrained(tmp_path / "dec").transformer.pos_embed.pos_embed, d.transformer.pos_embed.pos_embed)
+
+
+def test_dit_init_starts_every_block_as_identity_with_a_zero_final_layer():
+    d = Decoder.tiny(H, seed=0)
+    tr = d.transformer
+    assert not tr.proj_out.weight.any() and not tr.norm_out.linear.weight.any()
+    assert all(not b.norm1.linear.weight.any() for b in tr.transformer_blocks)
+    hidden, mask = _states(2, 4)
+    with torch.no_grad():
+        assert not d.velocity(torch.randn(2, 3, 32, 32), 0.5, hidden, mask).any()  # v-prediction: output 0
+    torch_init = Decoder.tiny(H, seed=0, init="torch").transformer
+    assert torch_init.proj_out.weight.abs().sum() > 0
+    with pytest.raises(ValueError, match="init"):
+        Decoder.tiny(H, init="zeros")
