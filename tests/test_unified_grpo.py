@@ -27,7 +27,8 @@ def world(tmp_path_factory):
     build(cfg, root / "corpus", workers=1)
     enc = Encoder.tiny(image_size=32, seed=0)
     enc.save_pretrained(root / "init" / "encoder")
-    Decoder.tiny(enc.hidden_size, image_size=32, seed=0).save_pretrained(root / "init" / "decoder")
+    # PyTorch's init: a random decoder whose paintings differ by caption (DiT's init paints one flat image)
+    Decoder.tiny(enc.hidden_size, image_size=32, seed=0, init="torch").save_pretrained(root / "init" / "decoder")
     return root
 
 
@@ -137,6 +138,23 @@ def test_stage2_updates_the_decoder_only_with_flow_grpo_stats(world, tmp_path):
     init_enc = Encoder.from_pretrained(world / "init" / "encoder", device="cpu")
     assert max_change(Encoder.from_pretrained(out / "encoder", device="cpu").model, init_enc.model) == 0.0
     assert max_change(Decoder.from_pretrained(out / "decoder"), Decoder.from_pretrained(world / "init" / "decoder")) > 0
+
+
+def test_stage2_geneval_hook_scores_a_subset_with_every_tag_and_the_report_gets_its_curve(world, tmp_path):
+    from uae_eval.results import read_results
+    from uae_train.stages.und_for_gen import geneval_subset
+
+    meta = geneval_subset("manifests/geneval/scene_metadata.jsonl", 12, tmp_path / "m.jsonl")
+    tags = [json.loads(line)["tag"] for line in meta.read_text().splitlines()]
+    assert 12 <= len(tags) <= 13 and len(set(tags)) == 6
+    out = tmp_path / "s2"
+    stage2(s2cfg(world, "steps=1", "eval_geneval_prompts=12"), out)
+    ev = rows(out / "eval.jsonl")
+    assert [r["step"] for r in ev] == [0, 1] and all(0.0 <= r["geneval_subset"] <= 1.0 for r in ev)
+    scored = read_results(out / "evals" / "step-000001" / "geneval")
+    assert scored.n_items == len(tags) and scored.metrics["overall"] == ev[1]["geneval_subset"]
+    res = read_results(out / "results")
+    assert "geneval_subset/start" in res.metrics and "geneval_subset" in res.extra["curves"]
 
 
 @pytest.mark.unit

@@ -60,6 +60,10 @@ class Stage2Config:
     eval_images: int = help_field(48, help="held-out images per eval")
     eval_steps: int = help_field(20, help="ODE steps of eval paintings")
     eval_corpus: str = help_field("", help="held-out corpus folder; '' = fresh scene-world images")
+    eval_geneval_prompts: int = help_field(0, help="GenEval-scene prompts painted at every eval, every k-th of the 553 "
+                                                   "so all six tags appear (0 = off; a subset is not comparable "
+                                                   "with a full run)")
+    geneval_metadata: str = help_field("manifests/geneval/scene_metadata.jsonl", help="GenEval prompt metadata for the eval hook")
     eval_seed: int = help_field(2024, help="seed of held-out scenes and eval noise")
     checkpoint_every: int = help_field(10, help="resumable checkpoint every N steps (and at the end)")
     shuffle_buffer: int = help_field(500, help="webdataset sample shuffle buffer")
@@ -96,8 +100,34 @@ def paint(cfg: Stage2Config, encoder, decoder, texts: list[str], seeds: list[int
     return out
 
 
-def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, reward, step: int) -> dict:
-    """Held-out: paint the frozen encoder's captions (fixed seeds, ODE) → reward; and exact scene captions."""
+def geneval_subset(metadata: str, n: int, out: Path) -> Path:
+    """Every k-th prompt of a GenEval metadata file (all tags kept, as the file is grouped by tag) → out."""
+    lines = [line for line in Path(rl.repo_path(metadata)).read_text().splitlines() if line.strip()]
+    stride = max(1, -(-len(lines) // n))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines[::stride]) + "\n")
+    return out
+
+
+def geneval_hook(cfg: Stage2Config, encoder, decoder, out: Path, step: int) -> float:
+    """GenEval-scene overall on a stratified prompt subset, painted like every eval (CFG, ODE steps)."""
+    from uae_eval.geneval import harness as geneval
+    from uae_train.models.autoencoder import text_to_image
+
+    meta = geneval_subset(cfg.geneval_metadata, cfg.eval_geneval_prompts, out / "evals" / "geneval_prompts.jsonl")
+    gcfg = geneval.GenEvalConfig(metadata=str(meta), images_per_prompt=1, seed=cfg.eval_seed,
+                                 image_size=cfg.image_size, save_images=False)
+    paint = text_to_image(encoder, decoder, steps=cfg.eval_steps, guidance=cfg.guidance,
+                          max_text_tokens=cfg.max_text_tokens)
+    res = geneval.run(gcfg, out / "evals" / f"step-{step:06d}" / "geneval", generate=paint,
+                      model={"name": f"stage2@{step}", "path": str(out), "config": {}})
+    return float(res.metrics["overall"])
+
+
+def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, reward, step: int,
+             out: Path | None = None) -> dict:
+    """Held-out: paint the frozen encoder's captions (fixed seeds, ODE) → reward; and exact scene captions;
+    and GenEval-scene on a prompt subset when eval_geneval_prompts > 0."""
     seeds = [cfg.eval_seed + i for i in range(len(images))]
     known = all(s is not None for s in scenes)
     r = reward(images, paint(cfg, encoder, decoder, eval_texts, seeds), scenes if known else None)
@@ -107,6 +137,8 @@ def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, re
         exact = [write_caption(s, cfg.eval_seed + i) for i, s in enumerate(scenes)]
         r2 = reward(images, paint(cfg, encoder, decoder, exact, seeds), scenes)
         row["exact_caption_reward"] = float(r2.mean())
+    if cfg.eval_geneval_prompts > 0 and out is not None:
+        row["geneval_subset"] = geneval_hook(cfg, encoder, decoder, out, step)
     return row
 
 
@@ -215,7 +247,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
         with (out / "metrics.jsonl").open("a") as log, (out / "eval.jsonl").open("a") as elog:
             if step == 0 and not eval_rows:
                 with autocast(cfg, device):
-                    row = evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, 0)
+                    row = evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, 0, out)
                 eval_rows.append(row)
                 elog.write(json.dumps(row) + "\n")
                 elog.flush()
@@ -263,7 +295,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
                     save_checkpoint(ckpt, decoder, optimizer, scheduler, {"step": step, "samples_seen": seen})
                 if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
                     with autocast(cfg, device):
-                        erow = evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, step)
+                        erow = evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, step, out)
                     eval_rows.append(erow)
                     elog.write(json.dumps(erow) + "\n")
                     elog.flush()
