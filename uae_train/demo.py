@@ -99,6 +99,16 @@ def evaluate_run(cfg: DemoConfig, run: Path, label: str, out: Path, corpus: Path
         recon.run(rcfg, r_out, caption=image_to_text(enc), generate=paint, model=info)
     folders.append(r_out)
     folders += alignment(cfg, run, label, out, corpus, say)
+    reliance = out / "caption_reliance.json"
+    if not reliance.exists():
+        say(f"eval {label}: caption reliance (decoder loss, true vs shuffled captions)")
+        from uae_data.shards import corpus_dataset
+        from uae_train.models.caption_reliance import caption_reliance
+
+        samples = [s for _, s in zip(range(cfg.recon_limit), corpus_dataset(corpus, shuffle=0))]
+        images = [s["image"].convert("RGB").resize((cfg.image_size, cfg.image_size)) for s in samples]
+        reliance.write_text(json.dumps(caption_reliance(dec, enc, images, [s["caption"] for s in samples],
+                                                        seed=cfg.seed), indent=2) + "\n")
     return folders
 
 
@@ -185,6 +195,9 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         rb, ra = read_results(b), read_results(a)
         headline[b.name] = {"metric": rb.primary_metric, "pretrain": rb.metrics[rb.primary_metric],
                             "unified-grpo": ra.metrics[ra.primary_metric]}
+    rel = {label: json.loads((out / "eval" / label / "caption_reliance.json").read_text())["relative_gain"]
+           for label in ("pretrain", "unified-grpo")}
+    headline["caption-reliance"] = {"metric": "relative_gain", **rel}
     for stage in ("s1", "s2"):
         r = read_results(out / stage / "results")
         headline[r.benchmark] = {"metric": "heldout_reward", "start": r.metrics["heldout_reward/start"],
