@@ -102,13 +102,10 @@ def evaluate_run(cfg: DemoConfig, run: Path, label: str, out: Path, corpus: Path
     reliance = out / "caption_reliance.json"
     if not reliance.exists():
         say(f"eval {label}: caption reliance (decoder loss, true vs shuffled captions)")
-        from uae_data.shards import corpus_dataset
-        from uae_train.models.caption_reliance import caption_reliance
+        from uae_train.models.caption_reliance import corpus_caption_reliance
 
-        samples = [s for _, s in zip(range(cfg.recon_limit), corpus_dataset(corpus, shuffle=0))]
-        images = [s["image"].convert("RGB").resize((cfg.image_size, cfg.image_size)) for s in samples]
-        reliance.write_text(json.dumps(caption_reliance(dec, enc, images, [s["caption"] for s in samples],
-                                                        seed=cfg.seed), indent=2) + "\n")
+        scores = corpus_caption_reliance(dec, enc, corpus, cfg.recon_limit, cfg.image_size, cfg.seed)
+        reliance.write_text(json.dumps(scores, indent=2) + "\n")
     return folders
 
 

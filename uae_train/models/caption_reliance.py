@@ -9,6 +9,7 @@ decoder paints the same whatever it is told.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -34,13 +35,15 @@ def caption_reliance(decoder, encoder, images: Sequence[Image.Image], captions: 
     hidden = hidden.float()
     roll = [*range(1, len(images)), 0]  # (B,) row i reads caption i+1
     g = torch.Generator().manual_seed(seed)
+
+    def vae_draw() -> torch.Generator:  # the same latent sample for every scoring (VAE decoders)
+        return torch.Generator().manual_seed(seed + 1)
+
+    shape = decoder.encode_images(list(images), vae_draw()).shape
     out: dict[str, float] = {}
     true_total = shuffled_total = 0.0
     for t in timesteps:
-        def vae_draw() -> torch.Generator:  # the same latent sample for both scorings (VAE decoders)
-            return torch.Generator().manual_seed(seed + 1)
-
-        noise = torch.randn(decoder.encode_images(list(images), vae_draw()).shape, generator=g)
+        noise = torch.randn(shape, generator=g)
         true = float(decoder.loss(images, hidden, mask, generator=vae_draw(), t=t, noise=noise))
         shuffled = float(decoder.loss(images, hidden[roll], mask[roll], generator=vae_draw(), t=t, noise=noise))
         out[f"gain_t{t:g}"] = shuffled - true
@@ -50,3 +53,14 @@ def caption_reliance(decoder, encoder, images: Sequence[Image.Image], captions: 
     out.update(true_loss=true_total, shuffled_loss=shuffled_total, gain=shuffled_total - true_total,
                relative_gain=(shuffled_total - true_total) / max(shuffled_total, 1e-12))
     return out
+
+
+def corpus_caption_reliance(decoder, encoder, corpus: Path, n: int, image_size: int, seed: int = 0,
+                            max_text_tokens: int = 256) -> dict[str, float]:
+    """`caption_reliance` on the first n samples of a corpus folder (images resized to image_size)."""
+    from uae_data.shards import corpus_dataset
+
+    samples = [s for _, s in zip(range(n), corpus_dataset(Path(corpus), shuffle=0))]
+    images = [s["image"].convert("RGB").resize((image_size, image_size)) for s in samples]
+    return caption_reliance(decoder, encoder, images, [s["caption"] for s in samples], seed=seed,
+                            max_text_tokens=max_text_tokens)

@@ -282,19 +282,6 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
     return rows
 
 
-def check_caption_reliance(cfg: PretrainConfig, encoder, decoder) -> dict:
-    """Flow loss with true vs shuffled captions on the corpus's first samples (see caption_reliance)."""
-    from uae_train.models.caption_reliance import caption_reliance
-
-    images, captions = [], []
-    for s in corpus_dataset(Path(cfg.corpus), shuffle=0):
-        images.append(s["image"].convert("RGB").resize((cfg.image_size, cfg.image_size)))
-        captions.append(s["caption"])
-        if len(images) == cfg.reliance_samples:
-            break
-    return caption_reliance(decoder, encoder, images, captions, seed=cfg.seed, max_text_tokens=cfg.max_text_tokens)
-
-
 def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
              progress: Callable[[str], object] | None = None) -> dict:
     """Run the configured phases into `out`; returns {phase: {first_loss, last_loss, ...}}.
@@ -329,7 +316,10 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
             summary[phase] = {"first_loss": first, "last_loss": last, "steps": rows[-1]["step"],
                               "mean_step_time_s": sum(r["step_time_s"] for r in rows[1:]) / max(1, len(rows) - 1)}
             if phase == "decoder" and cfg.reliance_samples >= 2:
-                summary[phase]["caption_reliance"] = check_caption_reliance(cfg, encoder, decoder)
+                from uae_train.models.caption_reliance import corpus_caption_reliance
+
+                summary[phase]["caption_reliance"] = corpus_caption_reliance(
+                    decoder, encoder, cfg.corpus, cfg.reliance_samples, cfg.image_size, cfg.seed, cfg.max_text_tokens)
             if phase == "encoder":
                 summary[phase]["first_token_accuracy"] = sum(r["token_accuracy"] for r in rows[:k]) / k
                 summary[phase]["last_token_accuracy"] = sum(r["token_accuracy"] for r in rows[-k:]) / k
