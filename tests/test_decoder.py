@@ -402,3 +402,25 @@ def test_dit_init_starts_every_block_as_identity_with_a_zero_final_layer():
     assert torch_init.proj_out.weight.abs().sum() > 0
     with pytest.raises(ValueError, match="init"):
         Decoder.tiny(H, init="zeros")
+
+
+def test_timestep_shift_moves_sampling_and_training_towards_noise(tmp_path):
+    """SD3's shift σ' = sσ / (1 + (s − 1)σ) on the sampler, and ln s on the training logit mean."""
+    import math
+
+    from uae_train.models.decoder import sample_timesteps
+
+    d, plain = Decoder.tiny(H, shift=16.0), Decoder.tiny(H)
+    sig, base = d.sigmas(10), plain.sigmas(10)
+    assert d.scheduler.config.shift == 16.0 and sig[0] == 1.0 and sig[-1] == 0.0
+    assert bool((sig[1:-1] > base[1:-1]).all()) and int((sig[1:-1] > 0.9).sum()) == 5  # plain: 0 of 9
+    assert float(sig[1]) == pytest.approx(16 * 0.999 * 0.9 / (1 + 15 * 0.999 * 0.9), abs=0.01)
+    assert d.config.logit_mean == pytest.approx(math.log(16)) and plain.config.logit_mean == 0.0
+    t = sample_timesteps(20_000, "logit_normal", d.config.logit_mean, 1.0, torch.Generator().manual_seed(0))
+    assert float(t.median()) == pytest.approx(16 / 17, abs=0.005)
+    assert Decoder.tiny(H, shift=16.0, logit_mean=1.0).config.logit_mean == 1.0  # an explicit mean wins
+    d.save_pretrained(tmp_path / "dec")
+    back = Decoder.from_pretrained(tmp_path / "dec")
+    assert torch.equal(back.sigmas(10), d.sigmas(10)) and back.config.logit_mean == d.config.logit_mean
+    with pytest.raises(ValueError, match="shift"):
+        Decoder.tiny(H, shift=0.0)

@@ -15,14 +15,15 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-DEFAULT_TIMESTEPS: tuple[float, ...] = (0.5, 0.9)
+DEFAULT_TIMESTEPS: tuple[float, ...] = (0.5, 0.9, 0.98)  # 0.98: where a shifted decoder reads its text
 
 
 @torch.no_grad()
 def caption_reliance(decoder, encoder, images: Sequence[Image.Image], captions: Sequence[str],
                      timesteps: Sequence[float] = DEFAULT_TIMESTEPS, seed: int = 0,
                      max_text_tokens: int = 256) -> dict[str, float]:
-    """{"true_loss", "shuffled_loss", "gain", "relative_gain"} averaged over `timesteps`, plus per-t gains.
+    """{"true_loss", "shuffled_loss", "gain", "relative_gain"} averaged over `timesteps`, plus per-t gains
+    (`gain_t<t>`, `relative_gain_t<t>`).
 
     Needs at least two images with different captions (a roll of one row changes nothing otherwise).
     The decoder is scored in eval mode (no caption dropout) and left in the mode it was in.
@@ -47,6 +48,7 @@ def caption_reliance(decoder, encoder, images: Sequence[Image.Image], captions: 
         true = float(decoder.loss(images, hidden, mask, generator=vae_draw(), t=t, noise=noise))
         shuffled = float(decoder.loss(images, hidden[roll], mask[roll], generator=vae_draw(), t=t, noise=noise))
         out[f"gain_t{t:g}"] = shuffled - true
+        out[f"relative_gain_t{t:g}"] = (shuffled - true) / max(shuffled, 1e-12)
         true_total += true / len(timesteps)
         shuffled_total += shuffled / len(timesteps)
     decoder.train(was_training)
