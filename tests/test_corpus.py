@@ -98,19 +98,21 @@ def test_reader_yields_decoded_samples_with_shuffle_and_resample(tmp_path):
 
 @pytest.mark.integration
 def test_cli_build_interrupted_by_sigint_resumes_to_identical_hashes(tmp_path, uae):
-    args = ["build-corpus", "manifests/corpus/scenes.yaml", "source.n=3000", "shard_size=250", "--workers", "1"]
+    # 30 small shards, interrupted after the second: a wide window, so a fast machine cannot finish the build
+    # between the poll that sees the shards and the signal (seen once with 12 shards interrupted after 3).
+    args = ["build-corpus", "manifests/corpus/scenes.yaml", "source.n=3000", "shard_size=100", "--workers", "1"]
     ref = uae(*args, "--out", str(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args, "--out", str(tmp_path / "c")], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((tmp_path / "c/shards").glob("*.tar"))) < 3:
+    while time.time() < deadline and len(list((tmp_path / "c/shards").glob("*.tar"))) < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "resume" in stderr
-    assert 3 <= len(list((tmp_path / "c/shards").glob("*.tar"))) < 12
+    assert 2 <= len(list((tmp_path / "c/shards").glob("*.tar"))) < 30
     assert not (tmp_path / "c/manifest.json").exists()
     again = uae(*args, "--out", str(tmp_path / "c"))
     assert again.returncode == 0, again.stderr
