@@ -432,11 +432,15 @@ def demo(
     cfg = load_config(DemoConfig, manifest or MANIFESTS / "demo" / f"scene-{scale}.yaml", overrides, kind="demo")
     headline = run_demo(cfg, out_dir, progress=progress_bar, say=lambda m: out.print(f"[bold]demo[/bold] {m}"))
     report = headline.pop("report")
+    minutes = headline.pop("wall_minutes", {})
     for bench, h in headline.items():
         if "pretrain" in h:
             out.print(f"{bench:<22} {h['metric']:<10} pretrain {h['pretrain']:.4f} -> unified-grpo {h['unified-grpo']:.4f}")
         else:
             out.print(f"{bench:<22} held-out reward {h['start']:.4f} -> {h['end']:.4f}")
+    if minutes:
+        out.print("wall minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
+                  + f" (total {sum(minutes.values()):.1f})")
     out.print(f"report: {report}")
 
 

@@ -33,10 +33,14 @@ class DemoConfig:
     geneval_images_per_prompt: int = help_field(4, help="GenEval images per prompt (official: 4)")
     mmt_limit: int | None = help_field(None, help="MMT rows scored (None = all)")
     recon_limit: int = help_field(100, help="held-out images for recon")
+    caption_tokens: int = help_field(192, help="token limit of every caption the encoder writes in the evals (the "
+                                               "scene world's longest caption is 170 tokens)")
     sampling_steps: int = help_field(20, help="ODE steps of every eval painting")
     guidance: float = help_field(5.0, help="CFG scale of every painting: reconstructions in stage 1, rollouts in "
                                            "stage 2 (Flow-GRPO: 4.5) and evals. A briefly trained decoder follows its "
                                            "captions only weakly; guidance amplifies that signal")
+    alignment: bool = help_field(True, help="also measure UniFork's per-layer alignment of both models (~20 s a run "
+                                            "on CPU)")
     seed: int = help_field(0, help="seed of the corpus and every stage")
 
 
@@ -86,7 +90,7 @@ def evaluate_run(cfg: DemoConfig, run: Path, label: str, out: Path, corpus: Path
         from uae_train.stages.rl_common import mmt_captioner, repo_path
 
         mcfg.tsv = repo_path(mcfg.tsv)
-        captioner = mmt_captioner(enc, mcfg.tsv, cfg.mmt_limit, 160)
+        captioner = mmt_captioner(enc, mcfg.tsv, cfg.mmt_limit, cfg.caption_tokens)
         mmt.run(mcfg, m_out, answer=build_answerer("caption-reader", caption=captioner))
         _relabel(m_out, label)
     folders.append(m_out)
@@ -96,9 +100,10 @@ def evaluate_run(cfg: DemoConfig, run: Path, label: str, out: Path, corpus: Path
         rcfg = load_config(recon.ReconConfig, MANIFESTS / "eval" / "recon-scene.yaml",
                            [f"data={corpus}", f"limit={cfg.recon_limit}", f"image_size={cfg.image_size}",
                             "metrics=[scene, scene-soft, psnr, ssim]", "save_images=true"], kind="recon")
-        recon.run(rcfg, r_out, caption=image_to_text(enc), generate=paint, model=info)
+        recon.run(rcfg, r_out, caption=image_to_text(enc, max_new_tokens=cfg.caption_tokens), generate=paint, model=info)
     folders.append(r_out)
-    folders += alignment(cfg, run, label, out, corpus, say)
+    if cfg.alignment:
+        folders += alignment(cfg, run, label, out, corpus, say)
     reliance = out / "caption_reliance.json"
     if not reliance.exists():
         say(f"eval {label}: caption reliance (decoder loss, true vs shuffled captions)")
@@ -149,8 +154,12 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
     from uae_train.stages.pretrain import PretrainConfig, pretrain
     from uae_train.stages.und_for_gen import Stage2Config, stage2
 
+    import time
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    minutes: dict[str, float] = {}  # wall time of each part run by this call (a resumed call skips done parts)
+    t0 = time.perf_counter()
     corpus = out / "corpus"
     heldout = out / "heldout"
     if not (corpus / "manifest.json").exists():
@@ -162,6 +171,7 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         build(load_config(CorpusConfig, MANIFESTS / "corpus" / "scenes.yaml",
                           [f"source.n={cfg.recon_limit}", f"image_size={cfg.image_size}", f"seed={cfg.seed + 1000}",
                            "name=heldout"]), heldout, workers=1)
+    minutes["corpus"] = (time.perf_counter() - t0) / 60
 
     stages = [("pre", PretrainConfig, "pretrain", pretrain, cfg.pretrain, None),
               ("s1", Stage1Config, "stage1", stage1, cfg.stage1, "pre"),
@@ -179,11 +189,17 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         if kind == "stage2":
             extra.append(f"guidance={cfg.guidance}")
         c = load_config(Config, MANIFESTS / "train" / f"{kind}-scene.yaml", extra + list(overrides), kind=kind)
+        t0 = time.perf_counter()
         fn(c, run, resume=(run / "config.yaml").exists(), progress=progress)
+        minutes[kind] = (time.perf_counter() - t0) / 60
 
     results: list[Path] = []
+    t0 = time.perf_counter()
     before = evaluate_run(cfg, out / "pre", "pretrain", out / "eval" / "pretrain", heldout, say)
+    minutes["eval pretrain"] = (time.perf_counter() - t0) / 60
+    t0 = time.perf_counter()
     after = evaluate_run(cfg, out / "s2", "unified-grpo", out / "eval" / "unified-grpo", heldout, say)
+    minutes["eval unified-grpo"] = (time.perf_counter() - t0) / 60
     results += [p for pair in zip(before, after) for p in pair]
     results += [out / "s1" / "results", out / "s2" / "results"]
     report = build_report(results, out / "report.html", title="uae demo: Unified-GRPO on the scene world")
@@ -199,6 +215,7 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         r = read_results(out / stage / "results")
         headline[r.benchmark] = {"metric": "heldout_reward", "start": r.metrics["heldout_reward/start"],
                                  "end": r.metrics["heldout_reward/end"]}
+    headline["wall_minutes"] = {k: round(v, 2) for k, v in minutes.items()}
     (out / "headline.json").write_text(json.dumps(headline, indent=2) + "\n")
     headline["report"] = str(report)
     return headline
