@@ -135,6 +135,8 @@ def test_stage2_updates_the_decoder_only_with_flow_grpo_stats(world, tmp_path):
     assert {"reward_mean", "reward_std", "clip_fraction", "images_per_s", "zero_std_groups"} <= first.keys()
     ev = rows(out / "eval.jsonl")
     assert [r["step"] for r in ev] == [0, 2] and {"heldout_reward", "exact_caption_reward"} <= ev[0].keys()
+    # fidelity monitors beside a scene reward: SSIM in [-1, 1], PSNR finite and positive
+    assert -1.0 <= ev[0]["heldout_ssim"] <= 1.0 and 0.0 < ev[0]["heldout_psnr"] < 100.0
     init_enc = Encoder.from_pretrained(world / "init" / "encoder", device="cpu")
     assert max_change(Encoder.from_pretrained(out / "encoder", device="cpu").model, init_enc.model) == 0.0
     assert max_change(Decoder.from_pretrained(out / "decoder"), Decoder.from_pretrained(world / "init" / "decoder")) > 0

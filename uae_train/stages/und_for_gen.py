@@ -124,15 +124,26 @@ def geneval_hook(cfg: Stage2Config, encoder, decoder, out: Path, step: int) -> f
     return float(res.metrics["overall"])
 
 
+def _monitor(name: str):
+    from uae_eval.metrics import build_metric
+
+    return build_metric(name)
+
+
 def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, reward, step: int,
              out: Path | None = None) -> dict:
     """Held-out: paint the frozen encoder's captions (fixed seeds, ODE) → reward; and exact scene captions;
     and GenEval-scene on a prompt subset when eval_geneval_prompts > 0."""
     seeds = [cfg.eval_seed + i for i in range(len(images))]
     known = all(s is not None for s in scenes)
-    r = reward(images, paint(cfg, encoder, decoder, eval_texts, seeds), scenes if known else None)
+    paintings = paint(cfg, encoder, decoder, eval_texts, seeds)
+    r = reward(images, paintings, scenes if known else None)
     row = {"step": step, "heldout_reward": float(r.mean())}
     row.update({f"heldout_{k}": sum(v) / len(v) for k, v in reward.parts.items()})
+    for name in ("ssim", "psnr"):  # fidelity monitors: a detector reward can rise while paintings turn to speckle
+        if f"heldout_{name}" not in row:
+            values = _monitor(name)(list(images), paintings)
+            row[f"heldout_{name}"] = sum(values) / len(values)
     if known:  # generation from exact long captions: how well the decoder follows text alone
         exact = [write_caption(s, cfg.eval_seed + i) for i, s in enumerate(scenes)]
         r2 = reward(images, paint(cfg, encoder, decoder, exact, seeds), scenes)
