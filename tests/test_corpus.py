@@ -103,8 +103,11 @@ def test_cli_build_interrupted_by_sigint_resumes_to_identical_hashes(tmp_path, u
     args = ["build-corpus", "manifests/corpus/scenes.yaml", "source.n=3000", "shard_size=100", "--workers", "1"]
     ref = uae(*args, "--out", str(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
+    # A shell's background job (`cmd &`, as a CI runner may start us) inherits SIGINT *ignored*, and Python then
+    # installs no KeyboardInterrupt handler: give the child the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args, "--out", str(tmp_path / "c")], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and len(list((tmp_path / "c/shards").glob("*.tar"))) < 2:
         time.sleep(0.05)
