@@ -11,6 +11,7 @@ This module sits above the harnesses: it wires uae_train models into uae_eval's 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -153,8 +154,6 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
     from uae_train.stages.gen_for_und import Stage1Config, stage1
     from uae_train.stages.pretrain import PretrainConfig, pretrain
     from uae_train.stages.und_for_gen import Stage2Config, stage2
-
-    import time
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -124,12 +124,6 @@ def geneval_hook(cfg: Stage2Config, encoder, decoder, out: Path, step: int) -> f
     return float(res.metrics["overall"])
 
 
-def _monitor(name: str):
-    from uae_eval.metrics import build_metric
-
-    return build_metric(name)
-
-
 def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, reward, step: int,
              out: Path | None = None) -> dict:
     """Held-out: paint the frozen encoder's captions (fixed seeds, ODE) → reward; and exact scene captions;
@@ -140,10 +134,13 @@ def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, re
     r = reward(images, paintings, scenes if known else None)
     row = {"step": step, "heldout_reward": float(r.mean())}
     row.update({f"heldout_{k}": sum(v) / len(v) for k, v in reward.parts.items()})
-    for name in ("ssim", "psnr"):  # fidelity monitors: a detector reward can rise while paintings turn to speckle
-        if f"heldout_{name}" not in row:
-            values = _monitor(name)(list(images), paintings)
-            row[f"heldout_{name}"] = sum(values) / len(values)
+    from uae_eval.metrics import build_metric
+
+    # Fidelity monitors in their own units (PSNR in dB, not the reward's /50 part): a detector reward can rise
+    # while paintings turn to speckle.
+    for name in ("ssim", "psnr"):
+        values = build_metric(name)(list(images), paintings)
+        row[f"heldout_{name}"] = sum(values) / len(values)
     if known:  # generation from exact long captions: how well the decoder follows text alone
         exact = [write_caption(s, cfg.eval_seed + i) for i, s in enumerate(scenes)]
         r2 = reward(images, paint(cfg, encoder, decoder, exact, seeds), scenes)
