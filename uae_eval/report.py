@@ -1,40 +1,52 @@
 """Readable reports from results folders: a self-contained HTML page or markdown with a files folder.
 
-`build_report(paths, out)` reads only results.json + samples.jsonl (uae_eval.results). The page holds a
-summary table (one row per run), per benchmark the metric tables (one column per run), bar charts, a
-metric-over-steps plot when several runs carry `step`, curves from `extra["curves"]`
-({name: {"x": [...], "y": [...], "xlabel"?, "ylabel"?}}, one line per run), a sample grid (failures
-first) and provenance (config, versions, extra) in collapsed <details>.
+`build_report(paths, out, title=..., headline=rows_or_headline_json)` reads results.json + samples.jsonl
+(uae_eval.results) and, for Unified-GRPO stage results (`<stage>/results`), the stage's eval.jsonl and
+metrics.jsonl beside them. The page reads top-down:
+
+1. the headline table (uae_eval.report_headline) when a headline is given: before -> after, gain with its 95% CI
+   (marked and coloured by whether the CI excludes 0), controls, chance;
+2. a summary table (one row per run);
+3. per benchmark the metric tables (one column per run; `X_ci_low`/`X_ci_high` folded into X's cell as
+   "value [low, high]") and bar charts, one unit per chart (dB, counts, 0-1 scores never share an axis),
+   CI bounds drawn as error bars, metrics equal in every run (e.g. all zero) left out of the charts and
+   listed under their table; metric-over-steps plots when several runs carry `step`;
+4. held-out curves from a stage's eval.jsonl (every eval point, one unit per chart) and the training reward
+   from metrics.jsonl, or else curves from `extra["curves"]` ({name: {"x", "y", "xlabel"?, "ylabel"?}});
+5. samples: a card grid (failures first), or for reconstruction runs rows original | caption | reconstruction;
+6. provenance (config, versions, extra) in collapsed <details>.
 
 How a benchmark's metrics split into tables is looked up in METRIC_TABLES (benchmark -> function); the
 generic fallback puts plain names in one table and names with a "prefix/" (MMT-Bench's "category/x",
 "l2-category/x") in one table per prefix, so a new benchmark needs at most one registered function.
-HTML embeds every image as a data:image/png;base64 URI, uses inline CSS and no script or external URL.
+Rendering (HTML/markdown) lives in uae_eval.report_doc, charts and unit inference in uae_eval.report_plots.
 """
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from uae_eval.results import (Results, ResultsError, atomic_write_text, read_results, read_samples, results_file,
-                              to_json_text, utc_now)
+from uae_eval.report_doc import Block, Card, Figure, ReportError, Table, Triple, render_html, render_markdown
+from uae_eval.report_headline import HeadlineError, headline_table, load_headline
+from uae_eval.report_plots import (DB, bar_chart, ci_bound_names, ci_pairs, is_constant, line_plot, metric_unit,
+                                   unit_groups)
+from uae_eval.report_samples import (MAX_TRIPLES, pick_samples, recon_triples, sample_cards, sample_ok,  # noqa: F401
+                                     thumbnail)
+from uae_eval.results import Results, atomic_write_text, read_results, results_file, to_json_text
+
+__all__ = ["build_report", "ReportError", "HeadlineError", "METRIC_TABLES", "metric_tables", "generic_tables",
+           "tables_for", "load_runs", "report_blocks", "pick_samples", "sample_ok", "render_html", "render_markdown",
+           "Table", "Figure", "Card", "Triple"]
 
 MAX_SAMPLES = 24
-THUMB = 256  # longest side of embedded sample images, pixels
 MAX_LINES = 12  # lines per step plot
+STAGE_PARTS = ("start", "end", "delta")
 
 MetricTables = list[tuple[str, list[str]]]
 METRIC_TABLES: dict[str, Callable[[list[str]], MetricTables]] = {}
-
-
-class ReportError(ResultsError):
-    """Bad report request (unknown output type, no results). One line for users."""
 
 
 def metric_tables(*benchmarks: str):
@@ -79,39 +91,13 @@ def tables_for(benchmark: str, names: list[str]) -> MetricTables:
     return [(t, ms) for t, ms in METRIC_TABLES.get(benchmark, generic_tables)(list(names)) if ms]
 
 
-# ---------------------------------------------------------------- document model
-
-@dataclass
-class Table:
-    headers: list[str]
-    rows: list[list[str]]
-    title: str = ""
-    bold: set = field(default_factory=set)  # {(row, col)}
-
-
-@dataclass
-class Figure:
-    png: bytes
-    alt: str
-
-
-@dataclass
-class Card:
-    title: str
-    ok: bool | None  # True correct, False incorrect, None unknown
-    decision: str
-    lines: list[tuple[str, str]]
-    png: bytes | None = None
-
+# ---------------------------------------------------------------- runs
 
 @dataclass
 class Run:
     label: str
     folder: Path
     results: Results
-
-
-Block = tuple  # ("h", level, text) | ("p", text) | Table | Figure | ("cards", title, [Card]) | ("details", summary, text)
 
 
 def _fmt(v: float | None) -> str:
@@ -139,59 +125,6 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     return runs
 
 
-# ---------------------------------------------------------------- plots (matplotlib without pyplot: no global backend)
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def _figure(w: float, h: float):
-    from matplotlib.figure import Figure as MplFigure
-
-    fig = MplFigure(figsize=(w, h))
-    return fig, fig.subplots()
-
-
-def bar_chart(runs: list[Run], names: list[str], title: str) -> bytes:
-    import numpy as np
-
-    n, k = len(names), len(runs)
-    horizontal = n > 12
-    fig, ax = (_figure(9, min(60.0, max(3.0, 0.22 * n * max(1.0, 0.6 * k)))) if horizontal
-               else _figure(min(16.0, max(6.0, 0.7 * n * max(1.0, 0.5 * k))), 4))
-    pos, width = np.arange(n), 0.8 / k
-    for i, run in enumerate(runs):
-        vals = [run.results.metrics.get(m, float("nan")) for m in names]
-        vals = [v if math.isfinite(v) else float("nan") for v in vals]  # inf cannot be drawn
-        offs = pos - 0.4 + width * (i + 0.5)
-        (ax.barh if horizontal else ax.bar)(offs, vals, width, label=run.label)
-    if horizontal:
-        ax.set_yticks(pos, names, fontsize=7)
-        ax.invert_yaxis()
-    else:
-        ax.set_xticks(pos, names, rotation=30 if n > 4 else 0, ha="right" if n > 4 else "center", fontsize=8)
-    ax.set_title(title)
-    if k > 1:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.grid(axis="x" if horizontal else "y", alpha=0.3)
-    return _png(fig)
-
-
-def line_plot(series: dict[str, tuple[list[float], list[float]]], title: str, xlabel: str, ylabel: str = "") -> bytes:
-    fig, ax = _figure(7, 3.6)
-    for label, (x, y) in series.items():
-        ax.plot(x, y, marker="o", markersize=3, label=label)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if len(series) > 1:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _png(fig)
-
-
 def _floats(xs: Iterable) -> list[float]:
     out = []
     for x in xs:
@@ -202,72 +135,26 @@ def _floats(xs: Iterable) -> list[float]:
     return out
 
 
-# ---------------------------------------------------------------- samples
-
-OK_WORDS = {"correct", "ok", "pass", "passed", "true", "yes", "success", "right", "match"}
-BAD_WORDS = {"incorrect", "wrong", "fail", "failed", "false", "no", "failure", "error", "mismatch"}
-TEXT_KEYS = ("prompt", "question", "caption", "inputs", "answer", "prediction", "target", "outputs", "tag")
-
-
-def sample_ok(s: dict) -> bool | None:
-    for key in ("decision", "correct"):
-        d = s.get(key)
-        if isinstance(d, bool):
-            return d
-        if isinstance(d, str) and d.strip().lower() in OK_WORDS | BAD_WORDS:
-            return d.strip().lower() in OK_WORDS
-    return None
-
-
-def pick_samples(samples: Iterable[dict], n: int) -> list[tuple[int, dict]]:
-    """Up to n samples, failures first, then unknown, then successes; those with an image preferred."""
-    buckets = {(img, ok): [] for img in (True, False) for ok in (False, None, True)}
-    for i, s in enumerate(samples):
-        b = buckets[("image" in s and bool(s["image"]), sample_ok(s))]
-        if len(b) < n:
-            b.append((i, s))
-    for img in (True, False):
-        chosen = [x for ok in (False, None, True) for x in buckets[(img, ok)]]
-        if chosen:
-            return chosen[:n]
-    return []
-
-
-def thumbnail(path: Path) -> bytes | None:
-    from PIL import Image
-
+def _jsonl(path: Path) -> list[dict]:
+    """Rows of a jsonl log; a torn or non-object line (a run still writing) is skipped."""
+    rows = []
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-            im.thumbnail((THUMB, THUMB))
-            buf = io.BytesIO()
-            im.save(buf, format="PNG")
-            return buf.getvalue()
-    except (OSError, ValueError):
-        return None
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
-def _short(v) -> str:
-    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-    return s if len(s) <= 400 else s[:397] + "..."
-
-
-def sample_cards(run: Run, n: int) -> list[Card]:
-    cards = []
-    for i, s in pick_samples(read_samples(run.folder), n):
-        ok = sample_ok(s)
-        lines = [(k, _short(s[k])) for k in TEXT_KEYS if k in s and s[k] not in (None, "")]
-        if s.get("reason") not in (None, ""):
-            lines.append(("reason", _short(s["reason"])))
-        png = None
-        if s.get("image"):
-            p = Path(s["image"])
-            png = thumbnail(p if p.is_absolute() else run.folder / p)
-            if png is None:
-                lines.append(("image missing", str(s["image"])))
-        decision = str(s.get("decision", {True: "correct", False: "incorrect", None: "—"}[ok]))
-        cards.append(Card(f"#{i}", ok, decision, lines, png))
-    return cards
+def stage_dir(run: Run) -> Path | None:
+    """The Unified-GRPO stage folder of a run (`s1/` for `s1/results`): the one holding eval.jsonl."""
+    return next((d for d in (run.folder, run.folder.parent) if (d / "eval.jsonl").is_file()), None)
 
 
 # ---------------------------------------------------------------- content
@@ -286,41 +173,131 @@ def summary_table(runs: list[Run]) -> Table:
     return Table(headers + (["official"] if official else []), rows, "Runs")
 
 
+def _values(runs: list[Run], name: str) -> list:
+    return [r.results.metrics.get(name) for r in runs]
+
+
+def constant_metrics(runs: list[Run], names: list[str]) -> list[str]:
+    """Metrics with nothing to chart: equal in every run (or a single run's 0), or never finite."""
+    return [m for m in names if is_constant(_values(runs, m))]
+
+
 def metric_table(runs: list[Run], names: list[str], title: str) -> Table:
+    """One row per metric, one column per run; a metric's CI bounds go into its cell as "value [low, high]"."""
+    ci = ci_pairs(names)
+    shown = [m for m in names if m not in ci_bound_names(names)]
     rows, bold = [], set()
-    for ri, m in enumerate(names):
+    for ri, m in enumerate(shown):
         hib = runs[0].results.is_higher_better(m)
-        vals = [r.results.metrics.get(m) for r in runs]
-        rows.append([m + ("" if hib else " (lower better)")] + [_fmt(v) for v in vals])
+        vals = _values(runs, m)
+        cells = []
+        for r, v in zip(runs, vals):
+            cell = _fmt(v)
+            if m in ci and v is not None:
+                lo, hi = (r.results.metrics.get(b) for b in ci[m])
+                if lo is not None and hi is not None:
+                    cell += f" [{_fmt(lo)}, {_fmt(hi)}]"
+            cells.append(cell)
+        unit = metric_unit(m, vals)
+        rows.append([m + (" (dB)" if unit == DB else "") + ("" if hib else " (lower better)")] + cells)
         present = [v for v in vals if v is not None]
         if len(runs) > 1 and len(set(present)) > 1:
             best = max(present) if hib else min(present)
-            bold |= {(ri, ci + 1) for ci, v in enumerate(vals) if v == best}
-    return Table(["metric"] + [r.label for r in runs], rows, title, bold)
+            bold |= {(ri, ci_ + 1) for ci_, v in enumerate(vals) if v == best}
+    notes = []
+    if ci:
+        notes.append("[low, high] = 95% CI.")
+    flat = constant_metrics(runs, shown)
+    if flat:
+        why = "the same in every run" if len(runs) > 1 else "zero or not finite"
+        notes.append(f"Not charted ({why}): {', '.join(flat)}.")
+    return Table(["metric"] + [r.label for r in runs], rows, title, bold, note=" ".join(notes))
 
 
-def benchmark_blocks(bench: str, runs: list[Run]) -> list[Block]:
-    blocks: list[Block] = [("h", 2, f"Benchmark: {bench}")]
-    versions = sorted({r.results.benchmark_version for r in runs})
-    if len(versions) > 1:
-        blocks.append(("p", f"Warning: these runs used different benchmark versions ({', '.join(versions)}); "
-                            "their numbers may not be comparable."))
-    names = list(dict.fromkeys(m for r in runs for m in r.results.metrics))
+def stage_table(runs: list[Run], names: list[str]) -> Table:
+    """Stage results ("X/start", "X/end", "X/delta"): one row per X, start | end | delta per run."""
+    bases = list(dict.fromkeys(n.rsplit("/", 1)[0] for n in names))
+    one = len(runs) == 1
+    headers = ["held-out metric"] + [h if one else f"{r.label} {h}" for r in runs for h in ("start", "end", "Δ")]
+    rows, flat = [], []
+    for b in bases:
+        vals = [r.results.metrics.get(f"{b}/{part}") for r in runs for part in STAGE_PARTS]
+        unit = metric_unit(b, [v for v in vals[::3] + vals[1::3] if v is not None])
+        rows.append([b + (f" ({unit})" if unit in (DB, "count") else "")]
+                    + [_fmt(v) if i % 3 < 2 or v is None else f"{v:+.4f}" for i, v in enumerate(vals)])
+        if all(r.results.metrics.get(f"{b}/start") == r.results.metrics.get(f"{b}/end") for r in runs):
+            flat.append(b)
+    note = f"Flat from start to end: {', '.join(flat)}." if flat else ""
+    return Table(headers, rows, "held-out eval: first and last eval of the stage", note=note)
+
+
+def bar_blocks(bench: str, runs: list[Run], names: list[str], title: str) -> list[Block]:
+    """One bar chart per unit over the metrics worth charting; CI bounds become error bars."""
+    ci = ci_pairs(names)
+    chartable = [m for m in names if m not in ci_bound_names(names)]
+    chartable = [m for m in chartable if m not in set(constant_metrics(runs, chartable))]
+    groups = unit_groups(chartable, {m: _values(runs, m) for m in chartable})
+    blocks: list[Block] = []
+    for unit, ms in groups.items():
+        what = title if len(groups) == 1 else f"{title}, {unit}"
+        png = bar_chart([r.label for r in runs], [r.results.metrics for r in runs], ms, f"{bench}: {what}", unit, ci)
+        blocks.append(Figure(png, f"bar chart of {bench} {title} [{unit}]"))
+    return blocks
+
+
+def step_blocks(bench: str, runs: list[Run], names: list[str], title: str) -> list[Block]:
+    """Metrics over training steps (runs carrying `step`), one line per model and metric, one unit per plot."""
     stepped = [r for r in runs if r.results.step is not None]
-    for title, ms in tables_for(bench, names):
-        blocks.append(metric_table(runs, ms, title))
-        blocks.append(Figure(bar_chart(runs, ms, f"{bench}: {title}"), f"bar chart of {bench} {title}"))
-        if len({r.results.step for r in stepped}) > 1:
-            models = {str(r.results.model.get("name")) for r in stepped}
-            series: dict[str, tuple[list[float], list[float]]] = {}
-            for m in ms[:MAX_LINES]:
-                for model in sorted(models):
-                    pts = sorted((r.results.step, r.results.metrics[m]) for r in stepped
-                                 if str(r.results.model.get("name")) == model and m in r.results.metrics)
-                    label = m if len(models) == 1 else f"{model}: {m}"
-                    series[label] = ([p[0] for p in pts], [p[1] if math.isfinite(p[1]) else math.nan for p in pts])
-            blocks.append(Figure(line_plot(series, f"{bench}: {title} over training steps", "step"),
-                                 f"{bench} {title} over steps"))
+    if len({r.results.step for r in stepped}) < 2:
+        return []
+    names = [m for m in names if m not in ci_bound_names(names)]
+    names = [m for m in names if m not in set(constant_metrics(stepped, names))]
+    models = sorted({str(r.results.model.get("name")) for r in stepped})
+    blocks: list[Block] = []
+    for unit, ms in unit_groups(names, {m: _values(stepped, m) for m in names}).items():
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        for m in ms[:MAX_LINES]:
+            for model in models:
+                pts = sorted((r.results.step, r.results.metrics[m]) for r in stepped
+                             if str(r.results.model.get("name")) == model and m in r.results.metrics)
+                series[m if len(models) == 1 else f"{model}: {m}"] = ([p[0] for p in pts], [p[1] for p in pts])
+        blocks.append(Figure(line_plot(series, f"{bench}: {title} over training steps ({unit})", "step", unit),
+                             f"{bench} {title} over steps [{unit}]"))
+    return blocks
+
+
+def stage_curve_blocks(run: Run) -> list[Block]:
+    """Held-out eval curves (every eval point of eval.jsonl, one unit per chart) and the training reward."""
+    folder = stage_dir(run)
+    if folder is None:
+        return []
+    rows = sorted((r for r in _jsonl(folder / "eval.jsonl") if isinstance(r.get("step"), (int, float))),
+                  key=lambda r: r["step"])
+    keys = list(dict.fromkeys(k for r in rows for k, v in r.items()
+                              if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)))
+    series = {k: ([r["step"] for r in rows if k in r], _floats(r[k] for r in rows if k in r)) for k in keys}
+    flat = [k for k in keys if len(set(series[k][1])) <= 1]  # the same at every eval
+    blocks: list[Block] = [("h", 3, f"{run.label}: held-out eval over steps ({len(rows)} evals)")]
+    for unit, ks in unit_groups([k for k in keys if k not in flat], {k: series[k][1] for k in keys}).items():
+        png = line_plot({k: series[k] for k in ks}, f"{run.label}: held-out {unit} over steps", "step", unit)
+        blocks.append(Figure(png, f"{run.label} held-out curve [{unit}]"))
+    if flat:
+        blocks.append(("p", "Constant over every eval (not charted): "
+                            + ", ".join(f"{k} = {_fmt(series[k][1][0])}" for k in flat)))
+    train = [r for r in _jsonl(folder / "metrics.jsonl") if isinstance(r.get("step"), (int, float))]
+    if any("reward_mean" in r for r in train):
+        pts = sorted((r["step"], float(r["reward_mean"]), float(r.get("reward_std") or 0.0)) for r in train
+                     if isinstance(r.get("reward_mean"), (int, float)))
+        x, y, sd = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+        png = line_plot({"reward_mean": (x, y)}, f"{run.label}: training reward per step (band: ± sd over samples)",
+                        "step", metric_unit("reward_mean", y), markers=len(x) <= 40,
+                        bands={"reward_mean": ([a - b for a, b in zip(y, sd)], [a + b for a, b in zip(y, sd)])})
+        blocks.append(Figure(png, f"{run.label} training reward curve"))
+    return blocks if len(blocks) > 1 else []
+
+
+def extra_curve_blocks(bench: str, runs: list[Run]) -> list[Block]:
+    """Curves from extra["curves"] (one chart per curve name, one line per run), for runs without eval.jsonl."""
     curves: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
     labels: dict[str, tuple[str, str]] = {}
     for r in runs:
@@ -330,17 +307,47 @@ def benchmark_blocks(bench: str, runs: list[Run]) -> list[Block]:
                 x = _floats(c.get("x", range(len(y))))
                 curves.setdefault(name, {})[r.label] = (x, y)
                 labels.setdefault(name, (str(c.get("xlabel", "x")), str(c.get("ylabel", name))))
-    for name, series in curves.items():
-        blocks.append(Figure(line_plot(series, f"{bench}: {name}", *labels[name]), f"{bench} curve {name}"))
+    return [Figure(line_plot(series, f"{bench}: {name}", *labels[name]), f"{bench} curve {name}")
+            for name, series in curves.items()]
+
+
+def benchmark_blocks(bench: str, runs: list[Run]) -> list[Block]:
+    blocks: list[Block] = [("h", 2, f"Benchmark: {bench}")]
+    versions = sorted({r.results.benchmark_version for r in runs})
+    if len(versions) > 1:
+        blocks.append(("p", f"Warning: these runs used different benchmark versions ({', '.join(versions)}); "
+                            "their numbers may not be comparable."))
+    staged = [r for r in runs if stage_dir(r) is not None]
+    names = list(dict.fromkeys(m for r in runs for m in r.results.metrics))
+    if names and all(n.rsplit("/", 1)[-1] in STAGE_PARTS and "/" in n for n in names):
+        blocks.append(stage_table(runs, names))
+        if len(staged) < len(runs):
+            blocks += bar_blocks(bench, runs, names, "start / end / delta")
+        names = []
+    for title, ms in tables_for(bench, names):
+        blocks.append(metric_table(runs, ms, title))
+        if len(staged) < len(runs):  # stage runs: the curves below say more than start/end bars
+            blocks += bar_blocks(bench, runs, ms, title)
+        blocks += step_blocks(bench, runs, ms, title)
+    for r in staged:
+        blocks += stage_curve_blocks(r)
+    blocks += extra_curve_blocks(bench, [r for r in runs if r not in staged])
     return blocks
 
 
-def report_blocks(runs: list[Run], max_samples: int) -> list[Block]:
-    blocks: list[Block] = [summary_table(runs)]
+def report_blocks(runs: list[Run], max_samples: int, headline: list[dict] | None = None) -> list[Block]:
+    blocks: list[Block] = [headline_table(headline)] if headline else []
+    blocks.append(summary_table(runs))
     for bench in dict.fromkeys(r.results.benchmark for r in runs):
         blocks += benchmark_blocks(bench, [r for r in runs if r.results.benchmark == bench])
-    sample_blocks = [("cards", f"{r.label} ({r.results.benchmark})", cards) for r in runs
-                     if (cards := sample_cards(r, max_samples))]
+    sample_blocks: list[Block] = []
+    for r in runs:
+        triples = recon_triples(r, min(max_samples, MAX_TRIPLES))
+        if triples:
+            sample_blocks.append(("triples", f"{r.label} ({r.results.benchmark}): original | caption | "
+                                             "reconstruction, worst first, then the best", triples))
+        elif cards := sample_cards(r, max_samples):
+            sample_blocks.append(("cards", f"{r.label} ({r.results.benchmark})", cards))
     if sample_blocks:
         blocks += [("h", 2, "Samples (failures first)")] + sample_blocks
     blocks.append(("h", 2, "Provenance"))
@@ -353,118 +360,20 @@ def report_blocks(runs: list[Run], max_samples: int) -> list[Block]:
     return blocks
 
 
-# ---------------------------------------------------------------- renderers
-
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1f2328;max-width:1400px}
-h1{font-size:1.6em}h2{border-bottom:1px solid #d0d7de;padding-bottom:4px;margin-top:32px}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}caption{text-align:left;font-weight:600;padding:4px 0}
-th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right}th{background:#f6f8fa}
-td:first-child,th:first-child{text-align:left}img.plot{max-width:100%;display:block;margin:8px 0 24px}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px}
-.card{border:1px solid #d0d7de;border-radius:6px;padding:8px;font-size:12px;overflow-wrap:anywhere}
-.card img{width:160px;height:160px;object-fit:contain;image-rendering:pixelated;background:#eee;display:block;margin:0 auto 6px}
-.ok{border-left:5px solid #1a7f37}.bad{border-left:5px solid #cf222e}.unk{border-left:5px solid #8c959f}
-.badge{display:inline-block;padding:1px 6px;border-radius:10px;color:#fff;font-weight:600}
-.ok .badge{background:#1a7f37}.bad .badge{background:#cf222e}.unk .badge{background:#8c959f}
-.k{color:#57606a}pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px}"""
-
-
-def _esc(s) -> str:
-    return html.escape(str(s), quote=True)
-
-
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def render_html(title: str, blocks: list[Block]) -> str:
-    out = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(title)}</title>",
-           f"<style>{CSS}</style></head><body>", f"<h1>{_esc(title)}</h1>",
-           f"<p class=\"k\">generated {_esc(utc_now())} by uae report</p>"]
-    for b in blocks:
-        if isinstance(b, Table):
-            out.append("<table>" + (f"<caption>{_esc(b.title)}</caption>" if b.title else ""))
-            out.append("<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in b.headers) + "</tr>")
-            for ri, row in enumerate(b.rows):
-                out.append("<tr>" + "".join(f"<td><b>{_esc(c)}</b></td>" if (ri, ci) in b.bold else f"<td>{_esc(c)}</td>"
-                                            for ci, c in enumerate(row)) + "</tr>")
-            out.append("</table>")
-        elif isinstance(b, Figure):
-            out.append(f"<img class=\"plot\" alt=\"{_esc(b.alt)}\" src=\"{_data_uri(b.png)}\">")
-        elif b[0] == "h":
-            out.append(f"<h{b[1]}>{_esc(b[2])}</h{b[1]}>")
-        elif b[0] == "p":
-            out.append(f"<p>{_esc(b[1])}</p>")
-        elif b[0] == "cards":
-            out.append(f"<h3>{_esc(b[1])}</h3><div class=\"grid\">")
-            for c in b[2]:
-                cls = {True: "ok", False: "bad", None: "unk"}[c.ok]
-                img = f"<img alt=\"sample {_esc(c.title)}\" src=\"{_data_uri(c.png)}\">" if c.png else ""
-                body = "".join(f"<div><span class=\"k\">{_esc(k)}:</span> {_esc(v)}</div>" for k, v in c.lines)
-                out.append(f"<div class=\"card {cls}\">{img}<div>{_esc(c.title)} <span class=\"badge\">"
-                           f"{_esc(c.decision)}</span></div>{body}</div>")
-            out.append("</div>")
-        elif b[0] == "details":
-            out.append(f"<details><summary>{_esc(b[1])}</summary><pre>{_esc(b[2])}</pre></details>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
-
-
-def _md_cell(s) -> str:
-    return _esc(s).replace("|", "\\|").replace("\n", "<br>")
-
-
-def render_markdown(title: str, blocks: list[Block], files: Path, rel: str) -> str:
-    """Markdown text; PNGs go to `files` and are linked as `rel/NAME`."""
-    files.mkdir(parents=True, exist_ok=True)
-    n = 0
-
-    def save(png: bytes, stem: str) -> str:
-        nonlocal n
-        n += 1
-        (files / f"{stem}-{n:03d}.png").write_bytes(png)
-        return f"{rel}/{stem}-{n:03d}.png"
-
-    out = [f"# {_md_cell(title)}", "", f"_generated {utc_now()} by uae report_", ""]
-    for b in blocks:
-        if isinstance(b, Table):
-            if b.title:
-                out += [f"**{_md_cell(b.title)}**", ""]
-            out.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
-            out.append("|" + "|".join(":---" if i == 0 else "---:" for i in range(len(b.headers))) + "|")
-            for ri, row in enumerate(b.rows):
-                out.append("| " + " | ".join(f"**{_md_cell(c)}**" if (ri, ci) in b.bold else _md_cell(c)
-                                             for ci, c in enumerate(row)) + " |")
-            out.append("")
-        elif isinstance(b, Figure):
-            out += [f"![{_md_cell(b.alt)}]({save(b.png, 'plot')})", ""]
-        elif b[0] == "h":
-            out += ["#" * b[1] + " " + _md_cell(b[2]), ""]
-        elif b[0] == "p":
-            out += [_md_cell(b[1]), ""]
-        elif b[0] == "cards":
-            out += [f"### {_md_cell(b[1])}", "", "| image | decision | details |", "|:---:|:---|:---|"]
-            for c in b[2]:
-                mark = {True: "✅", False: "❌", None: "•"}[c.ok]
-                img = f"<img src=\"{save(c.png, 'sample')}\" width=\"128\">" if c.png else ""
-                body = "<br>".join(f"{_md_cell(k)}: {_md_cell(v)}" for k, v in c.lines)
-                out.append(f"| {img} | {mark} {_md_cell(c.decision)} {_md_cell(c.title)} | {body} |")
-            out.append("")
-        elif b[0] == "details":
-            out += [f"<details><summary>{_esc(b[1])}</summary>", "", "```json", b[2], "```", "", "</details>", ""]
-    return "\n".join(out) + "\n"
-
-
 def build_report(results_paths: Sequence[str | Path], out: str | Path, max_samples: int = MAX_SAMPLES,
-                 title: str = "uae report") -> Path:
-    """Write a report of one or more results folders to `out` (.html self-contained, or .md + `<stem>_files/`)."""
+                 title: str = "uae report", headline: str | Path | Sequence[dict] | dict | None = None) -> Path:
+    """Write a report of one or more results folders to `out` (.html self-contained, or .md + `<stem>_files/`).
+
+    `headline`: rows for the headline table at the top (a list of dicts, {"rows": [...]}, or the path of a
+    JSON file holding either; row format in uae_eval.report_headline)."""
     out = Path(out)
     kind = out.suffix.lower()
     if kind not in (".html", ".htm", ".md"):
         raise ReportError(f"{out}: the report file must end in .html or .md")
     if not results_paths:
         raise ReportError("give at least one results folder or results.json")
-    blocks = report_blocks(load_runs(results_paths), max_samples)
+    rows = load_headline(headline)
+    blocks = report_blocks(load_runs(results_paths), max_samples, rows)
     if kind == ".md":
         text = render_markdown(title, blocks, out.parent / f"{out.stem}_files", f"{out.stem}_files")
     else:
