@@ -1,6 +1,7 @@
 """Reports: metric tables (one column per run), plots, escaped sample grid, self-contained HTML, markdown files."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -189,3 +190,183 @@ def test_cli_report_writes_html(runs, tmp_path, uae):
     assert "data:image/png;base64," in (tmp_path / "r.html").read_text()
     p = uae("report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.html"))
     assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+# ---------------------------------------------------------------- reads at a glance (issue #16)
+
+HEADLINE = [
+    {"metric": "MMT-scene caption-reader", "stage": "stage 1", "unit": "accuracy", "higher_is_better": True,
+     "before": {"mean": 0.41, "sd": 0.03, "n": 3}, "after": {"mean": 0.52, "sd": 0.02, "n": 3},
+     "gain": {"mean": 0.11, "ci95": [0.05, 0.17]}, "chance": 0.25,
+     "controls": [{"name": "constant reward", "gain": {"mean": 0.0, "ci95": [-0.03, 0.03]}},
+                  {"name": "blind encoder", "value": 0.27}]},
+    {"metric": "GenEval-scene overall", "stage": "stage 2", "before": {"mean": 0.61, "sd": 0.04, "n": 3},
+     "after": {"mean": 0.63, "sd": 0.05, "n": 3}, "gain": {"mean": 0.02, "ci95": [-0.04, 0.08]}},
+    {"metric": "recon PSNR", "unit": "dB", "before": {"mean": 14.2, "sd": None, "n": 1}, "after": {"mean": 13.1},
+     "gain": None, "chance": None, "controls": None},
+    {"metric": "LPIPS", "higher_is_better": False, "before": 0.42, "after": 0.35,
+     "gain": {"mean": -0.07, "ci95": [-0.1, -0.03]}},
+]
+
+
+def recon_run(folder: Path, name: str, scale: float) -> Path:
+    (folder / "images").mkdir(parents=True)
+    samples = []
+    for i in range(3):
+        Image.new("RGB", (16, 16), (80 * i, 40, 200)).save(folder / "images" / f"{i}_orig.png")
+        Image.new("RGB", (16, 16), (80 * i, 90, 20)).save(folder / "images" / f"{i}_rec0.png")
+        samples.append({"key": f"k{i}", "caption": f"caption number {i} <i>", "caption_words": 3,
+                        "metrics": {"ssim": 0.1 * i, "psnr": 10.0 + i}, "original": f"images/{i}_orig.png",
+                        "reconstructions": [f"images/{i}_rec0.png"], "image": f"images/{i}_orig.png",
+                        "rank_worst_first": i})
+    metrics = {"ssim": 0.5 * scale, "ssim_ci_low": 0.4 * scale, "ssim_ci_high": 0.6 * scale,
+               "psnr": 14.6 * scale, "psnr_ci_low": 13.8 * scale, "psnr_ci_high": 15.5 * scale,
+               "caption_words_mean": 107.85, "always_zero": 0.0}
+    write_results(folder, Results(benchmark="recon", benchmark_version="recon-v1",
+                                  model={"name": name, "path": None, "config": {}}, metrics=metrics,
+                                  primary_metric="ssim", higher_is_better=True, n_items=3), samples)
+    return folder
+
+
+def stage_run(folder: Path, n_evals: int = 6) -> Path:
+    """A Unified-GRPO stage folder as rl_common writes it: eval.jsonl, metrics.jsonl, results/."""
+    folder.mkdir(parents=True)
+    rows = [{"step": 10 * i, "heldout_reward": 0.3 + 0.05 * i, "heldout_ssim": 0.5 + 0.01 * i,
+             "heldout_psnr": 13.0 + 0.5 * i, "caption_exact_scene": 0.0} for i in range(n_evals)]
+    (folder / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward_mean": 0.3 + 0.001 * s,
+                                                              "reward_std": 0.1}) + "\n" for s in range(1, 51)))
+    metrics = {}
+    for k in ("heldout_reward", "heldout_ssim", "heldout_psnr", "caption_exact_scene"):
+        metrics.update({f"{k}/start": rows[0][k], f"{k}/end": rows[-1][k], f"{k}/delta": rows[-1][k] - rows[0][k]})
+    curves = {k: {"x": [rows[0]["step"], rows[-1]["step"]], "y": [rows[0][k], rows[-1][k]]} for k in ("heldout_reward",)}
+    write_results(folder / "results", Results(
+        benchmark="unified-grpo-stage1", benchmark_version="scene-heldout", model={"name": "s1:x", "path": None, "config": {}},
+        metrics=metrics, primary_metric="heldout_reward/end", higher_is_better=True, n_items=n_evals,
+        extra={"curves": curves}), rows)
+    return folder / "results"
+
+
+class Calls:
+    """Records the charts report.py asks for (names per bar chart, series per line plot) and still draws them."""
+
+    def __init__(self, monkeypatch):
+        import uae_eval.report as rep
+
+        self.bars, self.lines = [], []
+        bar, line = rep.bar_chart, rep.line_plot
+
+        def rec_bar(labels, metrics, names, title, unit, ci=None):
+            self.bars.append({"names": list(names), "unit": unit, "ci": dict(ci or {}), "title": title})
+            return bar(labels, metrics, names, title, unit, ci)
+
+        def rec_line(series, title, *a, **kw):
+            self.lines.append({"series": {k: (list(x), list(y)) for k, (x, y) in series.items()}, "title": title})
+            return line(series, title, *a, **kw)
+
+        monkeypatch.setattr(rep, "bar_chart", rec_bar)
+        monkeypatch.setattr(rep, "line_plot", rec_line)
+
+
+@pytest.fixture
+def glance(tmp_path) -> list[Path]:
+    return [recon_run(tmp_path / "r1", "oracle", 1.0), recon_run(tmp_path / "r2", "shuffled", 0.5),
+            stage_run(tmp_path / "s1")]
+
+
+@pytest.mark.unit
+def test_headline_table_comes_first_with_ci_markers_and_colours(glance, tmp_path):
+    html = build_report(glance, tmp_path / "r.html", headline=HEADLINE).read_text()
+    cap = "<caption>Headline: before → after, gain with 95% CI, controls, chance</caption>"
+    assert html.index(cap) < html.index("<caption>Runs</caption>") < html.index("Benchmark: recon")
+    t = table_after(html, "Headline: before → after, gain with 95% CI, controls, chance")
+    assert "<th>control: constant reward</th>" in t and "<th>control: blind encoder</th>" in t and "<th>chance</th>" in t
+    rows = t.split("<tr>")[2:]
+    assert "0.410 ± 0.030 → 0.520 ± 0.020 (n=3)" in rows[0]
+    assert '<td class="sig">+0.110 [+0.050, +0.170] ▲ CI above 0</td>' in rows[0]
+    assert '<td class="ns">+0.000 [-0.030, +0.030] ○ CI includes 0</td>' in rows[0]
+    assert "<td>0.270</td>" in rows[0] and "<td>0.250</td>" in rows[0]
+    assert '<td class="ns">+0.020 [-0.040, +0.080] ○ CI includes 0</td>' in rows[1]
+    assert "14.20 → 13.10" in rows[2] and "no CI" in rows[2] and "class=" not in rows[2]  # one seed: no sd, no CI
+    assert "LPIPS (lower better)" in rows[3] and '<td class="sig">-0.070 [-0.100, -0.030] ▼ CI below 0' in rows[3]
+
+
+@pytest.mark.unit
+def test_headline_from_a_json_file_in_markdown_and_bad_headlines_are_report_errors(glance, tmp_path):
+    (tmp_path / "headline.json").write_text(json.dumps({"rows": HEADLINE}))
+    md = build_report(glance, tmp_path / "r.md", headline=tmp_path / "headline.json").read_text()
+    assert md.index("**Headline: before → after") < md.index("**Runs**")
+    assert "+0.110 [+0.050, +0.170] ▲ CI above 0" in md
+    (tmp_path / "old.json").write_text(json.dumps({"geneval": {"pretrain": 0.1}}))
+    for bad, msg in ((tmp_path / "old.json", "rows"), (tmp_path / "none.json", "not found"),
+                     ([{"before": 1}], "metric")):
+        with pytest.raises(ReportError, match=msg):
+            build_report(glance, tmp_path / "x.html", headline=bad)
+
+
+@pytest.mark.unit
+def test_one_unit_per_chart_ci_as_error_bars_and_no_chart_for_constant_metrics(glance, tmp_path, monkeypatch):
+    calls = Calls(monkeypatch)
+    html = build_report(glance[:2], tmp_path / "r.html").read_text()
+    units = {c["unit"]: c["names"] for c in calls.bars}
+    assert units == {"score (0-1)": ["ssim"], "dB": ["psnr"]}  # PSNR never shares an axis with 0-1 scores
+    charted = [n for c in calls.bars for n in c["names"]]
+    assert not any("ci_" in n for n in charted)  # the CI bounds are no bars of their own ...
+    assert {c["unit"]: c["ci"] for c in calls.bars}["dB"]["psnr"] == ("psnr_ci_low", "psnr_ci_high")  # ... error bars
+    assert "always_zero" not in charted and "caption_words_mean" not in charted  # equal in both runs: table only
+    t = table_after(html, "metrics")
+    assert "<td>always_zero</td>" in t and "<td>caption_words_mean</td>" in t and "psnr_ci_low" not in t
+    assert "14.6000 [13.8000, 15.5000]" in t and "<td>psnr (dB)</td>" in t
+    assert "Not charted (the same in every run): caption_words_mean, always_zero." in html
+    assert 'alt="bar chart of recon metrics [dB]"' in html
+
+
+@pytest.mark.unit
+def test_units_are_inferred_from_names_and_values():
+    from uae_eval.report_plots import ci_pairs, is_constant, metric_unit
+
+    assert metric_unit("heldout_psnr/delta", [2.4]) == "dB" and metric_unit("caption_words_mean", [100]) == "count"
+    assert metric_unit("ssim", [0.5, 1.0]) == "score (0-1)" and metric_unit("heldout_reward/delta", [-0.2]) == "change in score"
+    assert metric_unit("fid", [23.0]) == "fid"  # unknown unit: a chart of its own
+    assert ci_pairs(["a", "a_ci_low", "a_ci_high", "b", "b/ci_low", "b/ci_high", "c_ci_low"]) == {
+        "a": ("a_ci_low", "a_ci_high"), "b": ("b/ci_low", "b/ci_high")}
+    assert is_constant([0.0, 0.0]) and is_constant([0.3, 0.3]) and is_constant([0.0]) and is_constant([float("inf")])
+    assert not is_constant([0.3, 0.4]) and not is_constant([0.7])
+
+
+@pytest.mark.unit
+def test_stage_curves_plot_every_heldout_eval_point_one_unit_per_chart(glance, tmp_path, monkeypatch):
+    calls = Calls(monkeypatch)
+    html = build_report([glance[2]], tmp_path / "r.html").read_text()
+    held = [c["series"] for c in calls.lines if "held-out" in c["title"]]
+    assert [sorted(s) for s in held] == [["heldout_reward", "heldout_ssim"], ["heldout_psnr"]]
+    for s in held:
+        for x, y in s.values():
+            assert x == [0, 10, 20, 30, 40, 50] and len(y) == 6  # all six evals, not start and end
+    assert any(c["title"].startswith("s1:x: training reward") and len(c["series"]["reward_mean"][0]) == 50
+               for c in calls.lines)
+    assert not calls.bars and "curve heldout_reward" not in html  # no start/end bars, no two-point extra curve
+    assert "Constant over every eval (not charted): caption_exact_scene = 0.0000" in html
+    t = table_after(html, "held-out eval: first and last eval of the stage")
+    assert "<th>start</th><th>end</th><th>Δ</th>" in t and "<td>heldout_psnr (dB)</td><td>13.0000</td><td>15.5000</td><td>+2.5000</td>" in t
+
+
+@pytest.mark.unit
+def test_recon_samples_show_original_caption_reconstruction_rows(glance, tmp_path):
+    html = build_report(glance[:1], tmp_path / "r.html").read_text()
+    rows = re.findall(r'<tr class="triple">(.*?)</tr>', html)
+    assert len(rows) == 3
+    first = rows[0]
+    assert first.index('alt="original #0 k0"') < first.index("caption number 0 &lt;i&gt;") < first.index(
+        'alt="reconstruction #0 k0"')
+    assert "psnr 10.0000 dB" in first and 'class="card' not in html  # the triple rows replace the card grid
+    md = build_report(glance[:1], tmp_path / "r.md").read_text()
+    assert "| original | caption | reconstruction |" in md
+
+
+@pytest.mark.integration
+def test_cli_report_takes_a_headline_file(glance, tmp_path, uae):
+    (tmp_path / "h.json").write_text(json.dumps({"rows": HEADLINE[:1]}))
+    p = uae("report", str(glance[0]), "--headline", str(tmp_path / "h.json"), "--out", str(tmp_path / "r.html"))
+    assert p.returncode == 0, p.stderr
+    assert "▲ CI above 0" in (tmp_path / "r.html").read_text()
