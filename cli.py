@@ -223,7 +223,7 @@ def train_stage2(
 def eval_geneval(
     args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/eval/geneval-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="results folder"),
-    generator: Optional[str] = typer.Option(None, help="oracle | random (scene world) — overrides the manifest"),
+    generator: Optional[str] = typer.Option(None, help="oracle | random | noise (scene world; noise = object-free images, family via generator_options.family=...) — overrides the manifest"),
     images: Optional[Path] = typer.Option(None, help="score a folder in the official layout (NNNNN/samples/*.png)"),
     detections: Optional[Path] = typer.Option(None, help="score precomputed detections (jsonl) instead of images"),
     metadata: Optional[Path] = typer.Option(None, help="prompt metadata jsonl (official format)"),
@@ -356,14 +356,15 @@ def eval_alignment(
 def report(
     results: List[Path] = typer.Argument(..., help="results folders or results.json files"),
     out_file: Path = typer.Option(..., "--out", help="report.html or report.md"),
+    headline: Optional[Path] = typer.Option(None, "--headline", help='headline.json ({"rows": [...]}): a before -> after table with CIs first'),
 ) -> None:
-    """Readable report (tables, plots, sample grid) from one or more results.
+    """Readable report (headline table, tables, plots, sample grid) from one or more results.
 
     Example: uae report runs/geneval --out report.html
     """
     from uae_eval.report import build_report
 
-    path = build_report(list(results), out_file)
+    path = build_report(list(results), out_file, headline=headline)
     out.print(f"report written: {path}")
 
 
