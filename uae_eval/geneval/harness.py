@@ -35,7 +35,8 @@ SAMPLE_RE = re.compile(r"^\d+\.png")  # official: names must start with digits +
 @dataclass
 class GenEvalConfig:
     metadata: str = help_field("manifests/geneval/scene_metadata.jsonl", help="prompt metadata jsonl (official format); relative paths are from the repo root")
-    generator: str = help_field("oracle", help="image generator for generator mode: oracle | random (scene world)")
+    generator: str = help_field("oracle", help="image generator for generator mode: oracle | random | noise (scene world; noise paints object-free images)")
+    generator_options: dict = help_field({}, help="generator options, e.g. noise: {family: smooth} (default cycle: every family by seed)")
     images_per_prompt: int = help_field(4, help="images per prompt (official: 4)")
     seed: int = help_field(0, help="base seed; image j of prompt i uses seed*100003 + i*images_per_prompt + j")
     image_size: int = help_field(64, help="side of generated images (scene generators)")
@@ -212,8 +213,9 @@ def run(
     else:
         metas = load_prompts(cfg, metadata)
         if generate is None:
-            generate = build_generator(cfg.generator, image_size=cfg.image_size)
-            model = model or {"name": f"scene-{cfg.generator}", "path": None, "config": {"image_size": cfg.image_size}}
+            generate = build_generator(cfg.generator, image_size=cfg.image_size, **cfg.generator_options)
+            model = model or {"name": f"scene-{cfg.generator}", "path": None,
+                              "config": {"image_size": cfg.image_size, **cfg.generator_options}}
         total, mode = len(metas) * cfg.images_per_prompt, "generator"
         items = generate_items(cfg, metas, generate, out / "images" if cfg.save_images else None)
         model = model or {"name": getattr(generate, "name", "generator"), "path": None, "config": {}}
