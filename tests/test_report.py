@@ -323,11 +323,15 @@ def test_one_unit_per_chart_ci_as_error_bars_and_no_chart_for_constant_metrics(g
 
 @pytest.mark.unit
 def test_units_are_inferred_from_names_and_values():
-    from uae_eval.report_plots import ci_pairs, is_constant, metric_unit
+    from uae_eval.report_plots import ci_pairs, is_constant, metric_unit, unit_groups
 
     assert metric_unit("heldout_psnr/delta", [2.4]) == "dB" and metric_unit("caption_words_mean", [100]) == "count"
     assert metric_unit("ssim", [0.5, 1.0]) == "score (0-1)" and metric_unit("heldout_reward/delta", [-0.2]) == "change in score"
-    assert metric_unit("fid", [23.0]) == "fid"  # unknown unit: a chart of its own
+    assert metric_unit("fid", [23.0]) == "fid"  # unknown unit: a chart of its own ...
+    assert metric_unit("u/cknna/layer_03", [-0.1]) == metric_unit("u/cknna/mean", [2.0]) == "u/cknna"  # ... per family
+    fam = {f"u/cknna/layer_{i}": [v] for i, v in enumerate((-0.1, 0.2, 0.5))} | {"u/knn/layer_0": [0.4]}
+    assert unit_groups(list(fam), fam) == {"u/cknna": ["u/cknna/layer_0", "u/cknna/layer_1", "u/cknna/layer_2"],
+                                           "score (0-1)": ["u/knn/layer_0"]}  # a family stays on one axis
     assert ci_pairs(["a", "a_ci_low", "a_ci_high", "b", "b/ci_low", "b/ci_high", "c_ci_low"]) == {
         "a": ("a_ci_low", "a_ci_high"), "b": ("b/ci_low", "b/ci_high")}
     assert is_constant([0.0, 0.0]) and is_constant([0.3, 0.3]) and is_constant([0.0]) and is_constant([float("inf")])

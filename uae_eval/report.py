@@ -154,7 +154,8 @@ def _jsonl(path: Path) -> list[dict]:
 
 def stage_dir(run: Run) -> Path | None:
     """The Unified-GRPO stage folder of a run (`s1/` for `s1/results`): the one holding eval.jsonl."""
-    return next((d for d in (run.folder, run.folder.parent) if (d / "eval.jsonl").is_file()), None)
+    dirs = (run.folder, run.folder.parent) if run.folder.name == "results" else (run.folder,)
+    return next((d for d in dirs if (d / "eval.jsonl").is_file()), None)
 
 
 # ---------------------------------------------------------------- content

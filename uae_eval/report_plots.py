@@ -2,8 +2,9 @@
 
 Units are inferred from a metric's name and values: a name containing "psnr" is in dB; "words", "length",
 "tokens" or "_len" is a count; anything else whose values all lie in [0, 1] is a 0-1 score (a "/delta",
-"_delta" or "gain" name in [-1, 1] is a change in a score); whatever is left is its own unit (one chart
-per such metric), so no axis ever mixes dB with counts or scores.
+"_delta" or "gain" name in [-1, 1] is a change in a score); whatever is left is a unit of its own, named by the
+metric's prefix before its last "/" (so a per-layer "task/cknna/layer_NN" family shares one chart) or by
+the metric itself; no axis ever mixes dB with counts or scores.
 
 A metric `X` with `X_ci_low` / `X_ci_high` (uae_eval.recon) or `X/ci_low` / `X/ci_high` beside it is drawn
 as one bar with an error bar; the bounds are never bars of their own.
@@ -46,7 +47,7 @@ def metric_unit(name: str, values: Iterable = ()) -> str:
         return CHANGE if is_change else SCORE
     if vals and is_change and all(-1.0 <= v <= 1.0 for v in vals):
         return CHANGE
-    return name
+    return name.rsplit("/", 1)[0] if "/" in name else name  # "task/cknna/layer_03", ".../mean" -> "task/cknna"
 
 
 def ci_pairs(names: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -77,10 +78,16 @@ def is_constant(values: Sequence) -> bool:
 
 
 def unit_groups(names: Sequence[str], values: dict[str, list]) -> dict[str, list[str]]:
-    """{unit: [names]} in first-seen order."""
+    """{unit: [names]} in first-seen order. A family ("task/cknna/...") with any member outside [0, 1] is charted
+    in its own unit as a whole, so its in-range members do not drift onto the 0-1 score axis."""
+    units = {n: metric_unit(n, values.get(n, ())) for n in names}
+    own = {u for n, u in units.items() if "/" in n and u == n.rsplit("/", 1)[0]}
     groups: dict[str, list[str]] = {}
     for n in names:
-        groups.setdefault(metric_unit(n, values.get(n, ())), []).append(n)
+        u = units[n]
+        if u == SCORE and "/" in n and n.rsplit("/", 1)[0] in own:
+            u = n.rsplit("/", 1)[0]
+        groups.setdefault(u, []).append(n)
     return groups
 
 
