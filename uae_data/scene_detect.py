@@ -146,20 +146,136 @@ def _match_grid_glyph(crop: np.ndarray, y1: int, x1: int, size: int) -> tuple[st
     return best, best_iou
 
 
+# ---------------------------------------------------------------- honesty: what counts as an object
+# A component of palette-coloured pixels is only an object when it looks like a render of one: a glyph
+# of glyph size in a grid cell, a near-uniform palette colour, sharp edges, scene grey around it. Each
+# rule is loose enough for renders under noise (sigma 20), JPEG (q 75), slight blur (sigma <= 0.7 px) and
+# anti-aliasing, and each rejects some family of object-free images (benchmarks/detector_honesty.py).
+MIN_EXTENT, MAX_EXTENT = 0.4, 1.0  # box side / cell side (glyphs 0.55-0.86, less a pixel or two at the tips)
+MIN_EXTENT_SMALL = 0.3  # the same below 48 px, where a lost tip pixel is a tenth of a cell
+MAX_ASPECT = 1.35  # glyph boxes are square; stripes, ramps and merged speckle are not
+MAX_OFFSET = 0.25  # box centre to cell centre, per axis, in cells (renders: < 0.05)
+MIN_SHAPE_IOU = 0.6  # best template / in-place glyph IoU (renders ~0.8-1.0; ragged speckle clusters lower)
+MIN_CORE_ALPHA = 0.7  # interior's mean colour fraction on the grey-colour line (renders ~1, JPEG'd small ones 0.75)
+MAX_CORE_RESIDUAL = 40.0  # interior's mean RGB distance off that line (sigma-20 noise ~25, JPEG q75 < 38)
+MAX_COLOR_STD = 40.0  # mean per-channel std inside the region (sigma-20 noise gives ~20)
+MIN_EDGE_STEP = 0.2  # colour fraction lost across the boundary, inner edge pixels vs the next pixels out
+MIN_EDGE_STEP_SMALL = 0.35  # the same below 48 px, where glyphs are < 10 px and soft edges are blobs
+MIN_BAND = 0.68  # interior's colour fraction minus that 2-3 px outside (blur sigma 1 ~0.8, blurry blobs < 0.66)
+MIN_RING_FREE = 0.7  # share of that ring not taken by other colour regions (renders > 0.9)
+MIN_RING_BACKGROUND = 0.6  # share of the pixels around the object that are scene grey (or grey-colour blends)
+MAX_RING_RESIDUAL = 60.0  # a ring pixel this far from the grey-colour blend line is not background
+
+
+def _disk(radius: int) -> np.ndarray:
+    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return x * x + y * y <= radius * radius + radius  # a rounded square: 3x3 at radius 1
+
+
+def object_evidence(arr: np.ndarray, index: np.ndarray, components: np.ndarray, label: int,
+                    box: tuple[int, int, int, int], color: int) -> dict[str, float]:
+    """Measurements of one component (pixels `components == label`, palette colour `color`) for `is_object`.
+
+    extent/aspect/offset: its box against its grid cell; color_error/color_std: its interior (mask eroded
+    once, or the mask when that is empty) against the palette colour; edge_step: mean colour fraction
+    alpha (projection on the grey-colour line, clipped to [0, 1]) of its boundary pixels minus that of the
+    pixels just outside (1.0 for a hard edge, ~0.5 at blur sigma 0.7, < 0.25 at sigma >= 1.5);
+    ring_background: share of the pixels 1-2 px outside (other objects' pixels aside) on the grey-colour
+    blend line with alpha < 0.6, and ring_free the share of the ring not taken by other colour regions.
+    """
+    h, w = index.shape
+    y1, x1, y2, x2 = box
+    pad = 3
+    ty, tx, by, bx = max(0, y1 - pad), max(0, x1 - pad), min(h, y2 + pad), min(w, x2 + pad)
+    sub = components[ty:by, tx:bx]
+    mask = sub == label
+    other = (sub != label) & (sub > 0)
+    pix = arr[ty:by, tx:bx].astype(np.float32)
+    grey = _PALETTE[_BACKGROUND_INDEX]
+    target = _PALETTE[color]
+    line = target - grey
+    alpha_raw = (pix - grey) @ line / float(line @ line)
+    residual = np.linalg.norm(pix - grey - alpha_raw[..., None] * line, axis=-1)
+    alpha = np.clip(alpha_raw, 0, 1)
+
+    cell_h, cell_w = h / GRID, w / GRID
+    if h != w:
+        cell_h = cell_w = min(cell_h, cell_w)
+    bh, bw = (y2 - y1) / cell_h, (x2 - x1) / cell_w
+    row, col = _grid_cell((x1, y1, x2, y2), h, w)
+    offset = 0.0
+    if h == w:
+        offset = max(abs((y1 + y2) / 2 - (row + 0.5) * cell_h) / cell_h, abs((x1 + x2) / 2 - (col + 0.5) * cell_w) / cell_w)
+
+    interior = ndimage.binary_erosion(mask)
+    inside = pix[interior] if interior.sum() >= 3 else pix[mask]
+    mean = inside.mean(0)
+    boundary = mask & ~interior
+    outside1 = ndimage.binary_dilation(mask, _disk(1)) & ~mask & ~other
+    ring = ndimage.binary_dilation(mask, _disk(1)) & ~mask  # renders keep >= 1 px of grey between objects
+    free = ring & ~other
+    far = ndimage.binary_dilation(mask, _disk(3)) & ~ndimage.binary_dilation(mask, _disk(1)) & ~other
+    core = alpha_raw[interior] if interior.sum() >= 3 else alpha_raw[mask]
+    mres = residual[interior].mean() if interior.sum() >= 3 else residual[mask].mean()
+    ok = (residual < MAX_RING_RESIDUAL) & (alpha_raw < 0.75)
+    edge = float(alpha[boundary].mean() - alpha[outside1].mean()) if outside1.any() and boundary.any() else 0.0
+    return {
+        "extent_min": min(bh, bw), "extent_max": max(bh, bw), "aspect": max(bh, bw) / max(1e-6, min(bh, bw)),
+        "offset": offset, "image_side": float(min(h, w)),
+        "color_error": float(np.linalg.norm(mean - target)), "color_std": float(inside.std(0).mean()),
+        "edge_step": edge,
+        "band": float(np.clip(core, 0, 1).mean() - alpha[far].mean()) if far.any() else 0.0,
+        "core_alpha": float(core.mean()), "core_residual": float(mres),
+        "ring_free": float(free.sum() / max(1, ring.sum())),
+        "ring_background": float(ok[free].mean()) if free.any() else 0.0,
+    }
+
+
+def _fits_cell(box: tuple[int, int, int, int], h: int, w: int) -> bool:
+    """Cheap first gate (box size, aspect and placement only; see `object_evidence`)."""
+    y1, x1, y2, x2 = box
+    cell_h, cell_w = h / GRID, w / GRID
+    if h != w:
+        cell_h = cell_w = min(cell_h, cell_w)
+    bh, bw = (y2 - y1) / cell_h, (x2 - x1) / cell_w
+    if not ((MIN_EXTENT if min(h, w) >= 48 else MIN_EXTENT_SMALL) <= min(bh, bw) and max(bh, bw) <= MAX_EXTENT and max(bh, bw) <= MAX_ASPECT * min(bh, bw)):
+        return False
+    if h == w:
+        row, col = _grid_cell((x1, y1, x2, y2), h, w)
+        if max(abs((y1 + y2) / 2 - (row + 0.5) * cell_h) / cell_h,
+               abs((x1 + x2) / 2 - (col + 0.5) * cell_w) / cell_w) > MAX_OFFSET:
+            return False
+    return True
+
+
+def is_object(evidence: dict[str, float], shape_iou: float) -> bool:
+    """The honesty rules: every measurement of `object_evidence` (and the shape fit) within its bound."""
+    small = evidence["image_side"] < 48
+    return ((MIN_EXTENT_SMALL if small else MIN_EXTENT) <= evidence["extent_min"] and evidence["extent_max"] <= MAX_EXTENT
+            and evidence["aspect"] <= MAX_ASPECT and evidence["offset"] <= MAX_OFFSET
+            and shape_iou >= MIN_SHAPE_IOU
+            and evidence["core_alpha"] >= MIN_CORE_ALPHA and evidence["core_residual"] <= MAX_CORE_RESIDUAL
+            and evidence["color_std"] <= MAX_COLOR_STD
+            and evidence["edge_step"] >= (MIN_EDGE_STEP_SMALL if small else MIN_EDGE_STEP) and evidence["band"] >= MIN_BAND
+            and evidence["ring_free"] >= MIN_RING_FREE and evidence["ring_background"] >= MIN_RING_BACKGROUND)
+
+
 def detect(image: Image.Image | np.ndarray, min_area_fraction: float = MIN_AREA_FRACTION) -> list[Detection]:
     """Objects in a scene-world image, highest score first.
 
     label is the shape, color the colour name, box the tight xyxy box (x2/y2 = max + 1, as `object_box`),
     mask a bool (H, W) array, score the IoU of the region with its best shape template (about 0.8-1.0
-    on clean renders, lower for blobs that fit no shape well).
+    on clean renders). Only components that pass `is_object` are objects: noise, colour fields, blurry
+    blobs, stripes and the like give none.
     """
-    index = classify_pixels(image)
+    arr = _as_rgb_array(image)
+    index = classify_pixels(arr)
     h, w = index.shape
     components = measure.label(index, background=-1, connectivity=2)
     min_area = max(2.0, min_area_fraction * h * w)
     detections = []
     for region in measure.regionprops(components):
-        if region.area < min_area:
+        if region.area < min_area or not _fits_cell(region.bbox, h, w):
             continue
         y1, x1, y2, x2 = region.bbox
         crop = region.image
@@ -168,11 +284,16 @@ def detect(image: Image.Image | np.ndarray, min_area_fraction: float = MIN_AREA_
             grid_shape, grid_iou = _match_grid_glyph(crop, y1, x1, h)
             if grid_iou >= iou:  # ties go to the in-place render: it is exact on clean renders
                 shape, iou = grid_shape, grid_iou
+        if iou < MIN_SHAPE_IOU:
+            continue
         y, x = region.coords[0]
+        color = int(index[y, x])
+        if not is_object(object_evidence(arr, index, components, region.label, region.bbox, color), iou):
+            continue
         mask = np.zeros((h, w), bool)
         mask[y1:y2, x1:x2] = crop
         detections.append(Detection(label=shape, score=max(iou, 1e-3), box=(float(x1), float(y1), float(x2), float(y2)),
-                                    mask=mask, color=_COLOR_NAMES[index[y, x]]))
+                                    mask=mask, color=_COLOR_NAMES[color]))
     return sorted(detections, key=lambda d: -d.score)
 
 
