@@ -151,7 +151,7 @@ def _match_grid_glyph(crop: np.ndarray, y1: int, x1: int, size: int) -> tuple[st
 # of glyph size in a grid cell, a near-uniform palette colour, sharp edges, scene grey around it. Each
 # rule is loose enough for renders under noise (sigma 20), JPEG (q 75), slight blur (sigma <= 0.7 px) and
 # anti-aliasing, and each rejects some family of object-free images (benchmarks/detector_honesty.py).
-MIN_EXTENT, MAX_EXTENT = 0.4, 1.0  # box side / cell side (glyphs 0.55-0.86, less a pixel or two at the tips)
+MIN_EXTENT, MAX_EXTENT = 0.35, 1.0  # box side / cell side (glyphs 0.55-0.86, less a pixel or two at the tips)
 MIN_EXTENT_SMALL = 0.3  # the same below 48 px, where a lost tip pixel is a tenth of a cell
 MAX_ASPECT = 1.35  # glyph boxes are square; stripes, ramps and merged speckle are not
 MAX_OFFSET = 0.25  # box centre to cell centre, per axis, in cells (renders: < 0.05)
@@ -162,7 +162,7 @@ MAX_COLOR_STD = 40.0  # mean per-channel std inside the region (sigma-20 noise g
 MIN_EDGE_STEP = 0.2  # colour fraction lost across the boundary, inner edge pixels vs the next pixels out
 MIN_EDGE_STEP_SMALL = 0.35  # the same below 48 px, where glyphs are < 10 px and soft edges are blobs
 MIN_BAND = 0.68  # interior's colour fraction minus that 2-3 px outside (blur sigma 1 ~0.8, blurry blobs < 0.66)
-MIN_RING_FREE = 0.7  # share of that ring not taken by other colour regions (renders > 0.9)
+MIN_RING_FREE = 0.65  # share of that ring not taken by other colour regions (renders > 0.9)
 MIN_RING_BACKGROUND = 0.6  # share of the pixels around the object that are scene grey (or grey-colour blends)
 MAX_RING_RESIDUAL = 60.0  # a ring pixel this far from the grey-colour blend line is not background
 
