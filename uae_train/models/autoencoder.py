@@ -18,7 +18,7 @@ def text_to_image(encoder, decoder, steps: int = 20, guidance: float = 1.0, max_
     def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         images: list[Image.Image] = []
         for i in range(0, len(prompts), batch_size):
-            hidden, mask = encoder.encode_text(prompts[i:i + batch_size], max_length=max_text_tokens)
+            hidden, mask = decoder.reader(encoder).encode_text(prompts[i:i + batch_size], max_length=max_text_tokens)
             images += decoder.generate(hidden.float(), mask, list(seeds[i:i + batch_size]), steps=steps, guidance=guidance)
         return images
 

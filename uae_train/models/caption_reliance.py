@@ -32,7 +32,8 @@ def caption_reliance(decoder, encoder, images: Sequence[Image.Image], captions: 
         raise ValueError(f"need >= 2 images with one caption each, got {len(images)} images and {len(captions)} captions")
     was_training = decoder.training
     decoder.eval()
-    hidden, mask = encoder.encode_text(list(captions), max_length=max_text_tokens)
+    reader = decoder.reader(encoder) if hasattr(decoder, "reader") else encoder
+    hidden, mask = reader.encode_text(list(captions), max_length=max_text_tokens)
     hidden = hidden.float()
     roll = [*range(1, len(images)), 0]  # (B,) row i reads caption i+1
     g = torch.Generator().manual_seed(seed)

@@ -19,8 +19,11 @@ class Connector(nn.Module):
     the connector's output independent of what the encoder left in padded positions.
     """
 
-    def __init__(self, text_hidden_size: int, context_dim: int, mult: int = 2) -> None:
+    def __init__(self, text_hidden_size: int, context_dim: int, mult: int = 2, vocab_size: int = 0) -> None:
         super().__init__()
+        if vocab_size:  # text_input sentences: the decoder's own word table (sentence_reader.py)
+            self.words = nn.Embedding(vocab_size, text_hidden_size)
+            nn.init.normal_(self.words.weight, std=0.02)
         self.text_hidden_size = text_hidden_size
         self.context_dim = context_dim
         self.mult = mult

@@ -65,6 +65,12 @@ class DecoderConfig:
                                                     "(the encoder's hidden_size)"})
     connector_mult: int = field(default=2, metadata={
         "help": "connector hidden width = mult · joint_attention_dim; 2 is the paper's 8192 for 4096"})
+    text_input: str = field(default="states", metadata={
+        "help": "what the connector reads: states (UAE: every last-layer state of the encoder re-reading the "
+                "caption) or sentences (the decoder's own word embeddings of the encoder's tokens, one mean per "
+                "sentence; sentence_reader.py says why the scene world needs it)"})
+    vocab_size: int = field(default=0, metadata={"help": "text_input sentences: rows of the word table "
+                                                        "(the encoder tokenizer's size)"})
     timestep_sampling: str = field(default="logit_normal", metadata={
         "help": "training t distribution: logit_normal (SD3's default) or uniform"})
     logit_mean: float = field(default=0.0, metadata={"help": "mean of the logit-normal t distribution"})
@@ -89,6 +95,10 @@ class DecoderConfig:
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
+        if self.text_input not in ("states", "sentences"):
+            raise ValueError(f"text_input {self.text_input!r}: expected states or sentences")
+        if self.text_input == "sentences" and self.vocab_size <= 0:
+            raise ValueError("text_input sentences needs vocab_size > 0 (the encoder tokenizer's size)")
         if self.prediction not in ("v", "x"):
             raise ValueError(f"prediction {self.prediction!r}: expected v or x")
         if not 0 < self.min_t < 1:
@@ -211,7 +221,8 @@ class Decoder(nn.Module):
         if vae is not None:
             vae.requires_grad_(False).eval()
         dims = transformer.config
-        self.connector = Connector(config.text_hidden_size, dims.joint_attention_dim, config.connector_mult)
+        self.connector = Connector(config.text_hidden_size, dims.joint_attention_dim, config.connector_mult,
+                                   vocab_size=config.vocab_size if config.text_input == "sentences" else 0)
         if pooled is None:
             pooled = torch.zeros(dims.pooled_projection_dim)
         if pooled.shape != (dims.pooled_projection_dim,):
@@ -457,6 +468,22 @@ class Decoder(nn.Module):
         return self.vae.decode(z.to(self.vae.dtype)).sample.float().clamp(-1, 1)
 
     # ------------------------------------------------------------------ conditioning
+    def reader(self, encoder: TextConditioner) -> TextConditioner:
+        """What turns captions into this decoder's text states: the encoder itself (text_input states, UAE) or
+        the decoder's own sentence reader over the encoder's tokenizer (text_input sentences)."""
+        if self.config.text_input == "states":
+            return encoder
+        from uae_train.models.sentence_reader import SentenceReader
+
+        cached = getattr(self, "_sentence_reader", None)
+        tokenizer = getattr(encoder, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("text_input sentences needs a tokenizer: pass the encoder (or anything with .tokenizer)")
+        if cached is None or cached.tokenizer is not tokenizer:
+            cached = SentenceReader(self.connector.words, tokenizer)
+            object.__setattr__(self, "_sentence_reader", cached)  # not a submodule: the table already is
+        return cached
+
     def context(self, text_hidden: torch.Tensor, text_mask: torch.Tensor) -> TextCondition:
         """Text states (B, T, H) + mask (B, T) → DiT context (B, T', D) + mask (B, T').
 

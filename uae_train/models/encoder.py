@@ -197,6 +197,10 @@ class Encoder:
 
             with _seeded(seed, torch.device("cpu")):
                 model = get_peft_model(model, lora_config(lora))
+        if path.exists():
+            from uae_train.models import cell_embedding
+
+            cell_embedding.attach_saved(model, path)
         model.to(device)
         model.eval()
         return cls(model, processor, prompt=prompt, name_or_path=source)
@@ -204,8 +208,15 @@ class Encoder:
     @classmethod
     def tiny(cls, image_size: int = 64, seed: int = 0, lora: dict | None = None,
              device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-             prompt: str | None = None) -> "Encoder":
+             prompt: str | None = None, text_width: int = 64, text_layers: int = 2, vision_width: int = 32,
+             vision_patch: int = 14, cell_embedding: bool = False) -> "Encoder":
         """Qwen2.5-VL from a tiny config (text 64 wide, 2 layers; vision 32 wide, 2 blocks; ~180k parameters).
+
+        text_width / text_layers size the language model (4 heads of width text_width / 4; the mrope
+        sections scale with the head size); vision_width the vision tower (2 heads). vision_patch 14 merges
+        2 × 2 patches into each image token (Qwen's layout); 7 merges 4 × 4 finer patches, so a token sees
+        its cell's shape in 16 pieces instead of 4 (the token count stays one per 28 px). cell_embedding adds a learned position to each image token
+        (`cell_embedding.py`: at this head size mrope cannot tell the grid's columns apart).
 
         Weights are a function of `seed` (built on cpu in fp32, then moved; dtype default fp32). Images are
         resized to side × side, side the multiple of 28 covering `image_size` and at least 84: a 64² scene
@@ -220,13 +231,22 @@ class Encoder:
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in
                ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|endoftext|>",
                 "<|im_end|>")}
-        text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                    # the three mrope sections (temporal, height, width) must sum to head_dim / 2 = 8
-                    rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+        if vision_patch not in (7, 14):
+            raise ValueError(f"vision_patch {vision_patch}: expected 14 (2 x 2 merge) or 7 (4 x 4 merge)")
+        if text_width % 16 or text_layers < 1:
+            raise ValueError(f"text_width {text_width} must be a multiple of 16 and text_layers {text_layers} >= 1")
+        half = text_width // 8  # head_dim / 2 with 4 heads
+        section = [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]  # 64 wide: [2, 3, 3]
+        text = dict(vocab_size=len(tokenizer), hidden_size=text_width, intermediate_size=2 * text_width,
+                    num_hidden_layers=text_layers, num_attention_heads=4, num_key_value_heads=2,
+                    max_position_embeddings=4096,
+                    # the three mrope sections (temporal, height, width) must sum to head_dim / 2
+                    rope_parameters={"rope_type": "default", "mrope_section": section, "rope_theta": 10000.0},
                     bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+        vision = dict(depth=2, hidden_size=vision_width, intermediate_size=2 * vision_width, num_heads=2,
+                      out_hidden_size=text_width,
+                      patch_size=vision_patch, spatial_merge_size=28 // vision_patch, temporal_patch_size=2,
+                      window_size=112,
                       fullatt_block_indexes=[1])
         config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                                   video_token_id=ids["<|video_pad|>"],
@@ -237,13 +257,19 @@ class Encoder:
             model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
             model.generation_config.pad_token_id = ids["<|endoftext|>"]
             model.generation_config.bos_token_id = None
+            side = 28 * max(3, math.ceil(image_size / 28))
+            if cell_embedding:
+                from uae_train.models import cell_embedding as cells
+
+                cells.attach(model, cells.CellEmbedding(side // 28, text_width))
             if lora is not None:
                 from peft import get_peft_model
 
                 model = get_peft_model(model, lora_config(lora))
         side = 28 * max(3, math.ceil(image_size / 28))
         processor = Qwen2_5_VLProcessor(
-            image_processor=Qwen2VLImageProcessor(min_pixels=side * side, max_pixels=side * side),
+            image_processor=Qwen2VLImageProcessor(min_pixels=side * side, max_pixels=side * side,
+                                                  patch_size=vision_patch, merge_size=28 // vision_patch),
             tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
         device = _resolve_device(device)
         _move(model, device, _resolve_dtype(dtype, torch.device("cpu")))
@@ -255,12 +281,17 @@ class Encoder:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         core = self._core()
+        # a cell embedding is not part of the stock model: its own file (cell_embedding.py)
+        state = {k.replace(".base_layer", ""): v for k, v in core.state_dict().items()
+                 if "lora_" not in k and ".cell_embedding." not in k}
+        core.save_pretrained(path, state_dict=state)
         if self.has_lora:
-            state = {k.replace(".base_layer", ""): v for k, v in core.state_dict().items() if "lora_" not in k}
-            core.save_pretrained(path, state_dict=state)
             self.model.save_pretrained(str(path / LORA_DIR))
-        else:
-            core.save_pretrained(path)
+        visual = getattr(getattr(core, "model", core), "visual", None)
+        if visual is not None and hasattr(visual, "cell_embedding"):
+            from uae_train.models import cell_embedding
+
+            cell_embedding.save(visual.cell_embedding, path)
         self.processor.save_pretrained(path)
         return path
 

@@ -102,7 +102,7 @@ def decoder_features(decoder, encoder, images: Sequence[Image.Image], captions: 
             x = decoder.encode_images(batch, g)
             noise = torch.randn(x.shape, generator=g).to(x.device, x.dtype)
             x_t = (1 - timestep) * x + timestep * noise
-            hidden, mask = encoder.encode_text(list(captions[i:i + batch_size]))
+            hidden, mask = decoder.reader(encoder).encode_text(list(captions[i:i + batch_size]))
             context = decoder.context(hidden.float(), mask)
             captured.clear()
             decoder.velocity_from_context(x_t, timestep, context)

@@ -186,7 +186,8 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
     torch.manual_seed(cfg.seed)
     policy, decoder = rl.load_pair(init, device, encoder_lora=cfg.encoder_lora)
     reader = rl.frozen_copy(policy.model)
-    reader_enc = type(policy)(reader, policy.processor, prompt=policy.prompt, name_or_path=policy.name_or_path)
+    reader_enc = decoder.reader(type(policy)(reader, policy.processor, prompt=policy.prompt,
+                                             name_or_path=policy.name_or_path))
     for p in decoder.parameters():
         p.requires_grad_(False)
     decoder_digest = rl.parameters_digest(decoder)

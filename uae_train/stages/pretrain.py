@@ -139,13 +139,16 @@ def load_models(cfg: PretrainConfig, out: Path, device: torch.device):
     if (out / "encoder" / "config.json").exists():
         encoder = Encoder.from_pretrained(out / "encoder")
     elif cfg.encoder == "tiny":
-        encoder = Encoder.tiny(image_size=cfg.image_size, seed=cfg.seed)
+        encoder = Encoder.tiny(image_size=cfg.image_size, seed=cfg.seed, **cfg.encoder_options)
     else:
         encoder = Encoder.from_pretrained(cfg.encoder, **cfg.encoder_options)
+    options = dict(cfg.decoder_options)
+    if options.get("text_input") == "sentences":  # the decoder's word table spans the encoder's vocabulary
+        options.setdefault("vocab_size", len(encoder.tokenizer))
     if cfg.decoder == "tiny":
-        decoder = Decoder.tiny(encoder.hidden_size, image_size=cfg.image_size, seed=cfg.seed, **cfg.decoder_options)
+        decoder = Decoder.tiny(encoder.hidden_size, image_size=cfg.image_size, seed=cfg.seed, **options)
     else:
-        decoder = Decoder.from_pretrained(cfg.decoder, text_hidden_size=encoder.hidden_size, **cfg.decoder_options)
+        decoder = Decoder.from_pretrained(cfg.decoder, text_hidden_size=encoder.hidden_size, **options)
     return encoder.to(device), decoder.to(device)
 
 
@@ -245,8 +248,9 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                         rng = random.Random(int(torch.randint(2**31, (1,), generator=g)))
                         texts = [s["meta"].get("short_caption") if s["meta"].get("short_caption")
                                  and rng.random() < cfg.short_caption_prob else s["caption"] for s in batch]
-                        with torch.no_grad():
-                            hidden, mask = encoder.encode_text(texts, max_length=cfg.max_text_tokens)
+                        reader = decoder.reader(encoder)  # the frozen encoder, or the decoder's own words
+                        with torch.set_grad_enabled(reader is not encoder):
+                            hidden, mask = reader.encode_text(texts, max_length=cfg.max_text_tokens)
                         truncated += int(sum(len(t.split()) > cfg.max_text_tokens for t in texts))
                         loss = decoder.loss(images, hidden.float(), mask, generator=g)
                 accelerator.backward(loss / cfg.grad_accum)

@@ -95,7 +95,7 @@ def captions(cfg: Stage2Config, encoder, images, seed: int) -> list[str]:
 def paint(cfg: Stage2Config, encoder, decoder, texts: list[str], seeds: list[int], batch: int = 32):
     out = []
     for i in range(0, len(texts), batch):
-        hidden, mask = encoder.encode_text(texts[i:i + batch], max_length=cfg.max_text_tokens)
+        hidden, mask = decoder.reader(encoder).encode_text(texts[i:i + batch], max_length=cfg.max_text_tokens)
         out += decoder.generate(hidden.float(), mask, seeds[i:i + batch], steps=cfg.eval_steps, guidance=cfg.guidance)
     return out
 
@@ -270,7 +270,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
                 with autocast(cfg, device):
                     texts = captions(cfg, encoder, images, base)
                     with torch.no_grad():
-                        hidden, mask = encoder.encode_text(texts, max_length=cfg.max_text_tokens)
+                        hidden, mask = decoder.reader(encoder).encode_text(texts, max_length=cfg.max_text_tokens)
                     hidden = hidden.float().repeat_interleave(G, 0)  # (B·G, T, H): row b·G+g = caption b
                     mask = mask.repeat_interleave(G, 0)
                     seeds = [base + j for j in range(len(images) * G)]  # every painting its own noise
