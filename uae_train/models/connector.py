@@ -24,6 +24,8 @@ class Connector(nn.Module):
         if vocab_size:  # text_input sentences: the decoder's own word table (sentence_reader.py)
             self.words = nn.Embedding(vocab_size, text_hidden_size)
             nn.init.normal_(self.words.weight, std=0.02)
+            # sentence means of 0.02-scale embeddings are tiny; normalising them is what let the probe learn
+            self.sentence_norm = nn.LayerNorm(text_hidden_size)
         self.text_hidden_size = text_hidden_size
         self.context_dim = context_dim
         self.mult = mult

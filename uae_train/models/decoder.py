@@ -480,7 +480,7 @@ class Decoder(nn.Module):
         if tokenizer is None:
             raise ValueError("text_input sentences needs a tokenizer: pass the encoder (or anything with .tokenizer)")
         if cached is None or cached.tokenizer is not tokenizer:
-            cached = SentenceReader(self.connector.words, tokenizer)
+            cached = SentenceReader(self.connector.words, tokenizer, self.connector.sentence_norm)
             object.__setattr__(self, "_sentence_reader", cached)  # not a submodule: the table already is
         return cached
 

@@ -12,7 +12,8 @@ sentence's bag of words carries its cell words and its attributes together, and 
 its sentence by one attention lookup. What it loses is word order inside a sentence ("a circle left of a
 square" and "a square left of a circle" read alike), which matters for short GenEval-style prompts.
 
-The embedding table is `decoder.connector.words` (saved with the connector); the tokenizer is the
+The embedding table is `decoder.connector.words` and each sentence mean goes through
+`decoder.connector.sentence_norm` (a LayerNorm; both saved with the connector); the tokenizer is the
 encoder's, so the decoder keeps reading the encoder's vocabulary. UAE's path (`text_input: states`) stays
 the default for real models.
 """
@@ -53,8 +54,9 @@ def sentence_pool(states: torch.Tensor, ends: torch.Tensor, mask: torch.Tensor) 
 class SentenceReader:
     """A `TextConditioner` (encode_text) over the decoder's word table: one state per caption sentence."""
 
-    def __init__(self, words: nn.Embedding, tokenizer) -> None:
+    def __init__(self, words: nn.Embedding, tokenizer, norm: nn.Module | None = None) -> None:
         self.words = words
+        self.norm = norm if norm is not None else nn.Identity()
         self.tokenizer = tokenizer
         self.ends = sentence_end_table(tokenizer, words.num_embeddings)
         self.hidden_size = words.embedding_dim
@@ -76,4 +78,5 @@ class SentenceReader:
             mask[row, :len(i)] = True
         mask[:, 0] |= ~mask.any(1)  # an empty caption reads as one (padding-id) token
         pooled, keep = sentence_pool(self.words(table.to(device)), self.ends[table].to(device), mask.to(device))
+        pooled = self.norm(pooled) * keep[..., None].to(pooled.dtype)
         return (pooled, keep, n_cut) if return_truncated else (pooled, keep)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from uae_data.config import config_kind, help_field
@@ -24,6 +25,7 @@ from uae_data.errors import ConfigError, CorpusError
 from uae_data.shards import corpus_dataset, list_shards
 
 PHASES = ("encoder", "decoder")
+BLIND_GREY = (128, 128, 128)  # the blind control's constant image
 
 
 @config_kind("pretrain")
@@ -39,6 +41,7 @@ class PretrainConfig:
     encoder_steps: int = help_field(200, help="optimizer steps of encoder SFT")
     decoder_steps: int = help_field(300, help="optimizer steps of decoder pretraining")
     batch_size: int = help_field(16, help="samples per micro-batch")
+    decoder_batch_size: int | None = help_field(None, help="decoder phase's micro-batch (None = batch_size)")
     grad_accum: int = help_field(1, help="micro-batches per optimizer step")
     encoder_lr: float = help_field(1e-3, help="AdamW learning rate of the encoder")
     decoder_lr: float = help_field(1e-3, help="AdamW learning rate of the decoder")
@@ -48,6 +51,8 @@ class PretrainConfig:
     grad_clip: float = help_field(1.0, help="max gradient norm (0 = off)")
     ema_decay: float = help_field(0.0, help="decoder EMA decay (diffusers EMAModel; 0 = off). The saved decoder "
                                             "gets the EMA weights; checkpoints keep both")
+    blind_encoder: bool = help_field(False, help="control: the encoder learns its captions from a constant grey "
+                                                 "image (what the caption prior alone can score)")
     short_caption_prob: float = help_field(0.3, help="decoder: share of samples conditioned on their short caption")
     max_text_tokens: int = help_field(256, help="decoder: caption tokens kept for conditioning (longer ones are cut and counted)")
     mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA, fp32 on CPU) | no | bf16")
@@ -69,6 +74,8 @@ class PretrainConfig:
         for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.decoder_batch_size is not None and self.decoder_batch_size < 1:
+            raise ValueError("decoder_batch_size must be >= 1 (or null for batch_size)")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
         if not 0 <= self.short_caption_prob <= 1:
@@ -236,12 +243,15 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
             optimizer.zero_grad(set_to_none=True)
             loss_sum, acc_sum = 0.0, 0.0
             for micro in range(cfg.grad_accum):
-                batch = [next(stream) for _ in range(cfg.batch_size)]
+                size = cfg.decoder_batch_size if phase == "decoder" and cfg.decoder_batch_size else cfg.batch_size
+                batch = [next(stream) for _ in range(size)]
                 samples_seen += len(batch)
                 images = [s["image"].resize((cfg.image_size, cfg.image_size)) for s in batch]
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * cfg.grad_accum + micro)
                 with accelerator.autocast():
                     if phase == "encoder":
+                        if cfg.blind_encoder:
+                            images = [Image.new("RGB", im.size, BLIND_GREY) for im in images]
                         loss, acc = encoder.sft_loss(images, [s["caption"] for s in batch])
                         acc_sum += float(acc)
                     else:
