@@ -124,3 +124,22 @@ def test_sentences_decoder_learns_to_read_its_captions_where_states_do_not_yet()
     r = caption_reliance(dec, enc, [scenes.render(s, 48) for s in held],
                          [scenes.write_caption(s, 10_000 + i) for i, s in enumerate(held)])
     assert r["relative_gain"] > 0.2, r
+
+
+def test_text_to_image_paints_the_prompt_of_a_geneval_metadata_row():
+    """The GenEval harness calls generate(metas, seeds): the row's prompt is painted, not the row's text."""
+    from uae_train.models.autoencoder import text_to_image
+
+    enc = Encoder.tiny(image_size=48)
+    dec = Decoder.tiny(enc.hidden_size, image_size=48, patch_size=16, text_input="sentences",
+                       vocab_size=len(enc.tokenizer), init="torch").eval()
+    with torch.no_grad():
+        dec.connector.words.weight.normal_()
+    paint = text_to_image(enc, dec, steps=2)
+    meta = {"tag": "single_object", "include": [{"class": "ring", "count": 1}], "prompt": "a photo of a ring"}
+    a = pil_to_tensor(paint([meta], [3]))
+    b = pil_to_tensor(paint(["a photo of a ring"], [3]))
+    c = pil_to_tensor(paint(["a photo of a red star and a blue circle"], [3]))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(TypeError):
+        paint([3], [0])

@@ -15,7 +15,12 @@ from PIL import Image
 def text_to_image(encoder, decoder, steps: int = 20, guidance: float = 1.0, max_text_tokens: int = 256,
                   batch_size: int = 16) -> Callable[[list[str], list[int]], list[Image.Image]]:
     @torch.no_grad()
-    def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+    def generate(prompts: list[str] | list[dict], seeds: list[int]) -> list[Image.Image]:
+        # the GenEval harness hands its generator metadata rows; paint their "prompt" (until this was read,
+        # the decoder painted the row's dict rendered as text)
+        prompts = [p["prompt"] if isinstance(p, dict) else p for p in prompts]
+        if not all(isinstance(p, str) for p in prompts):
+            raise TypeError("text_to_image paints strings or GenEval metadata rows with a 'prompt'")
         images: list[Image.Image] = []
         for i in range(0, len(prompts), batch_size):
             hidden, mask = decoder.reader(encoder).encode_text(prompts[i:i + batch_size], max_length=max_text_tokens)
