@@ -417,10 +417,16 @@ def demo(
     args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/demo/scene-<scale>.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="demo folder (re-running the same command continues it)"),
     scale: str = typer.Option("cpu", help="cpu (2 cores, <= 15 min) | gpu (64 px, longer training)"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="RL seeds: stage 1, stage 2 and their constant-reward "
+                                                               "controls once per seed (mean ± sd, 95% CI of the gain)"),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="pretrain the scene models first instead of "
+                                                                    "starting from the shipped checkpoints"),
 ) -> None:
-    """The whole loop on the scene world: corpus -> pretrain -> stage1 -> stage2 -> eval -> report.
+    """The whole loop on the scene world: corpus -> pretrained models -> stage1 -> stage2 -> evals -> report.
 
-    Example: uae demo --out runs/demo
+    Starts from the shipped scene checkpoints (uae_train/scene_models/, see its MODEL_CARD.md) unless
+    --from-scratch. Every stage sits beside its controls (constant reward, blind encoder, object-free
+    images, shuffled captions). Example: uae demo --out runs/demo --seeds 3
     """
     from uae_data.config import load_config
     from uae_data.errors import ConfigError
@@ -430,19 +436,24 @@ def demo(
     if scale not in ("cpu", "gpu"):
         raise ConfigError(f"--scale must be cpu or gpu, got {scale!r}")
     manifest, overrides = split_args(args)
+    if seeds is not None:
+        overrides.append(f"seeds={seeds}")
+    if from_scratch:
+        overrides.append("from_scratch=true")
     cfg = load_config(DemoConfig, manifest or MANIFESTS / "demo" / f"scene-{scale}.yaml", overrides, kind="demo")
-    headline = run_demo(cfg, out_dir, progress=progress_bar, say=lambda m: out.print(f"[bold]demo[/bold] {m}"))
-    report = headline.pop("report")
-    minutes = headline.pop("wall_minutes", {})
-    for bench, h in headline.items():
-        if "pretrain" in h:
-            out.print(f"{bench:<22} {h['metric']:<10} pretrain {h['pretrain']:.4f} -> unified-grpo {h['unified-grpo']:.4f}")
-        else:
-            out.print(f"{bench:<22} held-out reward {h['start']:.4f} -> {h['end']:.4f}")
+    result = run_demo(cfg, out_dir, progress=progress_bar, say=lambda m: out.print(f"[bold]demo[/bold] {m}"))
+    for r in result["rows"]:
+        gain = r["gain"]
+        ci = f" [95% CI {gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
+        ctrl = "; ".join(f"{c['name']} " + (f"{c['gain']['mean']:+.3f}" if "gain" in c else f"{c['value']:.3f}")
+                         for c in r["controls"])
+        out.print(f"{r['stage']:<8} {r['metric'][:44]:<44} {r['before']['mean']:.3f} -> {r['after']['mean']:.3f} "
+                  f"(gain {gain['mean']:+.3f}{ci})" + (f"  controls: {ctrl}" if ctrl else ""))
+    minutes = result.get("wall_minutes", {})
     if minutes:
         out.print("wall minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
                   + f" (total {sum(minutes.values()):.1f})")
-    out.print(f"report: {report}")
+    out.print(f"report: {result['report']}")
 
 
 def main() -> None:

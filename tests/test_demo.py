@@ -1,32 +1,76 @@
-"""`uae demo` end to end at toy size: every stage runs, the report and headline numbers appear, a re-run resumes."""
+"""`uae demo` end to end at toy size: every stage and control runs, the headline rows and report appear,
+a re-run resumes; the shipped scene models load and see."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "uae_train" / "scene_models"
 TOY = ["corpus_size=64", "recon_limit=8", "geneval_limit=3", "geneval_images_per_prompt=1", "mmt_limit=4",
        "sampling_steps=2",
-       "pretrain=[encoder_steps=2, decoder_steps=2, batch_size=4, warmup_steps=1, 'decoder_options={patch_size: 4}']",
        "stage1=[steps=1, images_per_step=2, group_size=2, max_new_tokens=12, decoder_steps=2, eval_images=2, mmt_limit=2]",
        "stage2=[steps=1, images_per_step=2, group_size=2, max_new_tokens=12, rollout_steps=2, eval_images=2, eval_steps=2]"]
 
 
 @pytest.mark.integration
-def test_demo_runs_the_whole_loop_and_resumes(tmp_path, uae):
+def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae):
     r = uae("demo", *TOY, "--out", str(tmp_path / "d"), timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     d = tmp_path / "d"
-    for part in ("pre/encoder", "pre/decoder", "s1/encoder", "s2/decoder", "s1/results/results.json",
-                 "s2/results/results.json", "eval/pretrain/geneval/results.json", "eval/unified-grpo/recon/results.json",
-                 "eval/unified-grpo/mmt-bench/results.json", "report.html"):
+    for part in ("pre/encoder", "pre/decoder", "s1/encoder", "s2/decoder", "s1-constant/encoder", "s2-constant/decoder",
+                 "s1/results/results.json", "s2/results/results.json", "eval/pretrain/geneval/results.json",
+                 "eval/unified-grpo/recon/results.json", "eval/unified-grpo/mmt-bench/results.json",
+                 "eval/unified-grpo/scene-captions/results.json", "eval/stage1-constant/mmt-bench/results.json",
+                 "eval/stage2-constant/geneval/results.json", "eval/blind-encoder/scene-captions/results.json",
+                 "eval/noise/geneval/results.json", "eval/random/geneval/results.json", "report.html"):
         assert (d / part).exists(), part
+    assert json.loads((d / "pre/summary.json").read_text())["source"] == "shipped scene models"
     head = json.loads((d / "headline.json").read_text())
-    assert {"geneval", "mmt-bench", "recon", "unified-grpo-stage1", "unified-grpo-stage2"} <= head.keys()
-    assert 0 <= head["geneval"]["pretrain"] <= 1 and 0 <= head["mmt-bench"]["unified-grpo"] <= 1
-    assert "pretrain" in r.stdout and "report:" in r.stdout
+    metrics = [row["metric"] for row in head["rows"]]
+    assert any(m.startswith("GenEval-scene") for m in metrics) and any(m.startswith("MMT-scene") for m in metrics)
+    geneval = next(row for row in head["rows"] if row["metric"].startswith("GenEval-scene"))
+    names = [c["name"] for c in geneval["controls"]]
+    assert names[0] == "constant reward" and "object-free images" in names and "random scenes" in names
+    assert geneval["gain"]["ci95"] is None  # one seed: no interval claimed
+    assert "report:" in r.stdout and "gain" in r.stdout
     html = (d / "report.html").read_text()
-    assert "unified-grpo-stage1" in html and "heldout_reward" in html
+    assert html.index("constant reward") < html.index("unified-grpo-stage1")  # the headline comes first
     before = (d / "report.html").stat().st_mtime_ns
     r2 = uae("demo", *TOY, "--out", str(tmp_path / "d"), timeout=900)  # everything done: only the report is rebuilt
-    assert r2.returncode == 0 and "pretrain ->" not in r2.stdout and (d / "report.html").stat().st_mtime_ns >= before
+    assert r2.returncode == 0 and "stage1 ->" not in r2.stdout and (d / "report.html").stat().st_mtime_ns >= before
+
+
+@pytest.mark.integration
+def test_demo_from_scratch_pretrains_and_two_seeds_give_an_interval(tmp_path, uae):
+    toy = TOY + ["pretrain=[encoder_steps=2, decoder_steps=2, batch_size=4, decoder_batch_size=4, warmup_steps=1]",
+                 "controls=false"]
+    r = uae("demo", *toy, "--seeds", "2", "--from-scratch", "--out", str(tmp_path / "d"), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = tmp_path / "d"
+    assert (d / "pre/metrics.jsonl").exists() and (d / "seed-1/s2/decoder").exists()
+    assert not (d / "s1-constant").exists()
+    head = json.loads((d / "headline.json").read_text())
+    row = next(row for row in head["rows"] if row["metric"].startswith("GenEval-scene"))
+    assert row["after"]["n"] == 2 and len(row["gain"]["ci95"]) == 2
+
+
+@pytest.mark.unit
+def test_shipped_scene_models_load_with_provenance_and_see_colour_and_cell():
+    from uae_data import scenes
+    from uae_eval.scene_captions import aggregate, score_caption
+    from uae_train.models.decoder import Decoder
+    from uae_train.models.encoder import Encoder
+
+    prov = json.loads((SHIPPED / "provenance.json").read_text())
+    assert "uae train pretrain manifests/train/pretrain-scene.yaml" in prov["command"] and prov["git_hash"] and "metrics" in prov
+    assert (SHIPPED / "MODEL_CARD.md").read_text().count(prov["git_hash"]) >= 1
+    enc = Encoder.from_pretrained(SHIPPED / "encoder", device="cpu")
+    dec = Decoder.from_pretrained(SHIPPED / "decoder", text_hidden_size=enc.hidden_size)
+    assert dec.config.text_input == "sentences"
+    truths = [scenes.sample_scene(7_000_000 + i) for i in range(16)]
+    texts = enc.caption([scenes.render(s, 48) for s in truths], sample=False, max_new_tokens=192)
+    m = aggregate([score_caption(t, s) for t, s in zip(texts, truths)])
+    assert m["occupancy"] > 0.9 and m["color"] > 0.8, m  # a blind encoder: ~0.6 and ~0.1
