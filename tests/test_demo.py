@@ -17,10 +17,11 @@ TOY = ["corpus_size=64", "recon_limit=8", "geneval_limit=3", "geneval_images_per
 
 @pytest.mark.integration
 def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae):
-    r = uae("demo", *TOY, "--out", str(tmp_path / "d"), timeout=900)
+    r = uae("demo", *TOY, "shuffled_controls=true", "--out", str(tmp_path / "d"), timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     d = tmp_path / "d"
-    for part in ("pre/encoder", "pre/decoder", "s1/encoder", "s2/decoder", "s1-constant/encoder", "s2-constant/decoder",
+    for part in ("s1-shuffled/encoder", "s2-shuffled/decoder", "eval/stage2-shuffled/geneval/results.json",
+                 "pre/encoder", "pre/decoder", "s1/encoder", "s2/decoder", "s1-constant/encoder", "s2-constant/decoder",
                  "s1/results/results.json", "s2/results/results.json", "eval/pretrain/geneval/results.json",
                  "eval/unified-grpo/recon/results.json", "eval/unified-grpo/mmt-bench/results.json",
                  "eval/unified-grpo/scene-captions/results.json", "eval/stage1-constant/mmt-bench/results.json",
@@ -33,13 +34,14 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae):
     assert any(m.startswith("GenEval-scene") for m in metrics) and any(m.startswith("MMT-scene") for m in metrics)
     geneval = next(row for row in head["rows"] if row["metric"].startswith("GenEval-scene"))
     names = [c["name"] for c in geneval["controls"]]
-    assert names[0] == "constant reward" and "object-free images" in names and "random scenes" in names
+    assert names[:2] == ["constant reward", "shuffled-image reward"]
+    assert "object-free images" in names and "random scenes" in names
     assert geneval["gain"]["ci95"] is None  # one seed: no interval claimed
     assert "report:" in r.stdout and "gain" in r.stdout
     html = (d / "report.html").read_text()
     assert html.index("constant reward") < html.index("unified-grpo-stage1")  # the headline comes first
     before = (d / "report.html").stat().st_mtime_ns
-    r2 = uae("demo", *TOY, "--out", str(tmp_path / "d"), timeout=900)  # everything done: only the report is rebuilt
+    r2 = uae("demo", *TOY, "shuffled_controls=true", "--out", str(tmp_path / "d"), timeout=900)  # everything done: only the report is rebuilt
     assert r2.returncode == 0 and "stage1 ->" not in r2.stdout and (d / "report.html").stat().st_mtime_ns >= before
 
 

@@ -178,3 +178,21 @@ def test_cli_stage_without_init_models_is_one_line_exit_2(tmp_path, uae):
     assert r.returncode == 2 and "no encoder/" in r.stderr + r.stdout
     r = uae("train", "stage2", "--init", str(tmp_path), "--out", str(tmp_path / "o2"), "lr=abc")
     assert r.returncode == 2 and "lr" in r.stderr + r.stdout
+
+
+@pytest.mark.unit
+def test_shuffled_reward_control_scores_against_the_next_image_and_stage1_still_scores_the_policy_image():
+    from uae_train.stages.rl_common import reward_references
+
+    imgs, scs = ["a", "b", "c"], [1, 2, 3]
+    assert reward_references(imgs, scs, False) == (imgs, scs)
+    assert reward_references(imgs, scs, True) == (["b", "c", "a"], [2, 3, 1])
+    assert reward_references(["a"], [1], True) == (["a"], [1])  # one image: nothing to shuffle with
+
+
+@pytest.mark.unit
+def test_stage1_and_stage2_run_with_the_shuffled_reward_control(world, tmp_path):
+    stage1(s1cfg(world, "shuffle_reward_images=true", "mmt_tsv="), tmp_path / "s1")
+    stage2(s2cfg(world, "shuffle_reward_images=true"), tmp_path / "s2")
+    assert json.loads((tmp_path / "s1/results/results.json").read_text())["config"]["shuffle_reward_images"] is True
+    assert json.loads((tmp_path / "s2/results/results.json").read_text())["config"]["shuffle_reward_images"] is True

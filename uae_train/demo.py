@@ -6,7 +6,8 @@ encoder (trained on a constant image), object-free images (the `noise` generator
 GenEval, and shuffled captions for the decoder (caption reliance). Every step writes its own folder
 under OUT and is skipped when its result is already there, so re-running the same command continues.
 
-Layout: corpus/ heldout/ pre/ s1/ s2/ s1-constant/ s2-constant/ eval/<label>/<benchmark>/ (seed 0);
+Layout: corpus/ heldout/ pre/ s1/ s2/ s1-constant/ s2-constant/ (s1-shuffled/ s2-shuffled/ with
+shuffled_controls) eval/<label>/<benchmark>/ (seed 0);
 seed-<k>/ holds the same for seed k > 0. headline.json holds the report's rows; report.html reads them.
 """
 from __future__ import annotations
@@ -40,6 +41,8 @@ class DemoConfig:
                                     "gives mean ± sd and the paired gain's 95% CI from 2 seeds on")
     controls: bool = help_field(True, help="run the constant-reward control of each stage and the blind, noise and "
                                            "random baselines")
+    shuffled_controls: bool = help_field(False, help="also run each stage with its reward scored against another "
+                                                     "image of the batch (with `controls`; about 3.5 more minutes a seed)")
     geneval_limit: int | None = help_field(None, help="GenEval prompts scored (None = all 553; smaller = not comparable)")
     geneval_images_per_prompt: int = help_field(1, help="GenEval images per prompt (official: 4)")
     mmt_limit: int | None = help_field(None, help="MMT rows scored (None = all)")
@@ -137,6 +140,10 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         if cfg.controls:
             plan += [("s1-constant", "stage1", Stage1Config, stage1, pre, [*cfg.stage1, "reward={constant: 1.0}"]),
                      ("s2-constant", "stage2", Stage2Config, stage2, root / "s1", [*cfg.stage2, "reward={constant: 1.0}"])]
+        if cfg.controls and cfg.shuffled_controls:
+            plan += [("s1-shuffled", "stage1", Stage1Config, stage1, pre, [*cfg.stage1, "shuffle_reward_images=true"]),
+                     ("s2-shuffled", "stage2", Stage2Config, stage2, root / "s1",
+                      [*cfg.stage2, "shuffle_reward_images=true"])]
         for name, kind, Config, fn, init, over in plan:
             if not (root / name / "summary.json").exists():
                 say(f"seed {seed}: {kind} -> {root / name}")
@@ -156,6 +163,12 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
                                                   heldout, say, parts=("mmt-bench", "scene-captions", "recon"),
                                                   reliance=False))
             timed("eval", lambda: ev.evaluate_run(cfg, root / "s2-constant", "stage2-constant", e / "stage2-constant",
+                                                  heldout, say, parts=("geneval",), reliance=False))
+        if cfg.controls and cfg.shuffled_controls:
+            timed("eval", lambda: ev.evaluate_run(cfg, root / "s1-shuffled", "stage1-shuffled", e / "stage1-shuffled",
+                                                  heldout, say, parts=("mmt-bench", "scene-captions", "recon"),
+                                                  reliance=False))
+            timed("eval", lambda: ev.evaluate_run(cfg, root / "s2-shuffled", "stage2-shuffled", e / "stage2-shuffled",
                                                   heldout, say, parts=("geneval",), reliance=False))
     if cfg.controls:
         blind = out / "blind"

@@ -46,9 +46,10 @@ def headline_rows(out: Path, seeds: int, controls: bool = True) -> list[dict]:
             return
         ctrl = list(extra or [])
         if controls and control_label:
-            c_after = _per_seed(out, seeds, control_label, bench, name)
-            if c_after:
-                ctrl.insert(0, {"name": "constant reward", "gain": paired_gain(before, c_after)})
+            for suffix, title in (("shuffled", "shuffled-image reward"), ("constant", "constant reward")):
+                c_after = _per_seed(out, seeds, control_label.replace("constant", suffix), bench, name)
+                if c_after:
+                    ctrl.insert(0, {"name": title, "gain": paired_gain(before, c_after)})
         rows.append(row(metric, stage, unit, before, after, chance=chance, controls=ctrl))
 
     blind_caps = _metric(ev / "blind-encoder" / "scene-captions")

@@ -60,6 +60,8 @@ class Stage1Config:
     micro_batch: int = help_field(16, help="captions per forward/backward (memory knob; the loss does not change)")
     reward: dict = help_field({"scene-soft": 1.0}, help="metric weights, e.g. {clip: 1.0} or {scene-soft: 1, pixel: 0.5}")
     reward_options: dict = help_field({}, help="per-metric options, e.g. {clip: {model: ViT-L-14, pretrained: PATH}}")
+    shuffle_reward_images: bool = help_field(False, help="control: score each reconstruction against another image "
+                                                         "of the batch (a reward that says nothing about the image)")
     decoder_steps: int = help_field(10, help="ODE steps of each reconstruction")
     decoder_guidance: float = help_field(1.0, help="CFG scale of reconstructions (1 = off)")
     max_text_tokens: int = help_field(256, help="caption tokens the decoder reads")
@@ -224,9 +226,11 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
                     t_gen = time.perf_counter()
                     seeds = [base + i for i in range(len(images)) for _ in range(G)]  # shared within a group
                     recons = reconstruct(cfg, reader_enc, decoder, samples.texts, seeds)
-                    originals = [im for im in images for _ in range(G)]
-                    rep_scenes = [s for s in scenes for _ in range(G)]
-                    r = reward(originals, recons, rep_scenes if all(s is not None for s in scenes) else None)
+                    originals = [im for im in images for _ in range(G)]  # what the policy saw
+                    ref_images, ref_scenes = rl.reward_references(images, scenes, cfg.shuffle_reward_images)
+                    targets = [im for im in ref_images for _ in range(G)]  # what the reward compares with
+                    rep_scenes = [s for s in ref_scenes for _ in range(G)]
+                    r = reward(targets, recons, rep_scenes if all(s is not None for s in scenes) else None)
                     t_rew = time.perf_counter()
                     rewards = r.view(len(images), G)  # (B, G): row b = image b's G captions
                     adv = grpo.group_advantages(rewards, scale=cfg.scale_rewards).flatten()  # (B·G,)

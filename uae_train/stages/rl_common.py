@@ -77,6 +77,14 @@ def parameters_digest(module: Any) -> float:
     return total
 
 
+def reward_references(images: list, scenes: list, shuffle: bool) -> tuple[list, list]:
+    """What each image's rollouts are scored against: the image itself, or (the shuffled-reward control) the
+    next image of the batch, so the reward no longer says anything about the image the policy saw."""
+    if not shuffle or len(images) < 2:
+        return images, scenes
+    return images[1:] + images[:1], scenes[1:] + scenes[:1]
+
+
 def scene_of(sample: dict) -> Scene | None:
     spec = (sample.get("meta") or {}).get("scene")
     if not spec:

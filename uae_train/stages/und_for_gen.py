@@ -54,6 +54,8 @@ class Stage2Config:
     max_new_tokens: int = help_field(160, help="caption token limit")
     max_text_tokens: int = help_field(256, help="caption tokens the decoder reads")
     reward: dict = help_field({"scene-soft": 1.0}, help="metric weights, as stage 1")
+    shuffle_reward_images: bool = help_field(False, help="control: score each painting against another image of "
+                                                         "the batch (a reward that says nothing about the caption)")
     reward_options: dict = help_field({}, help="per-metric options")
     decoder_options: dict = help_field({}, help="decoder load options, e.g. {lora_rank: 32} (LoRA policy; reference = adapter off)")
     eval_every: int = help_field(0, help="held-out eval every N steps (0 = at start and end only)")
@@ -279,8 +281,9 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
                         context = decoder.context(hidden, mask)
                     traj, logps, sigmas, paintings = rollout(cfg, decoder, context, seeds)
                     t_roll = time.perf_counter()
-                    originals = [im for im in images for _ in range(G)]
-                    rep = [s for s in scenes for _ in range(G)]
+                    ref_images, ref_scenes = rl.reward_references(images, scenes, cfg.shuffle_reward_images)
+                    originals = [im for im in ref_images for _ in range(G)]
+                    rep = [s for s in ref_scenes for _ in range(G)]
                     r = reward(originals, paintings, rep if all(s is not None for s in scenes) else None)
                     rewards = r.view(len(images), G)  # (B, G)
                     adv = (grpo.flow_grpo_advantages(rewards, clip=cfg.adv_clip) if cfg.advantage == "flow_grpo"
