@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "uae_train" / "scene_models"
-TOY = ["corpus_size=64", "recon_limit=8", "geneval_limit=3", "geneval_images_per_prompt=1", "mmt_limit=4",
+TOY = ["seeds=1", "corpus_size=64", "recon_limit=8", "geneval_limit=3", "geneval_images_per_prompt=1", "mmt_limit=4",
        "sampling_steps=2",
        "stage1=[steps=1, images_per_step=2, group_size=2, max_new_tokens=12, decoder_steps=2, eval_images=2, mmt_limit=2]",
        "stage2=[steps=1, images_per_step=2, group_size=2, max_new_tokens=12, rollout_steps=2, eval_images=2, eval_steps=2]"]
