@@ -64,7 +64,7 @@ def test_resume_after_interruption_reproduces_the_loss_curve(corpus, tmp_path):
 @pytest.mark.unit
 def test_encoder_sft_raises_token_accuracy_and_decoder_loss_falls(corpus, tmp_path):
     summary = pretrain(cfg(corpus, "encoder_steps=40", "decoder_steps=40", "batch_size=8", "checkpoint_every=100",
-                           "encoder_lr=0.003"), tmp_path / "run")
+                           "encoder_lr=0.003", "decoder_options={patch_size: 4}"), tmp_path / "run")  # UAE states path
     enc, dec = summary["encoder"], summary["decoder"]
     assert enc["last_token_accuracy"] > enc["first_token_accuracy"] + 0.2
     assert dec["last_loss"] < 0.7 * dec["first_loss"]

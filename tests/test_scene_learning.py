@@ -98,8 +98,9 @@ def test_cell_embedding_tells_the_grid_cells_apart_and_survives_save_and_load(tm
 
 
 @pytest.mark.integration
-def test_sentences_decoder_learns_to_read_its_captions_where_states_do_not_yet():
-    """A short pretraining moves caption reliance (shuffled − true caption loss) well above 0."""
+def test_sentences_decoder_learns_to_read_its_captions():
+    """A short pretraining moves caption reliance (shuffled − true caption loss, relative) well above 0
+    (the shipped recipe's batch of 32; at 16 it learns several times slower)."""
     from uae_train.models.caption_reliance import caption_reliance
 
     enc = Encoder.tiny(image_size=48)
@@ -110,12 +111,12 @@ def test_sentences_decoder_learns_to_read_its_captions_where_states_do_not_yet()
     held = [scenes.sample_scene(10_000 + i) for i in range(32)]
     dec = Decoder.tiny(enc.hidden_size, image_size=48, patch_size=16, prediction="x", shift=16,
                        text_input="sentences", vocab_size=len(enc.tokenizer))
-    opt = torch.optim.AdamW(dec.trainable_parameters(), lr=2e-3)
+    opt = torch.optim.AdamW(dec.trainable_parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     reader = dec.reader(enc)
     dec.train()
-    for step in range(250):
-        idx = torch.randint(0, len(train), (16,), generator=g)
+    for step in range(400):
+        idx = torch.randint(0, len(train), (32,), generator=g)
         hidden, mask = reader.encode_text([caps[i] for i in idx])
         loss = dec.loss(imgs[idx], hidden, mask, generator=g)
         opt.zero_grad()
