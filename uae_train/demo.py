@@ -188,7 +188,8 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
     results = [p for p in sorted(evals.glob("*/*/results.json")) if p.parent.parent.name in ("pretrain", "unified-grpo")]
     results = [p.parent for p in results] + [out / "s1" / "results", out / "s2" / "results"]
     if cfg.controls:
-        results += [p for p in (out / "s1-constant" / "results", out / "s2-constant" / "results") if p.exists()]
+        results += [out / run / "results" for run in ("s1-constant", "s2-constant", "s1-shuffled", "s2-shuffled")
+                    if (out / run / "results").exists()]
     headline = {"rows": rows, "seeds": cfg.seeds, "wall_minutes": {k: round(v, 2) for k, v in minutes.items()}}
     (out / "headline.json").write_text(json.dumps(headline, indent=2) + "\n")
     report = build_report(results, out / "report.html", title="uae demo: Unified-GRPO on the scene world",
