@@ -68,6 +68,18 @@ def headline_rows(out: Path, seeds: int, controls: bool = True) -> list[dict]:
                 ([{"name": "random scenes", "value": rand}] if rand is not None else [])
     add("GenEval-scene overall", "stage 2", "score", "geneval", None, "unified-grpo", "stage2-constant",
         extra=baselines)
+    for stage, name in (("stage 1", "s1"), ("stage 2", "s2")):
+        runs = [(out if k == 0 else out / f"seed-{k}") / name / "results" for k in range(seeds)]
+        start = [_metric(r, "heldout_reward/start") for r in runs]
+        end = [_metric(r, "heldout_reward/end") for r in runs]
+        if start and None not in start and None not in end:
+            shuffled = [(out if k == 0 else out / f"seed-{k}") / f"{name}-shuffled" / "results" for k in range(seeds)]
+            s_start = [_metric(r, "heldout_reward/start") for r in shuffled]
+            s_end = [_metric(r, "heldout_reward/end") for r in shuffled]
+            ctrl = ([{"name": "shuffled-image reward", "gain": paired_gain(s_start, s_end)}]
+                    if s_start and None not in s_start and None not in s_end else [])
+            rows.append(row(f"{stage} held-out reward (scene-soft of the repainting, start → end)", stage, "reward",
+                            start, end, controls=ctrl))
     before = _reliance(ev / "pretrain")
     after = [v for v in (_reliance((out if k == 0 else out / f"seed-{k}") / "eval" / "unified-grpo")
                          for k in range(seeds)) if v is not None]
