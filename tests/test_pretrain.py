@@ -124,3 +124,31 @@ def test_decoder_ema_is_saved_and_resumes_exactly(corpus, tmp_path):
     raw = load_file(tmp_path / "full" / "checkpoints" / "decoder" / "trainable.safetensors")
     diffs = [float((full[k] - raw[k]).abs().max()) for k in raw if k in full]
     assert diffs and max(diffs) > 0  # the saved decoder is the EMA, not the last raw weights
+
+
+class _Payload:
+    """Unpickling this runs code (writes a marker file): what a hostile optim.pt would carry."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.unit
+def test_resume_refuses_an_optimizer_state_that_would_run_code(corpus, tmp_path):
+    import torch
+
+    from uae_data.errors import InputError
+
+    c = cfg(corpus, "model=decoder", "decoder_steps=2", "checkpoint_every=1", "decoder_options={patch_size: 4}")
+    pretrain(c, tmp_path / "run")
+    optim = tmp_path / "run/checkpoints/decoder/optim.pt"
+    assert optim.exists()
+    marker = tmp_path / "pwned"
+    torch.save({"optimizer": _Payload(str(marker))}, optim)
+    (tmp_path / "run/decoder/.done").unlink()  # as if interrupted before the phase finished
+    with pytest.raises(InputError, match="optim.pt: cannot resume"):
+        pretrain(c, tmp_path / "run", resume=True)
+    assert not marker.exists()

@@ -21,7 +21,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from uae_data.config import config_kind, help_field
-from uae_data.errors import ConfigError, CorpusError
+from uae_data.errors import ConfigError, CorpusError, InputError
 from uae_data.shards import corpus_dataset, list_shards
 
 PHASES = ("encoder", "decoder")
@@ -190,7 +190,11 @@ def load_checkpoint(path: Path, module, optimizer, scheduler, ema=None) -> dict:
     with torch.no_grad():
         for n, w in weights.items():
             params[n].copy_(w.to(params[n].device))
-    st = torch.load(path / "optim.pt", map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: a run folder from someone else must not run code
+        st = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for a payload, EOFError/RuntimeError for a truncated file
+        raise InputError(f"{path / 'optim.pt'}: cannot resume from it ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:120] if str(err) else 'unreadable'})") from None
     optimizer.load_state_dict(st["optimizer"])
     scheduler.load_state_dict(st["scheduler"])
     if ema is not None and "ema" in st:
