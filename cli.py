@@ -33,6 +33,11 @@ def friendly(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            folder = kwargs.get("out_dir")  # every command that writes a folder names its --out `out_dir`
+            if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+                from uae_data.errors import ConfigError
+
+                raise ConfigError(f"--out {folder} is a file; give a folder to write into (nothing was written)")
             return fn(*args, **kwargs)
         except _user_errors() as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
@@ -42,6 +47,23 @@ def friendly(fn: Callable) -> Callable:
             raise typer.Exit(130)
 
     return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"uae {version('uae')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            out.print("uae (not installed: run `pip install -e .`)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="print the installed uae version and exit")) -> None:
+    """uae: unified multimodal models as auto-encoders."""
 
 
 def split_args(args: Optional[List[str]]) -> tuple[Optional[Path], list[str]]:
@@ -435,6 +457,10 @@ def demo(
 
     if scale not in ("cpu", "gpu"):
         raise ConfigError(f"--scale must be cpu or gpu, got {scale!r}")
+    import torch
+
+    if scale == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("--scale gpu needs a CUDA device and none is visible here; use --scale cpu")
     manifest, overrides = split_args(args)
     if seeds is not None:
         overrides.append(f"seeds={seeds}")

@@ -39,3 +39,35 @@ def test_override_on_command_line_is_validated(uae, tmp_path):
     r = uae("build-corpus", "image_size=tiny", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "image_size: expected an integer" in r.stderr
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.integration
+def test_version_prints_the_installed_version(uae):
+    from importlib.metadata import version
+
+    r = uae("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"uae {version('uae')}"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("cmd", [["build-corpus", "manifests/corpus/scenes.yaml", "--limit", "2"],
+                                 ["eval", "geneval", "--generator", "oracle", "limit=1"],
+                                 ["train", "pretrain", "encoder_steps=1", "decoder_steps=1"],
+                                 ["demo"]])
+def test_out_pointing_at_a_file_is_one_line_and_the_file_is_kept(uae, tmp_path, cmd):
+    target = tmp_path / "taken.txt"
+    target.write_text("keep me\n")
+    r = uae(*cmd, "--out", str(target))
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
+    assert target.read_text() == "keep me\n"
+
+
+@pytest.mark.integration
+def test_demo_scale_gpu_without_cuda_refuses_instead_of_running_on_cpu(uae, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    r = uae("demo", "--scale", "gpu", "--out", str(tmp_path / "d"))
+    assert r.returncode == 2 and "--scale gpu needs a CUDA device" in r.stderr
+    assert not (tmp_path / "d").exists()
