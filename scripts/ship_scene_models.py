@@ -41,7 +41,7 @@ def measure(run: Path, blind: Path | None, work: Path, n_scenes: int = 256) -> d
     r = scene_captions.run(images, truths, image_to_text(enc, max_new_tokens=192, batch_size=32),
                            work / "scene-captions", model={"name": "scene encoder", "path": str(run / "encoder")})
     metrics["encoder"] = {k: round(v, 4) for k, v in r.metrics.items()}
-    ev._mmt(cfg, enc, work / "mmt-bench", "scene encoder")
+    ev.mmt(cfg, enc, work / "mmt-bench", "scene encoder")
     metrics["encoder"]["mmt_caption_reader"] = round(json.loads((work / "mmt-bench/results.json").read_text())
                                                      ["metrics"]["overall"], 4)
     if blind is not None:
@@ -49,7 +49,7 @@ def measure(run: Path, blind: Path | None, work: Path, n_scenes: int = 256) -> d
         r = scene_captions.run(images, truths, image_to_text(benc, max_new_tokens=192, batch_size=32),
                                work / "blind-scene-captions", model={"name": "blind encoder", "path": str(blind)})
         metrics["blind_encoder"] = {k: round(v, 4) for k, v in r.metrics.items()}
-        ev._mmt(cfg, benc, work / "blind-mmt-bench", "blind encoder")
+        ev.mmt(cfg, benc, work / "blind-mmt-bench", "blind encoder")
         metrics["blind_encoder"]["mmt_caption_reader"] = round(
             json.loads((work / "blind-mmt-bench/results.json").read_text())["metrics"]["overall"], 4)
     if (run / "decoder").is_dir():

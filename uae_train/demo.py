@@ -21,7 +21,7 @@ from typing import Callable
 
 from uae_data.config import config_kind, help_field, load_config
 from uae_train import demo_evals as ev
-from uae_train.demo_headline import headline_rows
+from uae_train.demo_headline import headline_rows, seed_root
 
 MANIFESTS = ev.MANIFESTS
 SHIPPED = Path(__file__).resolve().parent / "scene_models"
@@ -86,10 +86,6 @@ def _stage(kind: str, Config, fn, run: Path, cfg: DemoConfig, corpus: Path, init
     t0 = time.perf_counter()
     fn(c, run, resume=(run / "config.yaml").exists(), progress=progress)
     return (time.perf_counter() - t0) / 60
-
-
-def seed_root(out: Path, k: int) -> Path:
-    return out if k == 0 else out / f"seed-{k}"
 
 
 def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] = print) -> dict:

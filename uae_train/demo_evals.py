@@ -45,14 +45,13 @@ def heldout_scenes(corpus: Path, n: int, image_size: int):
             [scene_of(s) for s in samples])
 
 
-def geneval(cfg, out: Path, generate=None, model: dict | None = None, generator: str | None = None,
-            seed: int | None = None) -> Path:
+def geneval(cfg, out: Path, generate=None, model: dict | None = None, generator: str | None = None) -> Path:
     """GenEval-scene of a painter (`generate`) or a built-in generator (oracle | random | noise)."""
     from uae_eval.geneval import harness
 
     if not done(out):
         over = [f"image_size={cfg.image_size}", f"images_per_prompt={cfg.geneval_images_per_prompt}",
-                f"seed={cfg.seed if seed is None else seed}"]
+                f"seed={cfg.seed}"]
         over += [f"limit={cfg.geneval_limit}"] if cfg.geneval_limit else []
         over += [f"generator={generator}"] if generator else []
         gcfg = load_config(harness.GenEvalConfig, MANIFESTS / "eval" / "geneval-scene.yaml", over, kind="geneval")
@@ -78,7 +77,7 @@ def evaluate_run(cfg, run: Path, label: str, out: Path, corpus: Path, say: Calla
         if part == "geneval":
             geneval(cfg, out / part, generate=paint, model=info)
         elif part == "mmt-bench":
-            _mmt(cfg, enc, out / part, label)
+            mmt(cfg, enc, out / part, label)
         elif part == "recon":
             from uae_eval import recon
 
@@ -103,17 +102,18 @@ def evaluate_run(cfg, run: Path, label: str, out: Path, corpus: Path, say: Calla
     return [out / p for p in parts]
 
 
-def _mmt(cfg, enc, out: Path, label: str) -> None:
-    from uae_eval.mmt_bench import harness as mmt
+def mmt(cfg, enc, out: Path, label: str) -> None:
+    """MMT-scene with the caption-reader answering from `enc`'s captions; the model named `label`."""
+    from uae_eval.mmt_bench import harness
     from uae_eval.mmt_bench.answerers import build_answerer
     from uae_train.stages.rl_common import mmt_captioner, repo_path
 
-    mcfg = load_config(mmt.MMTConfig, MANIFESTS / "eval" / "mmt-bench-scene.yaml",
+    mcfg = load_config(harness.MMTConfig, MANIFESTS / "eval" / "mmt-bench-scene.yaml",
                        ["model=caption-reader"] + ([f"limit={cfg.mmt_limit}"] if cfg.mmt_limit else []),
                        kind="mmt-bench")
     mcfg.tsv = repo_path(mcfg.tsv)
     captioner = mmt_captioner(enc, mcfg.tsv, cfg.mmt_limit, cfg.caption_tokens)
-    mmt.run(mcfg, out, answer=build_answerer("caption-reader", caption=captioner))
+    harness.run(mcfg, out, answer=build_answerer("caption-reader", caption=captioner))
     p = out / "results.json"  # the MMT harness records the answerer's name only: name the model too
     data = json.loads(p.read_text())
     data["model"]["name"] = label

@@ -29,8 +29,13 @@ def _reliance(folder: Path) -> float | None:
     return float(json.loads(p.read_text())["relative_gain"]) if p.exists() else None
 
 
+def seed_root(out: Path, k: int) -> Path:
+    """Seed 0's runs sit in the demo folder itself, seed k's in seed-<k>/."""
+    return out if k == 0 else out / f"seed-{k}"
+
+
 def _per_seed(out: Path, seeds: int, label: str, bench: str, name: str | None = None) -> list[float]:
-    vals = [_metric((out if k == 0 else out / f"seed-{k}") / "eval" / label / bench, name) for k in range(seeds)]
+    vals = [_metric(seed_root(out, k) / "eval" / label / bench, name) for k in range(seeds)]
     return [v for v in vals if v is not None]
 
 
@@ -69,11 +74,11 @@ def headline_rows(out: Path, seeds: int, controls: bool = True) -> list[dict]:
     add("GenEval-scene overall", "stage 2", "score", "geneval", None, "unified-grpo", "stage2-constant",
         extra=baselines)
     for stage, name in (("stage 1", "s1"), ("stage 2", "s2")):
-        runs = [(out if k == 0 else out / f"seed-{k}") / name / "results" for k in range(seeds)]
+        runs = [seed_root(out, k) / name / "results" for k in range(seeds)]
         start = [_metric(r, "heldout_reward/start") for r in runs]
         end = [_metric(r, "heldout_reward/end") for r in runs]
         if start and None not in start and None not in end:
-            shuffled = [(out if k == 0 else out / f"seed-{k}") / f"{name}-shuffled" / "results" for k in range(seeds)]
+            shuffled = [seed_root(out, k) / f"{name}-shuffled" / "results" for k in range(seeds)]
             s_start = [_metric(r, "heldout_reward/start") for r in shuffled]
             s_end = [_metric(r, "heldout_reward/end") for r in shuffled]
             ctrl = ([{"name": "shuffled-image reward", "gain": paired_gain(s_start, s_end)}]
@@ -81,7 +86,7 @@ def headline_rows(out: Path, seeds: int, controls: bool = True) -> list[dict]:
             rows.append(row(f"{stage} held-out reward (scene-soft of the repainting, start → end)", stage, "reward",
                             start, end, controls=ctrl))
     before = _reliance(ev / "pretrain")
-    after = [v for v in (_reliance((out if k == 0 else out / f"seed-{k}") / "eval" / "unified-grpo")
+    after = [v for v in (_reliance(seed_root(out, k) / "eval" / "unified-grpo")
                          for k in range(seeds)) if v is not None]
     if before is not None and after:
         rows.append(row("decoder caption reliance (shuffled − true caption loss, relative)", "both", "relative",

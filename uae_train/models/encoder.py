@@ -215,8 +215,9 @@ class Encoder:
         text_width / text_layers size the language model (4 heads of width text_width / 4; the mrope
         sections scale with the head size); vision_width the vision tower (2 heads). vision_patch 14 merges
         2 × 2 patches into each image token (Qwen's layout); 7 merges 4 × 4 finer patches, so a token sees
-        its cell's shape in 16 pieces instead of 4 (the token count stays one per 28 px). cell_embedding adds a learned position to each image token
-        (`cell_embedding.py`: at this head size mrope cannot tell the grid's columns apart).
+        its cell's shape in 16 pieces instead of 4 (the token count stays one per 28 px). cell_embedding adds a
+        learned position to each image token (`cell_embedding.py`: at this head size mrope cannot tell the
+        grid's columns apart).
 
         Weights are a function of `seed` (built on cpu in fp32, then moved; dtype default fp32). Images are
         resized to side × side, side the multiple of 28 covering `image_size` and at least 84: a 64² scene

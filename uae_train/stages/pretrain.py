@@ -240,6 +240,8 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
     if resume:
         truncate_metrics(out / "metrics.jsonl", phase, step)
     stream = sample_stream(Path(cfg.corpus), cfg, samples_seen)
+    batch_size = cfg.decoder_batch_size if phase == "decoder" and cfg.decoder_batch_size else cfg.batch_size
+    reader = decoder.reader(encoder)  # the frozen encoder, or the decoder's own words
     rows: list[dict] = []
     t_last = time.perf_counter()
     with (out / "metrics.jsonl").open("a") as log:
@@ -247,8 +249,7 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
             optimizer.zero_grad(set_to_none=True)
             loss_sum, acc_sum = 0.0, 0.0
             for micro in range(cfg.grad_accum):
-                size = cfg.decoder_batch_size if phase == "decoder" and cfg.decoder_batch_size else cfg.batch_size
-                batch = [next(stream) for _ in range(size)]
+                batch = [next(stream) for _ in range(batch_size)]
                 samples_seen += len(batch)
                 images = [s["image"].resize((cfg.image_size, cfg.image_size)) for s in batch]
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * cfg.grad_accum + micro)
@@ -262,7 +263,6 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                         rng = random.Random(int(torch.randint(2**31, (1,), generator=g)))
                         texts = [s["meta"].get("short_caption") if s["meta"].get("short_caption")
                                  and rng.random() < cfg.short_caption_prob else s["caption"] for s in batch]
-                        reader = decoder.reader(encoder)  # the frozen encoder, or the decoder's own words
                         with torch.set_grad_enabled(reader is not encoder):
                             hidden, mask = reader.encode_text(texts, max_length=cfg.max_text_tokens)
                         truncated += int(sum(len(t.split()) > cfg.max_text_tokens for t in texts))
