@@ -248,7 +248,8 @@ def eval_geneval(
     generator: Optional[str] = typer.Option(None, help="oracle | random | noise (scene world; noise = object-free images, family via generator_options.family=...) — overrides the manifest"),
     images: Optional[Path] = typer.Option(None, help="score a folder in the official layout (NNNNN/samples/*.png)"),
     detections: Optional[Path] = typer.Option(None, help="score precomputed detections (jsonl) instead of images"),
-    metadata: Optional[Path] = typer.Option(None, help="prompt metadata jsonl (official format)"),
+    metadata: Optional[Path] = typer.Option(None, help="prompt metadata jsonl (official format) the images/detections are scored against (default: the manifest's)"),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="score an --images/--detections input that misses prompts or images; results are marked partial"),
     encoder: Optional[Path] = typer.Option(None, help="with --decoder: generate with our encoder+decoder (saved folders)"),
     decoder: Optional[Path] = typer.Option(None, help="decoder folder (uae train pretrain output)"),
     steps: int = typer.Option(20, help="sampling steps for --decoder"),
@@ -265,6 +266,8 @@ def eval_geneval(
     manifest, overrides = split_args(args)
     if generator is not None:
         overrides.append(f"generator={generator}")
+    if allow_partial:
+        overrides.append("allow_partial=true")
     cfg = load_config(GenEvalConfig, manifest or MANIFESTS / "eval" / "geneval-scene.yaml", overrides, kind="geneval")
     generate, model_info = None, None
     if decoder is not None:
@@ -275,7 +278,9 @@ def eval_geneval(
         res = run(cfg, out_dir, generate=generate, images=images, detections=detections, metadata=metadata,
                   model=model_info, on_progress=update)
     tags = "  ".join(f"{k}={v:.3f}" for k, v in res.metrics.items() if k != "overall")
-    out.print(f"geneval overall={res.metrics['overall']:.4f} over {res.n_items} images  ({tags})  -> {out_dir}")
+    partial = (f"  PARTIAL: {res.extra['n_missing_prompts']} prompts / {res.extra['n_missing_images']} images missing"
+               if res.extra.get("partial") else "")
+    out.print(f"geneval overall={res.metrics['overall']:.4f} over {res.n_items} images  ({tags}){partial}  -> {out_dir}")
 
 
 @eval_app.command("mmt-bench")

@@ -46,8 +46,59 @@ def test_official_results_jsonl_has_official_fields_and_images_in_official_layou
 @pytest.mark.unit
 def test_scoring_a_saved_folder_reproduces_generator_scores(tmp_path):
     gen = run(cfg("generator=random", "limit=60"), tmp_path / "g")
-    again = run(cfg(), tmp_path / "f", images=tmp_path / "g/images")
+    again = run(cfg("limit=60"), tmp_path / "f", images=tmp_path / "g/images")
     assert again.metrics == gen.metrics and again.config["mode"] == "folder"
+    assert again.extra["partial"] is False and again.extra["n_missing_images"] == 0
+
+
+@pytest.fixture(scope="module")
+def saved_folder(tmp_path_factory):
+    """The full 553-prompt scene GenEval, 2 images each, generated once for the partial-input tests."""
+    out = tmp_path_factory.mktemp("full")
+    run(cfg("generator=random", "images_per_prompt=2"), out)
+    return out / "images"
+
+
+@pytest.mark.unit
+def test_folder_missing_prompts_or_images_is_refused_unless_allow_partial(tmp_path, saved_folder):
+    import shutil
+
+    part = tmp_path / "part"
+    shutil.copytree(saved_folder, part)
+    for i in range(2, 553):  # keep 2 of 553 prompt folders
+        shutil.rmtree(part / f"{i:05d}")
+    with pytest.raises(ValueError, match=r"551 of 553 prompts have no image .*\(e\.g\. prompt 00002.*--allow-partial"):
+        run(cfg("images_per_prompt=2"), tmp_path / "o", images=part)
+    assert not (tmp_path / "o").exists()  # nothing written
+    res = run(cfg("images_per_prompt=2", "allow_partial=true"), tmp_path / "o", images=part)
+    assert res.n_items == 4 and res.extra["partial"] is True
+    assert res.extra["n_missing_prompts"] == 551 and res.extra["n_missing_images"] == 1102
+    # a prompt folder that lacks one of its images is also partial
+    shutil.copytree(saved_folder, tmp_path / "short")
+    (tmp_path / "short/00007/samples/0000.png").unlink()
+    with pytest.raises(ValueError, match=r"0 of 553 prompts have no image and 1 of 1106 images .*prompt 00007\)"):
+        run(cfg("images_per_prompt=2"), tmp_path / "o2", images=tmp_path / "short")
+    whole = run(cfg("images_per_prompt=2"), tmp_path / "o3", images=saved_folder)
+    assert whole.n_items == 1106 and whole.extra["partial"] is False
+
+
+@pytest.mark.unit
+def test_folder_is_scored_against_the_metadata_given(tmp_path, saved_folder):
+    # scene folder against the official prompts: folder 00000 holds another prompt -> refused, naming the file
+    with pytest.raises(ValueError, match=r"00000/metadata.jsonl: holds prompt 'a photo of .*' but prompt 0 .* 'a photo of a bench'"):
+        run(cfg("images_per_prompt=2"), tmp_path / "o", images=saved_folder, metadata=official_metadata_path())
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.unit
+def test_truncated_png_in_folder_is_named(tmp_path, saved_folder):
+    import shutil
+
+    shutil.copytree(saved_folder, tmp_path / "f")
+    png = tmp_path / "f/00003/samples/0000.png"
+    png.write_bytes(png.read_bytes()[:60])
+    with pytest.raises(ValueError, match=r"00003/samples/0000.png: cannot read this image"):
+        run(cfg("images_per_prompt=2"), tmp_path / "o", images=tmp_path / "f")
 
 
 def write_dets(path, rows):
@@ -69,7 +120,10 @@ def test_precomputed_detections_follow_official_rules_and_carry_indices(tmp_path
         {"prompt_index": 80, "image_index": 0, "width": 512, "height": 512,
          "detections": [{"label": a, "score": 0.8, "box": [0, 0, 5, 5]}, {"label": b, "score": 0.5, "box": [9, 9, 20, 20]}]},
     ])
-    res = run(cfg(), tmp_path / "o", detections=dets, metadata=official_metadata_path())
+    with pytest.raises(ValueError, match=r"551 of 553 prompts have no image"):
+        run(cfg(), tmp_path / "o", detections=dets, metadata=official_metadata_path())
+    res = run(cfg("allow_partial=true"), tmp_path / "o", detections=dets, metadata=official_metadata_path())
+    assert res.extra["partial"] is True and res.extra["n_missing_prompts"] == 551
     assert res.metrics["single_object"] == 0.5 and res.metrics["two_object"] == 1.0
     assert res.metrics["overall"] == 0.75 and res.n_items == 3
     rows = pd.read_json(tmp_path / "o/results.jsonl", lines=True)
@@ -86,6 +140,8 @@ def test_precomputed_detections_follow_official_rules_and_carry_indices(tmp_path
     ('{"prompt_index": 999, "image_index": 0, "detections": []}', "line 1: prompt_index 999 outside"),
     ('{"prompt_index": 0, "image_index": 0, "detections": [{"label": "x", "score": 1, "box": [1, 2]}]}', "line 1: box must have 4"),
     ("not json", "line 1: invalid JSON"),
+    ('{"prompt_index": 0, "image_index": 0, "detections": []}\n{"prompt_index": 0, "image_index": 0, "detections": []}',
+     "line 2: prompt_index 0, image_index 0 already given on line 1"),
 ])
 def test_bad_detections_file_names_the_line(tmp_path, line, message):
     (tmp_path / "d.jsonl").write_text(line + "\n")
@@ -107,3 +163,12 @@ def test_cli_geneval_then_check_flags_a_lowered_result(tmp_path, uae):
     assert low.returncode == 1 and "counting" in low.stdout
     r = uae("report", str(out), "--out", str(tmp_path / "r.html"))
     assert r.returncode == 0 and (tmp_path / "r.html").stat().st_size > 1000
+
+
+@pytest.mark.unit
+def test_scene_detector_or_oracle_with_official_prompts_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"evaluation_metadata.jsonl: line 1: class 'bench' is not a scene shape"):
+        run(cfg(), tmp_path / "o", metadata=official_metadata_path())
+    with pytest.raises(ValueError, match=r"the scene oracle knows only scene shapes"):
+        run(cfg("detector=mask2former"), tmp_path / "o", metadata=official_metadata_path())
+    assert not (tmp_path / "o").exists()

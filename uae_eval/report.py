@@ -160,6 +160,14 @@ def stage_dir(run: Run) -> Path | None:
 
 # ---------------------------------------------------------------- content
 
+def _partial(res) -> str:
+    """A run scored over an incomplete input (--allow-partial / --allow-missing) says so next to its n."""
+    if not res.extra.get("partial"):
+        return ""
+    missing = res.extra.get("n_missing_images", res.extra.get("n_missing"))
+    return f" (PARTIAL: {missing} missing)"
+
+
 def summary_table(runs: list[Run]) -> Table:
     official = any("official_compatible" in r.results.extra for r in runs)
     headers = ["run", "benchmark", "model", "primary metric", "value", "n_items", "step", "created", "git hash"]
@@ -168,7 +176,7 @@ def summary_table(runs: list[Run]) -> Table:
         res = r.results
         rows.append([r.label, f"{res.benchmark} ({res.benchmark_version})", str(res.model.get("name") or "—"),
                      res.primary_metric + ("" if res.higher_is_better else " (lower better)"),
-                     _fmt(res.primary_value), "—" if res.n_items is None else str(res.n_items),
+                     _fmt(res.primary_value), ("—" if res.n_items is None else str(res.n_items)) + _partial(res),
                      "—" if res.step is None else str(res.step), res.created or "—", (res.git_hash or "—")[:12]]
                     + ([str(res.extra.get("official_compatible", "—")).lower()] if official else []))
     return Table(headers + (["official"] if official else []), rows, "Runs")

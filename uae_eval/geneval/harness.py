@@ -48,6 +48,7 @@ class GenEvalConfig:
     limit: int | None = help_field(None, help="score only the first N prompts (smoke runs; not comparable)")
     batch_size: int = help_field(16, help="images per detector batch")
     save_images: bool = help_field(True, help="keep generated images in OUT/images (official layout)")
+    allow_partial: bool = help_field(False, help="score a folder/detections file that misses prompts or images (results say partial: true and how many are missing); off: refuse, since a GenEval score over a subset is not a GenEval score")
 
     def __post_init__(self) -> None:
         self.rules = self.rules or rules.RulesConfig()
@@ -100,32 +101,80 @@ def generate_items(cfg: GenEvalConfig, metas: list[dict], generate: Callable, ou
             yield ImageItem(i, j, name, image=im)
 
 
-def folder_items(root: Path) -> tuple[list[dict], list[ImageItem]]:
-    """Read a folder in the official layout: every all-digit subfolder is one prompt."""
+def _open_image(f: Path) -> Image.Image:
+    """Decode one sample fully now, so a broken file is named here rather than failing mid-scoring."""
+    try:
+        with Image.open(f) as im:
+            return ImageOps.exif_transpose(im).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:  # PIL: truncated / not an image / bad header
+        raise InputError(f"{f}: cannot read this image ({e}); regenerate or remove it") from None
+
+
+def folder_items(root: Path, expected: list[dict] | None = None) -> tuple[list[dict], list[ImageItem]]:
+    """Read a folder in the official layout: every all-digit subfolder NNNNN is prompt NNNNN.
+
+    With `expected` (the metadata the run is scored against), folder NNNNN must hold prompt NNNNN of it
+    and folders past its end are ignored only when it was cut by `limit` (the caller passes that);
+    without it, the folders define the prompts (the official scorer's behaviour).
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: image folder not found")
-    metas, items = [], []
+    metas: list[dict] = [] if expected is None else list(expected)
+    items = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
+        index = int(folder.name) if expected is not None else len(metas)
+        if expected is not None and index >= len(expected):
+            continue
         meta_file = folder / "metadata.jsonl"
         if not meta_file.exists():
             raise FileNotFoundError(f"{meta_file}: missing (each prompt folder needs its metadata.jsonl)")
         try:
-            metas.append(validate_metadata(json.loads(meta_file.read_text()), str(meta_file)))
+            meta = validate_metadata(json.loads(meta_file.read_text()), str(meta_file))
         except ValueError as e:  # JSONDecodeError is a ValueError
             raise InputError(f"{meta_file}: {e}" if str(meta_file) not in str(e) else str(e)) from None
-        for k, f in enumerate(sorted(p for p in (folder / "samples").iterdir() if SAMPLE_RE.match(p.name))):
-            with Image.open(f) as im:
-                image = ImageOps.exif_transpose(im).convert("RGB")
-            items.append(ImageItem(len(metas) - 1, k, str(f.relative_to(root)), image=image))
-    if not metas:
+        if expected is None:
+            metas.append(meta)
+        elif any(meta.get(k) != expected[index].get(k) for k in ("tag", "prompt", "include", "exclude")):
+            raise InputError(f"{meta_file}: holds prompt {meta['prompt']!r} but prompt {index} of the metadata is "
+                             f"{expected[index]['prompt']!r}; score the folder against the metadata that made it "
+                             "(--metadata or the manifest's metadata)")
+        samples = folder / "samples"
+        files = sorted(p for p in samples.iterdir() if SAMPLE_RE.match(p.name)) if samples.is_dir() else []
+        for k, f in enumerate(files):
+            items.append(ImageItem(index, k, str(f.relative_to(root)), image=_open_image(f)))
+    if expected is None and not metas:
         raise FileNotFoundError(f"{root}: no prompt folders (NNNNN/metadata.jsonl) found")
     return metas, items
 
 
+def coverage(items: list[ImageItem], metas: list[dict], per_prompt: int, source: str, allow_partial: bool) -> dict:
+    """Count prompts and images missing from `items`; refuse (InputError) unless `allow_partial`.
+
+    A prompt is missing when it has no image; an image is missing when its prompt has fewer than
+    `per_prompt`. The official overall averages tags over all 553 prompts, so a subset is another score.
+    """
+    counts = [0] * len(metas)
+    for it in items:
+        counts[it.prompt_index] += 1
+    missing_prompts = [i for i, c in enumerate(counts) if c == 0]
+    missing_images = sum(max(0, per_prompt - c) for c in counts)
+    if missing_images and not allow_partial:
+        short = [i for i, c in enumerate(counts) if 0 < c < per_prompt]
+        named = ", ".join(f"{i:05d}" for i in (missing_prompts or short)[:5])
+        raise InputError(
+            f"{source}: {len(missing_prompts)} of {len(metas)} prompts have no image and {missing_images} of "
+            f"{len(metas) * per_prompt} images ({per_prompt} per prompt) are missing (e.g. prompt {named}); "
+            "a GenEval score over a subset is not a GenEval score: complete it, or pass --allow-partial "
+            "(allow_partial=true) to score what is there, marked partial")
+    return {"partial": bool(missing_images), "n_missing_prompts": len(missing_prompts),
+            "n_missing_images": missing_images}
+
+
 def detection_items(path: Path, n_prompts: int) -> list[ImageItem]:
     """Read precomputed detections (the public format of DESIGN/issue): one JSON line per image."""
-    items = []
+    items: list[ImageItem] = []
+    seen: dict[tuple[int, int], int] = {}
     with open(path) as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -143,6 +192,9 @@ def detection_items(path: Path, n_prompts: int) -> list[ImageItem]:
                 raise InputError(f"{where}: {e}") from None
             if not 0 <= pi < n_prompts:
                 raise InputError(f"{where}: prompt_index {pi} outside the metadata's 0..{n_prompts - 1}")
+            if (pi, ii) in seen:
+                raise InputError(f"{where}: prompt_index {pi}, image_index {ii} already given on line {seen[pi, ii]}")
+            seen[pi, ii] = line_no
             items.append(ImageItem(pi, ii, f"{pi:05d}/samples/{ii:04d}.png", detections=dets,
                                    width=row.get("width"), height=row.get("height")))
     if not items:
@@ -156,12 +208,25 @@ def score_item(meta: dict, dets: list[Detection], cfg: rules.RulesConfig) -> tup
     return correct, reason, rules.image_details(by_class)
 
 
-def load_prompts(cfg: GenEvalConfig, metadata: Path | None = None) -> list[dict]:
+def load_prompts(cfg: GenEvalConfig, metadata: Path | None = None, limit: bool = True) -> list[dict]:
     try:
         metas = load_metadata(metadata or cfg.metadata_path())
     except ValueError as e:
         raise InputError(str(e)) from None
-    return metas[: cfg.limit] if cfg.limit else metas
+    return metas[: cfg.limit] if cfg.limit and limit else metas
+
+
+def scene_only(metas: list[dict], source: Path, who: str) -> None:
+    """Refuse prompts outside the scene world before anything runs: the scene detector and oracle know
+    only scene shapes, so official prompts would score 0 (or crash) for no fault of the model."""
+    from uae_data.scenes import SHAPES
+
+    for i, meta in enumerate(metas):
+        for item in (*meta.get("include", []), *meta.get("exclude", [])):
+            if item["class"] not in SHAPES:
+                raise InputError(f"{source}: line {i + 1}: class {item['class']!r} is not a scene shape; {who} "
+                                 "knows only scene shapes (" + ", ".join(SHAPES) + "): score real prompts with "
+                                 "manifests/eval/geneval-official.yaml and a real detector")
 
 
 def _batched(items: Iterator[ImageItem], n: int) -> Iterator[list[ImageItem]]:
@@ -198,20 +263,26 @@ def run(
     if sum(x is not None for x in (generate, images, detections)) > 1:
         raise InputError("give one input: a generator, an image folder or a detections file")
     provenance: dict = {}
+    oracle = False
+    completeness: dict = {"partial": False, "n_missing_prompts": 0, "n_missing_images": 0}
     if images is not None:
-        metas, item_list = folder_items(images)
+        metas, item_list = folder_items(images, load_prompts(cfg, metadata))
+        completeness = coverage(item_list, metas, cfg.images_per_prompt, str(images), cfg.allow_partial)
         items: Iterator[ImageItem] = iter(item_list)
         total = len(item_list)
         mode, model = "folder", model or {"name": "images", "path": str(images), "config": {}}
     elif detections is not None:
         metas = load_prompts(cfg, metadata)
-        item_list = detection_items(Path(detections), len(metas))
+        item_list = [it for it in detection_items(Path(detections), len(load_prompts(cfg, metadata, limit=False)))
+                     if it.prompt_index < len(metas)]
+        completeness = coverage(item_list, metas, cfg.images_per_prompt, str(detections), cfg.allow_partial)
         items, total, mode = iter(item_list), len(item_list), "detections"
         model = model or {"name": "precomputed-detections", "path": str(detections), "config": {}}
         provenance = {"detector": {"backend": "precomputed", "official_compatible": None},
                       "colour": {"backend": "precomputed", "official_compatible": None}}
     else:
         metas = load_prompts(cfg, metadata)
+        oracle = generate is None and cfg.generator == "oracle"
         if generate is None:
             generate = build_generator(cfg.generator, image_size=cfg.image_size, **cfg.generator_options)
             model = model or {"name": f"scene-{cfg.generator}", "path": None,
@@ -219,6 +290,8 @@ def run(
         total, mode = len(metas) * cfg.images_per_prompt, "generator"
         items = generate_items(cfg, metas, generate, out / "images" if cfg.save_images else None)
         model = model or {"name": getattr(generate, "name", "generator"), "path": None, "config": {}}
+    if mode != "detections" and (cfg.detector == "scene" or oracle):
+        scene_only(metas, metadata or cfg.metadata_path(), "the scene detector" if cfg.detector == "scene" else "the scene oracle")
     if mode != "detections":
         detector = build_detector(cfg.detector, **cfg.detector_options)
         colour_options = dict(cfg.colour_options)
@@ -271,7 +344,7 @@ def run(
         higher_is_better=True,
         n_items=len(rows),
         config=to_dict(cfg) | {"mode": mode, "metadata_file": str(metadata or cfg.metadata_path())},
-        extra={"official_compatible": official, **provenance, "n_prompts": len(metas)},
+        extra={"official_compatible": official, **provenance, "n_prompts": len(metas), **completeness},
     )
     write_results(out, results, samples)
     return results
