@@ -291,7 +291,9 @@ def eval_mmt(
     tsv: Optional[Path] = typer.Option(None, help="an MMT-Bench TSV in the official layout (overrides the manifest)"),
     model: Optional[str] = typer.Option(None, help="oracle | random | caption-reader | a VLM folder/name"),
     encoder: Optional[Path] = typer.Option(None, help="caption-reader: our encoder folder that writes the captions"),
-    predictions: Optional[Path] = typer.Option(None, help="score answers produced elsewhere (jsonl: index, prediction)"),
+    predictions: Optional[Path] = typer.Option(None, help="score answers produced elsewhere (jsonl: index, prediction); every row must be answered"),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="with --predictions: score unanswered rows as failed answers (recorded as n_missing) instead of refusing"),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="name recorded in results for what made the answers (default: the predictions file's stem, or the model)"),
 ) -> None:
     """MMT-Bench with VLMEvalKit's prompt, answer extraction and aggregation.
 
@@ -303,6 +305,11 @@ def eval_mmt(
 
     manifest, overrides = split_args(args)
     overrides += [f"tsv={tsv}"] * (tsv is not None) + [f"model={model}"] * (model is not None)
+    overrides += ["allow_missing=true"] * allow_missing
+    if predictions is not None and model is not None:
+        from uae_data.errors import ConfigError
+
+        raise ConfigError("give --model or --predictions, not both (the predictions file holds the answers)")
     cfg = load_config(MMTConfig, manifest or MANIFESTS / "eval" / "mmt-bench-scene.yaml", overrides, kind="mmt-bench")
     answer = None
     if predictions is None:
@@ -314,8 +321,10 @@ def eval_mmt(
             answer = build_answerer(cfg.model, seed=cfg.seed)
         else:
             answer = loading.load_vlm_answerer(cfg.model)
-    res = run(cfg, out_dir, answer=answer, predictions=predictions)
-    out.print(f"mmt-bench overall={res.metrics['overall']:.4f} over {res.n_items} questions ({cfg.model}) -> {out_dir}")
+    res = run(cfg, out_dir, answer=answer, predictions=predictions, model_name=model_name)
+    missing = f", {res.extra['n_missing']} unanswered scored as failed" if res.extra.get("n_missing") else ""
+    out.print(f"mmt-bench overall={res.metrics['overall']:.4f} over {res.n_items} questions "
+              f"({res.model['name']}{missing}) -> {out_dir}")
 
 
 @eval_app.command("recon")

@@ -93,6 +93,61 @@ def test_predictions_mode_reproduces_hand_computed_accuracies(tmp_path):
     assert acc[0].startswith("split,Overall,Loc,VR,c1,c2,c3") and acc[-1].startswith("ALL,0.6")
 
 
+def _mini(tmp_path, n=3):
+    img = _png_b64()
+    _write_tsv(tmp_path / "m.tsv", [dict(index=i, image=img, question=f"q{i}", A="x", B="y", answer="A", category="c",
+                                         **{"l2-category": "VR"}, split="val") for i in range(1, n + 1)])
+    return tmp_path / "m.tsv"
+
+
+def _preds(path, pairs):
+    import json
+    path.write_text("".join(json.dumps({"index": i, "prediction": p}) + "\n" for i, p in pairs))
+    return path
+
+
+@pytest.mark.parametrize("pairs, message", [
+    ([(1, "A"), (2, "A"), (3, "A"), (9, "A")], r"1 predictions name indexes not in the TSV \(e\.g\. 9\)"),
+    ([(1, "A"), (2, "A"), (2, "B"), (3, "A")], r"line 3: index 2 already answered on line 2"),
+    ([(1, "A")], r"2 of 3 rows have no prediction \(e\.g\. index 2, 3\); pass --allow-missing"),
+])
+def test_predictions_with_unknown_duplicate_or_missing_indexes_are_refused(tmp_path, pairs, message):
+    from uae_data.errors import InputError
+    from uae_eval.mmt_bench.harness import MMTConfig, run
+    with pytest.raises(InputError, match=message):
+        run(MMTConfig(tsv=str(_mini(tmp_path))), tmp_path / "o", predictions=_preds(tmp_path / "P.jsonl", pairs))
+    assert not (tmp_path / "o").exists()
+
+
+def test_allow_missing_scores_unanswered_rows_as_failed_and_names_the_answerer(tmp_path):
+    from uae_eval.mmt_bench.harness import MMTConfig, run
+    preds = _preds(tmp_path / "qwen-run.jsonl", [(1, "A"), (2, "A")])
+    res = run(MMTConfig(tsv=str(_mini(tmp_path)), allow_missing=True), tmp_path / "o", predictions=preds)
+    assert res.metrics["overall"] == pytest.approx(2 / 3) and res.n_items == 3
+    assert res.extra == {"partial": True, "n_missing": 1}
+    assert res.model["name"] == "qwen-run" and res.config["model"] == "qwen-run"
+    named = run(MMTConfig(tsv=str(_mini(tmp_path)), allow_missing=True), tmp_path / "o2", predictions=preds,
+                model_name="Qwen2.5-VL-3B")
+    assert named.model["name"] == "Qwen2.5-VL-3B"
+
+
+def test_image_references_resolve_exactly_as_vlmevalkit_does(tmp_path):
+    from uae_data.errors import InputError
+    from uae_eval.mmt_bench.data import load_tsv
+    img = _png_b64()
+    row = lambda i, im: dict(index=i, image=im, question="q", A="x", answer="A", category="c", **{"l2-category": "VR"})
+    # a reference to an earlier row that is itself a reference resolves (VK resolves in file order)
+    _write_tsv(tmp_path / "ok.tsv", [row(1000, img), row(1028, "1000"), row(1030, "1028")])
+    assert (load_tsv(tmp_path / "ok.tsv")["image"] == img).all()
+    # a reference to a later reference, or to itself, is refused (VK's assert fails on it)
+    _write_tsv(tmp_path / "later.tsv", [row(1000, img), row(1030, "1028"), row(1028, "1000")])
+    with pytest.raises(InputError, match="row index 1030: image refers to row '1028', which has no image yet"):
+        load_tsv(tmp_path / "later.tsv")
+    _write_tsv(tmp_path / "self.tsv", [row(1000, img), row(7, "7")])
+    with pytest.raises(InputError, match="row index 7"):
+        load_tsv(tmp_path / "self.tsv")
+
+
 def test_answer_mode_gets_rgb_images_and_the_prompt(tmp_path):
     from uae_eval.mmt_bench.harness import MMTConfig, run
     _write_tsv(tmp_path / "t.tsv", [dict(index=7, image=_png_b64(), question="q", A="x", B="y", answer="B",
@@ -176,7 +231,12 @@ def test_cli_mmt_bench_oracle_random_and_predictions(tmp_path, uae):
     preds.write_text("".join(_json.dumps({"index": s["index"], "prediction": f"The answer is {s['answer']}."}) + "\n"
                              for s in rows))
     p = uae("eval", "mmt-bench", "--predictions", str(preds), "--out", str(tmp_path / "p"))
+    assert p.returncode == 2 and "rows have no prediction" in p.stderr and "--allow-missing" in p.stderr
+    assert not (tmp_path / "p").exists()
+    p = uae("eval", "mmt-bench", "--predictions", str(preds), "--allow-missing", "--out", str(tmp_path / "p"))
     assert p.returncode == 0, p.stderr
-    assert _json.loads((tmp_path / "p/results.json").read_text())["metrics"]["overall"] == 1.0
+    got = _json.loads((tmp_path / "p/results.json").read_text())
+    assert got["metrics"]["overall"] == pytest.approx(10 / rnd["n_items"]) and got["extra"]["n_missing"] == rnd["n_items"] - 10
+    assert got["model"]["name"] == "p" and got["config"]["model"] == "p"  # the file's stem, never "oracle"
     bad = uae("eval", "mmt-bench", "--model", "caption-reader", "--out", str(tmp_path / "b"))
     assert bad.returncode == 2 and "--encoder" in bad.stderr

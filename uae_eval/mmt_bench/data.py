@@ -30,15 +30,20 @@ def load_tsv(path: str | Path):
         df["split"] = "none"
     df = df[~df["image"].isna()].copy()
     df["index"] = df["index"].astype(str)
-    by_index = dict(zip(df["index"], df["image"].astype(str)))
-    resolved = []
-    for idx, img in zip(df["index"], df["image"].astype(str)):
+    # VLMEvalKit (ImageBaseDataset.__init__) resolves references in one pass in file order, updating its map
+    # as it goes: a reference to an earlier row that was itself a reference resolves (already replaced);
+    # one to a later reference, to itself or to a missing row is refused. Same pass, same outcome here.
+    image_map = dict(zip(df["index"], df["image"].astype(str)))
+    for idx in image_map:
+        img = image_map[idx]
         if len(img) <= 64:
-            target = by_index.get(img)
+            target = image_map.get(img)
             if target is None or len(target) <= 64:
-                raise InputError(f"{path}: row index {idx}: image refers to row {img!r}, which has no image")
-            img = target
-        resolved.append(img)
+                raise InputError(f"{path}: row index {idx}: image refers to row {img!r}, which has no image"
+                                 + (" yet (a reference to a later reference; VLMEvalKit refuses it too)"
+                                    if target is not None else ""))
+            image_map[idx] = target
+    resolved = [image_map[idx] for idx in df["index"]]
     df["image"] = resolved
     return df
 

@@ -25,6 +25,7 @@ class MMTConfig:
     rules: str = help_field("vlmevalkit-2026", help="extraction rule set: " + " | ".join(RULE_SETS))
     seed: int = help_field(0, help="seed for random answerers")
     limit: int | None = help_field(None, help="score only the first N rows (smoke runs; not comparable)")
+    allow_missing: bool = help_field(False, help="predictions mode: score rows without a prediction as failed extractions (as VLMEvalKit scores a missing answer) instead of refusing; results record n_missing")
 
     def __post_init__(self) -> None:
         if self.rules not in RULE_SETS:
@@ -63,40 +64,70 @@ def write_acc_csv(path: Path, samples: list[dict]) -> None:
 
 
 def read_predictions(path: str | Path) -> dict[str, str]:
-    preds = {}
-    with open(path) as f:
+    """index -> prediction; a duplicated index is refused (which answer counts would be a guess)."""
+    preds: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    try:
+        f = open(path)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read predictions ({e.strerror})") from None
+    with f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 d = json.loads(line)
-                preds[str(d["index"])] = str(d["prediction"])
+                idx, pred = str(d["index"]), str(d["prediction"])
             except (ValueError, KeyError, TypeError):
                 raise InputError(f"{path}: line {n}: expected {{\"index\": ..., \"prediction\": \"...\"}}") from None
+            if idx in preds:
+                raise InputError(f"{path}: line {n}: index {idx} already answered on line {lines[idx]}")
+            preds[idx], lines[idx] = pred, n
     return preds
 
 
+def check_predictions(preds: dict[str, str], df, all_indexes: set[str], path, allow_missing: bool) -> int:
+    """Refuse indexes the TSV lacks; count rows without a prediction, refusing them unless `allow_missing`."""
+    unknown = [i for i in preds if i not in all_indexes]
+    if unknown:
+        raise InputError(f"{path}: {len(unknown)} predictions name indexes not in the TSV (e.g. "
+                         f"{', '.join(unknown[:5])}); predictions must answer this TSV's rows")
+    missing = [i for i in df["index"] if i not in preds]
+    if missing and not allow_missing:
+        raise InputError(f"{path}: {len(missing)} of {len(df)} rows have no prediction (e.g. index "
+                         f"{', '.join(missing[:5])}); pass --allow-missing to score them as failed answers")
+    return len(missing)
+
+
 def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | None = None,
-        predictions: str | Path | None = None) -> Results:
+        predictions: str | Path | None = None, model_name: str | None = None) -> Results:
     """Score `answer(images, prompt) -> text` or a PRED.jsonl; writes results.json, samples.jsonl, <tsv>_acc.csv.
 
-    Only predicted rows count (predictions mode skips rows absent from the file, as VK does).
+    Predictions must answer every row (or `allow_missing`: a missing answer scores as a failed
+    extraction, as VLMEvalKit scores it); results name what made them (`model_name`, default the
+    predictions file's stem), never the manifest's answerer.
     """
     if (answer is None) == (predictions is None):
         raise InputError("mmt-bench: give exactly one of an answerer or --predictions PRED.jsonl")
     df = load_tsv(cfg.tsv)
+    all_indexes = set(df["index"])
     if cfg.limit is not None:
         df = df.head(cfg.limit)
     preds = read_predictions(predictions) if predictions is not None else None
+    n_missing = 0
+    if preds is not None:
+        n_missing = check_predictions(preds, df, all_indexes, predictions, cfg.allow_missing)
+        model = {"name": model_name or Path(predictions).stem, "path": str(predictions),
+                 "config": {"source": "predictions file"}}
+    else:
+        model = {"name": model_name or cfg.model, "path": None, "config": {}}
     if answer is not None:
         check_images(df, cfg.tsv)  # bad rows fail up front, not mid-run
     samples = []
     for row in df.to_dict("records"):
         idx = row["index"]
         if preds is not None:
-            if idx not in preds:
-                continue
-            pred = preds[idx]
+            pred = preds.get(idx, "")  # missing (allow_missing): no answer -> extraction fails -> Z
         else:
             extra = {"row": row} if getattr(answer, "wants_row", False) else {}
             pred = answer(decode_images(row["image"], f"{cfg.tsv}: row index {idx}"), build_prompt(row), **extra)
@@ -111,8 +142,9 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
     name = Path(cfg.tsv).stem
     write_acc_csv(out / f"{name}_acc.csv", samples)
     results = Results(benchmark="mmt-bench", benchmark_version=f"{name}+{cfg.rules}",
-                      model={"name": cfg.model, "path": None, "config": {}}, metrics=aggregate(samples),
+                      model=model, metrics=aggregate(samples),
                       primary_metric="overall", higher_is_better=True, n_items=len(samples),
-                      config=to_dict(cfg))
+                      config=to_dict(cfg) | ({"model": model["name"]} if preds is not None else {}),
+                      extra={"partial": bool(n_missing), "n_missing": n_missing})
     write_results(out, results, samples)
     return results
