@@ -142,7 +142,7 @@ def train_pretrain(
     out_dir: Path = typer.Option(..., "--out", help="run folder (checkpoints, metrics.jsonl, encoder/, decoder/)"),
     model: Optional[str] = typer.Option(None, help="encoder | decoder | both (overrides the manifest)"),
     corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint (rerunning the same command does this too; another config is refused)"),
 ) -> None:
     """Pretrain the decoder on a long-caption corpus and SFT the encoder to write the captions.
 
@@ -213,7 +213,7 @@ def train_stage1(
     out_dir: Path = typer.Option(..., "--out", help="run folder (encoder/, decoder/, metrics.jsonl, eval.jsonl, results/)"),
     init: Optional[Path] = typer.Option(None, help="run folder to start from (pretrain output: encoder/ + decoder/)"),
     corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint (rerunning the same command does this too; another config is refused)"),
 ) -> None:
     """Unified-GRPO stage 1 (generation for understanding): the encoder is the policy, the frozen decoder
     reconstructs each sampled caption, reward = similarity(original, reconstruction).
@@ -230,7 +230,7 @@ def train_stage2(
     out_dir: Path = typer.Option(..., "--out", help="run folder (encoder/, decoder/, metrics.jsonl, eval.jsonl, results/)"),
     init: Optional[Path] = typer.Option(None, help="run folder to start from (pretrain or stage1 output)"),
     corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint (rerunning the same command does this too; another config is refused)"),
 ) -> None:
     """Unified-GRPO stage 2 (understanding for generation): the decoder is the policy, sampling through
     Flow-GRPO's SDE; the frozen encoder captions, reward = similarity(original, painting).

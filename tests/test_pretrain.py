@@ -33,7 +33,8 @@ def losses(run_dir):
 
 @pytest.mark.unit
 def test_resume_after_interruption_reproduces_the_loss_curve(corpus, tmp_path):
-    c = cfg(corpus, "encoder_steps=4", "decoder_steps=4", "checkpoint_every=2")
+    c_over = ("encoder_steps=4", "decoder_steps=4", "checkpoint_every=2")
+    c = cfg(corpus, *c_over)
     pretrain(c, tmp_path / "full")
 
     calls = {"n": 0}
@@ -55,10 +56,10 @@ def test_resume_after_interruption_reproduces_the_loss_curve(corpus, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         pretrain(c, tmp_path / "cut", progress=Interrupt)
     assert (tmp_path / "cut/encoder/.done").exists() and not (tmp_path / "cut/decoder/.done").exists()
-    pretrain(c, tmp_path / "cut", resume=True)
+    pretrain(c, tmp_path / "cut")  # the same command again resumes, as the interrupt message says
     assert losses(tmp_path / "cut") == losses(tmp_path / "full")
-    with pytest.raises(ConfigError, match="--resume"):
-        pretrain(c, tmp_path / "full")
+    with pytest.raises(ConfigError, match=r"holds a run with another config \(seed differ"):
+        pretrain(cfg(corpus, "seed=1", *c_over), tmp_path / "full")
 
 
 @pytest.mark.unit
@@ -152,3 +153,23 @@ def test_resume_refuses_an_optimizer_state_that_would_run_code(corpus, tmp_path)
     with pytest.raises(InputError, match="optim.pt: cannot resume"):
         pretrain(c, tmp_path / "run", resume=True)
     assert not marker.exists()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name, damage", [
+    ("trainable.safetensors", lambda b: b[: len(b) // 2]),
+    ("optim.pt", lambda b: b[: len(b) // 2]),
+    ("state.json", lambda b: b[:5]),
+])
+def test_resume_from_a_corrupt_checkpoint_names_the_file_and_loads_nothing(corpus, tmp_path, name, damage):
+    from uae_data.errors import InputError
+
+    c = cfg(corpus, "model=decoder", "decoder_steps=2", "checkpoint_every=1", "decoder_options={patch_size: 4}")
+    pretrain(c, tmp_path / "run")
+    f = tmp_path / "run/checkpoints/decoder" / name
+    f.write_bytes(damage(f.read_bytes()))
+    (tmp_path / "run/decoder/.done").unlink()  # as if interrupted before the phase finished
+    before = (tmp_path / "run/metrics.jsonl").read_text()
+    with pytest.raises(InputError, match=rf"checkpoints/decoder/{name}: cannot resume from it .*start a new --out"):
+        pretrain(c, tmp_path / "run")
+    assert (tmp_path / "run/metrics.jsonl").read_text() == before  # nothing cut or rewritten

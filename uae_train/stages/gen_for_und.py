@@ -183,7 +183,7 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
     """Run stage 1 into `out` (encoder/ decoder/ checkpoints/ metrics.jsonl eval.jsonl results/)."""
     out = Path(out)
     init = rl.check_init(cfg.init)
-    rl.prepare_run(out, cfg, "stage1", resume)
+    resume = rl.prepare_run(out, cfg, "stage1", resume)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     policy, decoder = rl.load_pair(init, device, encoder_lora=cfg.encoder_lora)

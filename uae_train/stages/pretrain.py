@@ -185,21 +185,39 @@ def save_checkpoint(path: Path, module, optimizer, scheduler, state: dict, ema=N
 
 
 def load_checkpoint(path: Path, module, optimizer, scheduler, ema=None) -> dict:
-    weights = load_file(path / "trainable.safetensors")
-    params = _trainable(module)
-    with torch.no_grad():
-        for n, w in weights.items():
-            params[n].copy_(w.to(params[n].device))
+    """Read every file of a checkpoint first, then apply: a corrupt file is named and nothing is loaded."""
+    from safetensors import SafetensorError
+
+    def broken(name: str, err: BaseException) -> InputError:
+        detail = str(err).splitlines()[0][:120] if str(err) else "unreadable"
+        return InputError(f"{path / name}: cannot resume from it ({type(err).__name__}: {detail}); the run "
+                          "cannot continue from this checkpoint: restore the file or start a new --out")
+
+    try:
+        weights = load_file(path / "trainable.safetensors")
+    except (SafetensorError, OSError) as err:
+        raise broken("trainable.safetensors", err) from None
     try:  # tensors and plain containers only: a run folder from someone else must not run code
         st = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError for a payload, EOFError/RuntimeError for a truncated file
-        raise InputError(f"{path / 'optim.pt'}: cannot resume from it ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:120] if str(err) else 'unreadable'})") from None
+        raise broken("optim.pt", err) from None
+    try:
+        state = json.loads((path / "state.json").read_text())
+        step, seen = int(state["step"]), int(state["samples_seen"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise broken("state.json", err) from None
+    params = _trainable(module)
+    if set(weights) != set(params) or not isinstance(st, dict) or not {"optimizer", "scheduler"} <= set(st):
+        raise InputError(f"{path}: checkpoint does not match this model (saved {len(weights)} tensors, model has "
+                         f"{len(params)} trainable); the run cannot continue from it")
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w.to(params[n].device))
     optimizer.load_state_dict(st["optimizer"])
     scheduler.load_state_dict(st["scheduler"])
     if ema is not None and "ema" in st:
         ema.load_state_dict(st["ema"])
-    return json.loads((path / "state.json").read_text())
+    return state | {"step": step, "samples_seen": seen}
 
 
 def truncate_metrics(path: Path, phase: str, step: int) -> None:
@@ -311,7 +329,7 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
     list_shards(Path(cfg.corpus))  # fail early, one line, if the corpus has no shards
     from uae_train.stages.rl_common import prepare_run
 
-    prepare_run(out, cfg, "pretrain", resume)
+    resume = prepare_run(out, cfg, "pretrain", resume)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder, decoder = load_models(cfg, out, device)

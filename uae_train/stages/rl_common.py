@@ -21,20 +21,30 @@ from uae_data.scenes import Scene, render, sample_scene
 from uae_data.shards import corpus_dataset, list_shards
 
 
-def prepare_run(out: Path, cfg: Any, kind: str, resume: bool) -> None:
-    """Refuse to overwrite a run; on --resume refuse a changed config; write config.yaml."""
+def prepare_run(out: Path, cfg: Any, kind: str, resume: bool) -> bool:
+    """Continue the run in `out` when it was started with the same config (rerunning the same command
+    resumes, as the demo and build-corpus do; `--resume` says so explicitly); refuse another config.
+
+    Returns whether this is a resumed run. Writes config.yaml for a new one.
+    """
     saved = out / "config.yaml"
-    if saved.exists() and not resume:
-        raise ConfigError(f"{out}: holds a run already; pass --resume to continue it or choose another --out")
-    if resume and saved.exists():
+    if saved.exists():
         import yaml
 
-        old = yaml.safe_load(saved.read_text()) or {}
+        try:
+            old = yaml.safe_load(saved.read_text()) or {}
+        except yaml.YAMLError:
+            raise ConfigError(f"{saved}: unreadable (corrupt YAML); cannot resume this run: choose another --out") from None
+        old = old if isinstance(old, dict) else {}
         old.pop("kind", None)
         if old != to_dict(cfg):
-            raise ConfigError(f"{out}: --resume with a different config than the saved config.yaml")
+            changed = sorted(k for k in set(old) | set(to_dict(cfg)) if old.get(k) != to_dict(cfg).get(k))
+            raise ConfigError(f"{out}: holds a run with another config ({', '.join(changed[:5])} differ from its "
+                              "config.yaml); rerun it with the same manifest and overrides, or choose another --out")
+        return True
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(dump_yaml(cfg, kind=kind))
+    return resume
 
 
 def check_init(init: str) -> Path:

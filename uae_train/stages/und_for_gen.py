@@ -220,7 +220,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
 
     out = Path(out)
     init = rl.check_init(cfg.init)
-    rl.prepare_run(out, cfg, "stage2", resume)
+    resume = rl.prepare_run(out, cfg, "stage2", resume)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder, decoder = rl.load_pair(init, device, decoder_options=cfg.decoder_options)
