@@ -80,6 +80,9 @@ class ClipScorer:
         if cfg.pretrained and ("/" in cfg.pretrained or cfg.pretrained.endswith((".pt", ".bin", ".safetensors"))) \
                 and not Path(cfg.pretrained).is_file():
             raise ModelLoadError(f"{cfg.pretrained}: CLIP checkpoint not found (filters.clip.pretrained)")
+        from uae_data.model_refs import require_open_clip
+
+        require_open_clip(cfg.model, cfg.pretrained, "filters.clip.model / filters.clip.pretrained")
         self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             model, _, self.preprocess = open_clip.create_model_and_transforms(cfg.model, pretrained=cfg.pretrained,

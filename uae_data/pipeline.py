@@ -162,6 +162,17 @@ def _dedup(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, workers: in
     os.replace(tmp, dedup_path(out))
 
 
+def check_models(cfg: CorpusConfig) -> None:
+    """Fail before any row is read when a model the build will need is missing (models load lazily)."""
+    from uae_data.model_refs import require_model, require_open_clip
+
+    if cfg.captioner.name == "hf":
+        require_model(cfg.captioner.model, "--caption-model (captioner.model)", "captioner")
+    if cfg.filters.clip.model:
+        require_open_clip(cfg.filters.clip.model, cfg.filters.clip.pretrained,
+                          "filters.clip.model / filters.clip.pretrained")
+
+
 def build(
     cfg: CorpusConfig,
     out: Path,
@@ -178,6 +189,7 @@ def build(
         raise sh.CorpusError(f"unknown engine {engine!r} (one of: {', '.join(ENGINES)})")
     out = Path(out)
     _check_out_dir(cfg, out)
+    check_models(cfg)
     source = build_source(cfg.source, source_context(cfg, out, "ray" if engine == "ray" else None))
     created = not out.exists()
     (out / "shards").mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,9 @@ class HFCaptioner:
 
         if not cfg.model:
             raise ModelLoadError("captioner 'hf' needs captioner.model (a hub name or a local folder; CLI --caption-model)")
+        from uae_data.model_refs import require_model
+
+        require_model(cfg.model, "--caption-model (captioner.model)", "captioner")
         path = Path(cfg.model)
         if path.exists() and not (path / "config.json").is_file():
             raise ModelLoadError(f"{cfg.model}: not a model folder (no config.json)")

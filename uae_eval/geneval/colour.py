@@ -131,7 +131,8 @@ def is_self_contained(model: str) -> bool:
     return model.startswith(("local-dir:", "hf-hub:")) or Path(model).is_dir()
 
 
-def load_open_clip(model: str, pretrained: str | None, device: str, quick_gelu: bool, model_config: str | None = None):
+def load_open_clip(model: str, pretrained: str | None, device: str, quick_gelu: bool, model_config: str | None = None,
+                   option: str = "colour_options.model / colour_options.pretrained"):
     """(model, eval transform, tokenizer) from open_clip, by built-in name + pretrained tag or file, a
     `hf-hub:` / `local-dir:` name, or a plain local folder (open_clip_config.json + weights, as open_clip's
     save_for_hf writes). model_config: a model config JSON registered under its file stem first."""
@@ -141,6 +142,9 @@ def load_open_clip(model: str, pretrained: str | None, device: str, quick_gelu: 
         if not Path(model_config).is_file():
             raise ValueError(f"clip: model_config {model_config!r} is not a file (a JSON model config)")
         open_clip.add_model_config(model_config)
+    from uae_data.model_refs import require_open_clip
+
+    require_open_clip(str(model), pretrained, option)
     name = str(model)
     if Path(name).is_dir():
         name = f"local-dir:{name}"

@@ -203,6 +203,9 @@ class Mask2FormerDetector:
         self.max_detections, self.min_score = max_detections, min_score
         self.label_map = dict(label_map or {})
         self.image_size = image_size
+        from uae_data.model_refs import require_model
+
+        require_model(self.model_name, "detector_options.model=PATH (a local folder)", "Mask2Former detector")
         try:
             self.processor = AutoImageProcessor.from_pretrained(self.model_name)
             self.model = Mask2FormerForUniversalSegmentation.from_pretrained(self.model_name)

@@ -20,7 +20,8 @@ class ClipSimilarity(EmbeddingCosine):
         self.name, self.pretrained, self.device = model, pretrained, default_device(device)
         self.quick_gelu = (pretrained == "openai") if quick_gelu is None else quick_gelu
         self.batch_size = batch_size
-        self.model, self.preprocess, _ = load_open_clip(model, pretrained, self.device, self.quick_gelu)
+        self.model, self.preprocess, _ = load_open_clip(model, pretrained, self.device, self.quick_gelu,
+                                                         option="the clip metric's model / pretrained options")
 
     def embed(self, images: list):
         """(N, D) L2-normalised float32 image embeddings (eval mode, fp32: batch and single calls agree

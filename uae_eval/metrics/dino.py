@@ -13,7 +13,10 @@ class DinoSimilarity(EmbeddingCosine):
     def __init__(self, model: str = "facebook/dinov2-large", device: str | None = None, batch_size: int = 32) -> None:
         from transformers import AutoImageProcessor, AutoModel
 
+        from uae_data.model_refs import require_model
+
         self.name, self.device, self.batch_size = model, default_device(device), batch_size
+        require_model(model, "the dino metric's model option (a local folder)", "DINO model")
         try:
             self.processor = AutoImageProcessor.from_pretrained(model)
             self.model = AutoModel.from_pretrained(model).to(self.device).eval()

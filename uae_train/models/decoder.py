@@ -782,6 +782,9 @@ class PipelineDecoder:
             raise ModelLoadError(f"{name_or_path} is not a diffusers pipeline folder (no model_index.json)")
         if not path.exists() and str(name_or_path).count("/") != 1:
             raise ModelLoadError(f"{name_or_path} does not exist (not a folder, not a hub name like owner/model)")
+        from uae_data.model_refs import require_model
+
+        require_model(str(name_or_path), "--decoder PATH (a local pipeline folder)", "diffusers pipeline", "model_index.json")
         try:
             pipeline = AutoPipelineForText2Image.from_pretrained(str(name_or_path), torch_dtype=torch_dtype, **kwargs)
         except Exception as err:

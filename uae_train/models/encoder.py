@@ -176,6 +176,11 @@ class Encoder:
                 raise ModelLoadError(f"{source} is not a model folder (no config.json)")
         elif not _HUB_ID.match(source):
             raise ModelLoadError(f"{source} does not exist (not a folder, not a hub name like owner/model)")
+        else:
+            from uae_data.model_refs import require_model
+
+            require_model(source, "a local folder in place of the hub name (--encoder / --model / manifest encoder:)",
+                          "image-text-to-text model")
         device = _resolve_device(device)
         dtype = _resolve_dtype(dtype, device)
         try:
