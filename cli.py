@@ -18,6 +18,8 @@ err = Console(stderr=True)
 out = Console()
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
+CORPUS_DEFAULTS = {"scenes": "scenes.yaml", "urls": "urls-example.yaml", "folder": "folder-example.yaml",
+                   "parquet": "parquet-example.yaml", "shards": "shards-example.yaml"}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -101,7 +103,7 @@ def not_built(what: str) -> None:
 @app.command("build-corpus")
 @friendly
 def build_corpus(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key.sub=value ...] (default manifests/corpus/scenes.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key.sub=value ...] (default: manifests/corpus/scenes.yaml, or with --source S that source's example manifest, e.g. urls-example.yaml, with its filters)"),
     out_dir: Path = typer.Option(..., "--out", help="corpus folder to write (re-running the same command resumes)"),
     limit: Optional[int] = typer.Option(None, help="use at most N input rows"),
     workers: Optional[int] = typer.Option(None, help="parallel shard builders (default: all cores)"),
@@ -127,7 +129,9 @@ def build_corpus(
     shortcuts = {"source.name": source, "source.input": input_path, "captioner.name": captioner,
                  "captioner.model": caption_model}
     overrides += [f"{k}={json.dumps(v)}" for k, v in shortcuts.items() if v is not None]  # JSON-quoted: valid YAML text
-    cfg = load_config(CorpusConfig, manifest or MANIFESTS / "corpus" / "scenes.yaml", overrides, kind="corpus")
+    # no manifest: start from the source's own example manifest, so its filters apply (min side, aspect, dedup)
+    default = MANIFESTS / "corpus" / CORPUS_DEFAULTS.get(source or "scenes", "scenes.yaml")
+    cfg = load_config(CorpusConfig, manifest or default, overrides, kind="corpus")
     with progress_bar(f"building {cfg.name}") as update:
         manifest = build(cfg, out_dir, workers=workers, on_progress=update, engine=engine)
     c = manifest["counts"]

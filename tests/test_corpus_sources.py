@@ -267,3 +267,20 @@ def test_shards_source_rebuilds_a_corpus_from_webdataset_shards(tmp_path):
     before = [s["txt"] for s in read_corpus(tmp_path / "a")]
     after = read_corpus(tmp_path / "b")
     assert [s["txt"] for s in after] == before and after[0]["png"].size == (32, 32)
+
+
+@pytest.mark.integration
+def test_cli_source_shortcut_without_manifest_starts_from_that_sources_filters(www, tmp_path, uae):
+    folder, base = www
+    csv = write_url_list(tmp_path / "urls.csv", base)
+    out = tmp_path / "c"
+    r = uae("build-corpus", "--source", "urls", "--input", str(csv), "--captioner", "keep", "--workers", "1",
+            "source.options.thread_count=4", "source.options.processes_count=1", "source.options.timeout=5",
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = json.loads((out / "manifest.json").read_text())["config"]
+    assert cfg["name"] == "urls-example" and cfg["filters"]["min_side"] == 200 and cfg["filters"]["max_aspect"] == 3.0
+    stats = pd.read_parquet(out / "stats.parquet").set_index("url")
+    assert stats.loc[f"{base}/pixel.png", "status"] == "dropped"  # the 1x1 image is not kept
+    assert stats.loc[f"{base}/pixel.png", "reason"].startswith("min side 1 < 200")
+    assert stats.loc[f"{base}/strip.png", "status"] == "dropped" and stats.loc[f"{base}/strip.png", "reason"]
