@@ -17,7 +17,13 @@ app.add_typer(eval_app, name="eval")
 err = Console(stderr=True)
 out = Console()
 
-MANIFESTS = Path(__file__).resolve().parent / "manifests"
+def _manifests() -> Path:
+    from uae_data.paths import manifests_dir
+
+    return manifests_dir()
+
+
+MANIFESTS = _manifests()
 CORPUS_DEFAULTS = {"scenes": "scenes.yaml", "urls": "urls-example.yaml", "folder": "folder-example.yaml",
                    "parquet": "parquet-example.yaml", "shards": "shards-example.yaml"}
 

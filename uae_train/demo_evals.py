@@ -15,7 +15,9 @@ from typing import Callable, Sequence
 from uae_data.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-MANIFESTS = ROOT / "manifests"
+from uae_data.paths import manifests_dir
+
+MANIFESTS = manifests_dir()
 BENCHMARKS = ("geneval", "mmt-bench", "recon", "scene-captions")
 
 

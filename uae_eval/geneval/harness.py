@@ -60,8 +60,9 @@ class GenEvalConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
 
     def metadata_path(self) -> Path:
-        p = Path(self.metadata)
-        return p if p.is_absolute() or p.exists() else ROOT / p
+        from uae_data.paths import shipped
+
+        return shipped(self.metadata)
 
 
 @dataclass

@@ -11,7 +11,9 @@ from pathlib import Path
 
 GENEVAL_TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
-MANIFEST_DIR = Path(__file__).resolve().parents[2] / "manifests" / "geneval"
+from uae_data.paths import manifests_dir
+
+MANIFEST_DIR = manifests_dir() / "geneval"
 
 
 def official_metadata_path() -> Path:

@@ -18,7 +18,9 @@ def load_tsv(path: str | Path):
     """DataFrame of the TSV with NaN-image rows dropped and image references resolved to base64 text."""
     import pandas as pd
 
-    path = Path(path)
+    from uae_data.paths import shipped
+
+    path = shipped(path)
     try:
         df = pd.read_csv(path, sep="\t")
     except (OSError, ValueError) as e:

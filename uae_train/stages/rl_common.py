@@ -191,10 +191,9 @@ def write_stage_results(out: Path, stage: str, cfg: Any, eval_rows: list[dict], 
 
 def repo_path(path: str) -> str:
     """A manifest path as given when it exists, else relative to the repo root (shipped data such as the scene TSV)."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return str(p)
-    return str(Path(__file__).resolve().parents[2] / p)
+    from uae_data.paths import shipped
+
+    return str(shipped(path))
 
 
 def mmt_captioner(encoder, tsv: str, limit: int | None, max_new_tokens: int):
