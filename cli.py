@@ -9,9 +9,43 @@ from typing import Callable, List, Optional
 import typer
 from rich.console import Console
 
+# Help texts go through rich markup: a literal "[" is written "\\[".
+OVERRIDES = ("\\[MANIFEST] is a YAML manifest (default: the one named above; `uae validate MANIFEST` checks it). "
+             "Each key=value after it overrides one field: dotted keys reach nested sections "
+             "(filters.min_side=200, source.options.timeout=5, decoder_options.patch_size=16), values are YAML "
+             "(true, 3e-3, null, \\[a, b], {k: v}). Unknown keys and bad values are refused in one line.")
+TRAIN_EXAMPLES = """Pretrain, then Unified-GRPO stage 1 (encoder) and stage 2 (decoder). Every run folder holds config.yaml,
+metrics.jsonl, checkpoints/ and results/; rerunning the same command resumes it.
+
+Examples:
+
+  uae build-corpus --limit 3000 --out out/corpus
+
+  uae train pretrain manifests/train/pretrain-scene.yaml --corpus out/corpus --out out/pre
+
+  uae train stage1 --init out/pre --corpus out/corpus --out out/s1
+
+  uae train stage2 --init out/s1 --corpus out/corpus --out out/s2 steps=40
+
+  uae train pretrain encoder=/models/Qwen2.5-VL-3B-Instruct model=encoder --corpus out/corpus --out out/real"""
+EVAL_EXAMPLES = """Score-compatible evaluation harnesses; each writes results.json + samples.jsonl (read by uae report/check).
+
+Examples:
+
+  uae eval geneval --generator oracle --out runs/geneval
+
+  uae eval geneval manifests/eval/geneval-official.yaml --images my_samples/ detector_options.model=/models/m2f --out runs/g
+
+  uae eval mmt-bench --model caption-reader --encoder out/pre/encoder --out runs/mmt
+
+  uae eval mmt-bench --tsv MMT-Bench_VAL.tsv --predictions my_answers.jsonl --model-name my-vlm --out runs/mmt
+
+  uae eval recon --data out/corpus --encoder out/pre/encoder --decoder out/pre/decoder --out runs/recon
+
+  uae eval alignment --out runs/alignment"""
 app = typer.Typer(help="uae: unified multimodal models as auto-encoders.", no_args_is_help=True, add_completion=False)
-train_app = typer.Typer(help="Train the decoder/encoder: pretrain, then Unified-GRPO stage 1 and 2.", no_args_is_help=True)
-eval_app = typer.Typer(help="Score-compatible evaluation harnesses; each writes results.json + samples.jsonl.", no_args_is_help=True)
+train_app = typer.Typer(help=TRAIN_EXAMPLES, no_args_is_help=True)
+eval_app = typer.Typer(help=EVAL_EXAMPLES, no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 err = Console(stderr=True)
@@ -106,10 +140,10 @@ def not_built(what: str) -> None:
     raise typer.Exit(2)
 
 
-@app.command("build-corpus")
+@app.command("build-corpus", epilog=OVERRIDES)
 @friendly
 def build_corpus(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key.sub=value ...] (default: manifests/corpus/scenes.yaml, or with --source S that source's example manifest, e.g. urls-example.yaml, with its filters)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default: manifests/corpus/scenes.yaml, or with --source S that source's example manifest, e.g. urls-example.yaml, with its filters)"),
     out_dir: Path = typer.Option(..., "--out", help="corpus folder to write (re-running the same command resumes)"),
     limit: Optional[int] = typer.Option(None, help="use at most N input rows"),
     workers: Optional[int] = typer.Option(None, help="parallel shard builders (default: all cores)"),
@@ -145,10 +179,10 @@ def build_corpus(
               f"({c.get('status_dropped', 0)} dropped, {c.get('status_failed', 0)} failed: reasons in stats.parquet)")
 
 
-@train_app.command("pretrain")
+@train_app.command("pretrain", epilog=OVERRIDES)
 @friendly
 def train_pretrain(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/train/pretrain-scene.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/train/pretrain-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="run folder (checkpoints, metrics.jsonl, encoder/, decoder/)"),
     model: Optional[str] = typer.Option(None, help="encoder | decoder | both (overrides the manifest)"),
     corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
@@ -192,10 +226,10 @@ def _rl_stage(stage: str, args: Optional[List[str]], out_dir: Path, init: Option
     out.print(f"{stage}: {summary['steps']} steps; results in {out_dir / 'results'}")
 
 
-@train_app.command("yfork")
+@train_app.command("yfork", epilog=OVERRIDES)
 @friendly
 def train_yfork(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/train/yfork-scene.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/train/yfork-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="run folder (config.yaml, metrics.jsonl, model/, summary.json)"),
     corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
 ) -> None:
@@ -216,10 +250,10 @@ def train_yfork(
               f"{s['first_gen_loss']:.3f} -> {s['last_gen_loss']:.3f} over {s['steps']} steps -> {out_dir}/model")
 
 
-@train_app.command("stage1")
+@train_app.command("stage1", epilog=OVERRIDES)
 @friendly
 def train_stage1(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/train/stage1-scene.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/train/stage1-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="run folder (encoder/, decoder/, metrics.jsonl, eval.jsonl, results/)"),
     init: Optional[Path] = typer.Option(None, help="run folder to start from (pretrain output: encoder/ + decoder/)"),
     corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
@@ -233,10 +267,10 @@ def train_stage1(
     _rl_stage("stage1", args, out_dir, init, corpus, resume)
 
 
-@train_app.command("stage2")
+@train_app.command("stage2", epilog=OVERRIDES)
 @friendly
 def train_stage2(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/train/stage2-scene.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/train/stage2-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="run folder (encoder/, decoder/, metrics.jsonl, eval.jsonl, results/)"),
     init: Optional[Path] = typer.Option(None, help="run folder to start from (pretrain or stage1 output)"),
     corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
@@ -250,10 +284,10 @@ def train_stage2(
     _rl_stage("stage2", args, out_dir, init, corpus, resume)
 
 
-@eval_app.command("geneval")
+@eval_app.command("geneval", epilog=OVERRIDES)
 @friendly
 def eval_geneval(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/eval/geneval-scene.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/eval/geneval-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="results folder"),
     generator: Optional[str] = typer.Option(None, help="oracle | random | noise (scene world; noise = object-free images, family via generator_options.family=...) — overrides the manifest"),
     images: Optional[Path] = typer.Option(None, help="score a folder in the official layout (NNNNN/samples/*.png)"),
@@ -293,10 +327,10 @@ def eval_geneval(
     out.print(f"geneval overall={res.metrics['overall']:.4f} over {res.n_items} images  ({tags}){partial}  -> {out_dir}")
 
 
-@eval_app.command("mmt-bench")
+@eval_app.command("mmt-bench", epilog=OVERRIDES)
 @friendly
 def eval_mmt(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/eval/mmt-bench-scene.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/eval/mmt-bench-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="results folder"),
     tsv: Optional[Path] = typer.Option(None, help="an MMT-Bench TSV in the official layout (overrides the manifest)"),
     model: Optional[str] = typer.Option(None, help="oracle | random | caption-reader | a VLM folder/name"),
@@ -337,10 +371,10 @@ def eval_mmt(
               f"({res.model['name']}{missing}) -> {out_dir}")
 
 
-@eval_app.command("recon")
+@eval_app.command("recon", epilog=OVERRIDES)
 @friendly
 def eval_recon(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/eval/recon-scene.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/eval/recon-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="results folder"),
     data: Optional[Path] = typer.Option(None, help="corpus folder or image folder (overrides the manifest)"),
     encoder: Optional[Path] = typer.Option(None, help="caption with our encoder (saved folder) instead of the manifest's captioner"),
@@ -367,10 +401,10 @@ def eval_recon(
     out.print(f"recon over {res.n_items} images: {shown}  -> {out_dir}")
 
 
-@eval_app.command("alignment")
+@eval_app.command("alignment", epilog=OVERRIDES)
 @friendly
 def eval_alignment(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/eval/alignment-scene.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/eval/alignment-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="results folder"),
     model: Path = typer.Option(..., help="encoder folder (understanding), decoder folder (generation) or Y-fork model folder (both)"),
     data: Optional[Path] = typer.Option(None, help="corpus folder of paired samples (overrides the manifest)"),
@@ -457,10 +491,10 @@ def validate(manifests: Optional[List[Path]] = typer.Argument(None, help="manife
     raise typer.Exit(2 if bad else 0)
 
 
-@app.command("demo")
+@app.command("demo", epilog=OVERRIDES)
 @friendly
 def demo(
-    args: Optional[List[str]] = typer.Argument(None, help="[MANIFEST] [key=value ...] (default manifests/demo/scene-<scale>.yaml)"),
+    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/demo/scene-<scale>.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="demo folder (re-running the same command continues it)"),
     scale: str = typer.Option("cpu", help="cpu (2 cores, <= 15 min) | gpu (64 px, longer training)"),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="RL seeds: stage 1, stage 2 and their constant-reward "

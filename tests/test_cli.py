@@ -21,6 +21,21 @@ def test_every_command_help_has_an_example(uae, cmd):
     assert r.returncode == 0 and "Example: uae" in r.stdout
 
 
+@pytest.mark.parametrize("group, example", [("train", "uae train stage1 --init out/pre"),
+                                            ("eval", "uae eval mmt-bench --tsv MMT-Bench_VAL.tsv --predictions")])
+def test_train_and_eval_group_pages_show_examples(uae, group, example):
+    r = uae(group, "--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0 and "Examples:" in r.stdout and example in r.stdout
+
+
+@pytest.mark.parametrize("cmd", [["build-corpus"], ["train", "pretrain"], ["train", "stage2"], ["eval", "geneval"],
+                                 ["eval", "recon"], ["demo"]])
+def test_manifest_overrides_are_explained_where_they_are_taken(uae, cmd):
+    r = uae(*cmd, "--help", env={"COLUMNS": "200"})
+    text = " ".join(r.stdout.split())
+    assert "[MANIFEST] [key=value ...]" in text and "dotted keys reach nested sections" in text
+
+
 def test_validate_accepts_every_shipped_manifest(uae):
     r = uae("validate")
     assert r.returncode == 0, r.stderr
