@@ -139,6 +139,10 @@ def test_image_references_resolve_exactly_as_vlmevalkit_does(tmp_path):
     # a reference to an earlier row that is itself a reference resolves (VK resolves in file order)
     _write_tsv(tmp_path / "ok.tsv", [row(1000, img), row(1028, "1000"), row(1030, "1028")])
     assert (load_tsv(tmp_path / "ok.tsv")["image"] == img).all()
+    from uae_eval.mmt_bench.answerers import oracle
+    from uae_eval.mmt_bench.harness import MMTConfig, run
+    with pytest.raises(InputError, match="ok.tsv: no scene, qtype, target column; the scene-world answerers"):
+        run(MMTConfig(tsv=str(tmp_path / "ok.tsv")), tmp_path / "o", answer=oracle)
     # a reference to a later reference, or to itself, is refused (VK's assert fails on it)
     _write_tsv(tmp_path / "later.tsv", [row(1000, img), row(1030, "1028"), row(1028, "1000")])
     with pytest.raises(InputError, match="row index 1030: image refers to row '1028', which has no image yet"):

@@ -105,10 +105,12 @@ def make_caption_reader(caption: Callable[[list], list[str]]) -> Callable:
         except Exception:  # noqa: BLE001 - an unparseable caption is a wrong answer, not a crash
             return "Z"
     answer.wants_row = True
+    answer.needs_columns = ("qtype", "target")  # type: ignore[attr-defined]
     return answer
 
 
 oracle.wants_row = True
+oracle.needs_columns = ("scene", "qtype", "target")  # type: ignore[attr-defined]
 
 ANSWERERS: dict[str, Callable[..., Callable]] = {
     "oracle": lambda seed=0, **_: oracle,

@@ -122,6 +122,10 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
     else:
         model = {"name": model_name or cfg.model, "path": None, "config": {}}
     if answer is not None:
+        lacking = [c for c in getattr(answer, "needs_columns", ()) if c not in df.columns]
+        if lacking:
+            raise InputError(f"{cfg.tsv}: no {', '.join(lacking)} column; the scene-world answerers (oracle, "
+                             "caption-reader) answer only scene-world TSVs: give a real model or --predictions")
         check_images(df, cfg.tsv)  # bad rows fail up front, not mid-run
     samples = []
     for row in df.to_dict("records"):

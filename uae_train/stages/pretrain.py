@@ -333,7 +333,8 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder, decoder = load_models(cfg, out, device)
-    summary = {}
+    saved = out / "summary.json"  # phases finished before a resume keep their summary
+    summary = json.loads(saved.read_text()) if resume and saved.is_file() else {}
     for phase in cfg.phases():
         done_marker = out / phase / ".done"
         if resume and done_marker.exists():
