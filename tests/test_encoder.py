@@ -287,6 +287,49 @@ def test_sft_loss_falls_and_token_accuracy_rises_over_30_adamw_steps():
     assert last_acc > first_acc + 0.3
 
 
+def test_token_weights_count_chosen_target_tokens_w_times(enc):
+    images, captions = _batch(2)
+    shapes = enc.word_token_ids(["circle", "square", "triangle", "star", "cross", "ring", "diamond"])
+    assert shapes and all(enc.tokenizer.convert_ids_to_tokens(i) in {"circle", "square", "triangle", "star", "cross",
+                                                                    "ring", "diamond"} for i in shapes)
+    with torch.no_grad():
+        plain, acc = enc.sft_loss(images, captions)
+        same, acc1 = enc.sft_loss(images, captions, token_weights={i: 1.0 for i in shapes})
+        up, _ = enc.sft_loss(images, captions, token_weights={i: 5.0 for i in shapes})
+        # by hand: per-token CE, shape tokens counted 5 times, divided by the token count
+        completions = enc._completion_ids(captions, add_end=True)
+        logits, ids, mask = enc._completion_logits(images, completions, None)
+        ce = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids.flatten(), reduction="none").view_as(ids)
+        w = torch.where(torch.isin(ids, torch.tensor(sorted(shapes))), 5.0, 1.0) * mask
+    assert same.item() == pytest.approx(plain.item(), rel=1e-5) and acc1 == acc
+    assert up.item() == pytest.approx(((ce * w).sum() / mask.sum()).item(), rel=1e-5) and up.item() > plain.item()
+
+
+def test_image_word_loss_reads_words_at_each_image_token_and_trains():
+    from uae_train.stages.pretrain import cell_targets, word_ids
+
+    enc = Encoder.tiny(image_size=48, cell_embedding=True, seed=0).train()
+    scenes_ = [sample_scene(i) for i in range(4)]
+    images, captions = [render(s, 48) for s in scenes_], [write_caption(s, i) for i, s in enumerate(scenes_)]
+    targets = cell_targets([{"meta": {"scene": s.to_dict()}} for s in scenes_], word_ids(enc))
+    assert [len(t) for t in targets] == [9] * 4  # one target list per image token, row-major cells
+    with torch.no_grad():
+        plain, _ = enc.sft_loss(images, captions)
+        both, _ = enc.sft_loss(images, captions, image_targets=targets, image_weight=0.5)
+    assert both.item() > plain.item()
+    with pytest.raises(ValueError, match="name 8 image tokens; the batch has 9"):
+        enc.sft_loss(images[:1], captions[:1], image_targets=[targets[0][:8]])
+    opt = torch.optim.AdamW(enc.trainable_parameters(), lr=3e-3)
+    first = None
+    for _ in range(20):
+        loss = enc.sft_loss(images, captions, image_targets=targets, image_weight=1.0)[0] - enc.sft_loss(images, captions)[0]
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first  # the image-word part alone falls
+
+
 # ------------------------------------------------------------ UAE's text path
 
 def test_encode_text_returns_right_padded_last_layer_states_of_the_generate_turn(enc, caplog):

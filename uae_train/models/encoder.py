@@ -68,6 +68,17 @@ def lora_config(lora: dict) -> "Any":
                       lora_dropout=float(opts["dropout"]), init_lora_weights=opts["init"])
 
 
+def _image_word_loss(at_image: torch.Tensor, targets: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
+    """Mean over image tokens of -Σ log p(target word) from the logits at those tokens (N, V)."""
+    flat = [list(t) for per_image in targets for t in per_image]
+    if len(flat) != at_image.shape[0]:
+        raise ValueError(f"image_targets name {len(flat)} image tokens; the batch has {at_image.shape[0]}")
+    logp = at_image.float().log_softmax(-1)
+    rows = torch.tensor([k for k, t in enumerate(flat) for _ in t], device=logp.device)
+    cols = torch.tensor([i for t in flat for i in t], device=logp.device)
+    return -logp[rows, cols].sum() / max(1, len(flat))
+
+
 def mask_after_stop(ids: torch.Tensor, mask: torch.Tensor, stop_ids: Sequence[int]) -> torch.Tensor:
     """`mask` (B, T) bool with every position after the first stop token switched off (the stop stays on)."""
     is_stop = torch.isin(ids, torch.tensor(list(stop_ids), device=ids.device)) & mask
@@ -456,8 +467,12 @@ class Encoder:
         return [i + [self.end_token_id] if add_end else i for i in ids]
 
     def _completion_logits(self, images: Sequence[ImageLike], completions: list[list[int]], prompt: str | None,
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """logits (B, T, V) predicting completion ids (B, T), and their mask (B, T) bool (pad off)."""
+                           image_logits: bool = False) -> tuple[torch.Tensor, ...]:
+        """logits (B, T, V) predicting completion ids (B, T), and their mask (B, T) bool (pad off).
+
+        image_logits: also return the logits at every image-placeholder position (N, V), in input order
+        (image by image, merged patches row by row), suppressed tokens at -inf.
+        """
         if len(images) != len(completions):
             raise ValueError(f"{len(images)} images for {len(completions)} captions; pass one image per caption")
         inputs = self._prompt_inputs(images, prompt)
@@ -475,15 +490,22 @@ class Encoder:
             if torch.is_tensor(value) and value.shape == (batch, prompt_len):
                 tail = ids if key == "input_ids" else mask if key == "attention_mask" else torch.zeros_like(ids)
                 inputs[key] = torch.cat([value, tail.to(value.dtype)], dim=1)
-        if _accepts(self.model, "logits_to_keep"):
+        at_image = None
+        if image_logits:
+            full = self.model(**inputs).logits
+            at_image = full[inputs["input_ids"] == self._core().config.image_token_id]
+            logits = full[:, -(length + 1):]
+        elif _accepts(self.model, "logits_to_keep"):
             logits = self.model(**inputs, logits_to_keep=length + 1).logits
         else:
             logits = self.model(**inputs).logits[:, -(length + 1):]
         logits = logits[:, :-1]  # (B, T, V): position t predicts completion token t
         suppressed = self.suppressed_token_ids
         if suppressed:
-            logits = logits.index_fill(-1, torch.tensor(suppressed, device=logits.device), float("-inf"))
-        return logits, ids, mask
+            fill = torch.tensor(suppressed, device=logits.device)
+            logits = logits.index_fill(-1, fill, float("-inf"))
+            at_image = at_image.index_fill(-1, fill, float("-inf")) if at_image is not None else None
+        return (logits, ids, mask, at_image) if image_logits else (logits, ids, mask)
 
     def completion_logprobs(self, images: Sequence[ImageLike], captions: Sequence[str] | Sequence[Sequence[int]],
                             temperature: float = 1.0, add_end: bool = True, prompt: str | None = None,
@@ -504,18 +526,50 @@ class Encoder:
         return torch.stack(rows), mask_after_stop(ids, mask, self.stop_token_ids)
 
     def sft_loss(self, images: Sequence[ImageLike], captions: Sequence[str], prompt: str | None = None,
-                 ) -> tuple[torch.Tensor, float]:
+                 token_weights: dict[int, float] | None = None,
+                 image_targets: Sequence[Sequence[Sequence[int]]] | None = None,
+                 image_weight: float = 1.0) -> tuple[torch.Tensor, float]:
         """(mean cross-entropy over caption tokens + end token, next-token accuracy on them).
 
         The prompt (image, instruction, assistant header) is context only, as labels of -100 would make it.
+        `token_weights` {token id: w} counts those target tokens w times in the sum (the divisor stays the
+        token count): a long caption is mostly template text, and the few words that need the image train
+        too slowly without it (docs/scene-world-learning.md).
+        `image_targets[b][k]` lists token ids the LM should predict at image b's k-th image token (e.g. the
+        words of what that grid cell holds): adds image_weight × mean over tokens of -Σ log p(target), so
+        image positions hold their content in word space and caption positions only have to copy it.
         """
         completions = self._completion_ids(captions, add_end=True)
-        logits, ids, mask = self._completion_logits(images, completions, prompt)
+        at_image = None
+        if image_targets is not None:
+            logits, ids, mask, at_image = self._completion_logits(images, completions, prompt, image_logits=True)
+        else:
+            logits, ids, mask = self._completion_logits(images, completions, prompt)
         labels = ids.masked_fill(~mask, -100)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        if token_weights:
+            ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                 reduction="none").view_as(ids)
+            keys = torch.tensor(list(token_weights), device=ids.device)
+            values = torch.tensor(list(token_weights.values()), device=ids.device, dtype=ce.dtype)
+            hit = ids.unsqueeze(-1) == keys
+            w = torch.where(hit.any(-1), (hit * values).sum(-1), torch.ones_like(ce)) * mask
+            loss = (ce * w).sum() / mask.sum()
+        else:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        if at_image is not None:
+            loss = loss + image_weight * _image_word_loss(at_image, image_targets)
         with torch.no_grad():
             accuracy = (logits.argmax(-1) == ids)[mask].float().mean().item()
         return loss, accuracy
+
+    def word_token_ids(self, words: Sequence[str]) -> set[int]:
+        """Token ids that spell `words`, with and without a leading space (every piece of a split word)."""
+        ids: set[int] = set()
+        for w in words:
+            for variant in (w, " " + w):
+                ids.update(self.tokenizer(variant, add_special_tokens=False)["input_ids"])
+        ids.discard(self.tokenizer.pad_token_id)
+        return ids
 
     # ------------------------------------------------------------ UAE's text path
 

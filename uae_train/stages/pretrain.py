@@ -53,6 +53,13 @@ class PretrainConfig:
                                             "gets the EMA weights; checkpoints keep both")
     blind_encoder: bool = help_field(False, help="control: the encoder learns its captions from a constant grey "
                                                  "image (what the caption prior alone can score)")
+    attribute_word_weight: float = help_field(1.0, help="encoder: caption loss weight of the weighted words "
+                                                        "(1 = plain SFT); the scene recipe uses 5")
+    weighted_words: list[str] = help_field([], help="encoder: words whose tokens get attribute_word_weight "
+                                                    "([] = the scene world's shape and size words, plurals included)")
+    image_word_weight: float = help_field(0.0, help="encoder, scene corpora: weight of the loss that makes the LM "
+                                                    "predict each grid cell's words (size, colour, shape, or 'empty') "
+                                                    "at that cell's image token (0 = off)")
     short_caption_prob: float = help_field(0.3, help="decoder: share of samples conditioned on their short caption")
     max_text_tokens: int = help_field(256, help="decoder: caption tokens kept for conditioning (longer ones are cut and counted)")
     mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA, fp32 on CPU) | no | bf16")
@@ -78,6 +85,10 @@ class PretrainConfig:
             raise ValueError("decoder_batch_size must be >= 1 (or null for batch_size)")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
+        if self.image_word_weight < 0:
+            raise ValueError("image_word_weight must be >= 0")
+        if self.attribute_word_weight <= 0:
+            raise ValueError("attribute_word_weight must be > 0")
         if not 0 <= self.short_caption_prob <= 1:
             raise ValueError("short_caption_prob must be in [0, 1]")
 
@@ -220,6 +231,47 @@ def load_checkpoint(path: Path, module, optimizer, scheduler, ema=None) -> dict:
     return state | {"step": step, "samples_seen": seen}
 
 
+def attribute_weights(cfg: PretrainConfig, encoder) -> dict[int, float] | None:
+    """{token id: attribute_word_weight} for the weighted words, or None for plain SFT."""
+    if cfg.attribute_word_weight == 1.0:
+        return None
+    from uae_data.scenes import SHAPES, SIZES
+
+    words = cfg.weighted_words or [*SHAPES, *(s + ("es" if s.endswith("ss") else "s") for s in SHAPES), *SIZES]
+    return {i: float(cfg.attribute_word_weight) for i in sorted(encoder.word_token_ids(words))}
+
+
+def word_ids(encoder) -> dict[str, int]:
+    """Scene words -> their single token id (the image-word loss needs one token per word)."""
+    from uae_data.scenes import COLORS, SHAPES, SIZES
+
+    out = {}
+    for w in (*COLORS, *SHAPES, *SIZES, "empty"):
+        ids = encoder.tokenizer(w, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ConfigError(f"image_word_weight: the encoder's tokenizer splits {w!r} into {len(ids)} tokens; "
+                              "this loss is for scene-world tokenizers (one token per scene word)")
+        out[w] = ids[0]
+    return out
+
+
+def cell_targets(batch: list[dict], ids: dict[str, int]) -> list[list[list[int]]]:
+    """Per sample, per grid cell (row-major, the image tokens' order): its words' token ids."""
+    from uae_data.scenes import GRID
+    from uae_train.stages.rl_common import scene_of
+
+    out = []
+    for s in batch:
+        scene = scene_of(s)
+        if scene is None:
+            raise CorpusError(f"sample {s.get('__key__')}: no scene in its metadata; image_word_weight needs a "
+                              "scene corpus (uae build-corpus manifests/corpus/scenes.yaml)")
+        cell = {o.row * GRID + o.col: o for o in scene.objects}
+        out.append([[ids[o.size], ids[o.color], ids[o.shape]] if (o := cell.get(k)) else [ids["empty"]]
+                    for k in range(GRID * GRID)])
+    return out
+
+
 def truncate_metrics(path: Path, phase: str, step: int) -> None:
     """Drop this phase's rows logged after its last checkpoint: a resumed run logs them again."""
     if not path.exists():
@@ -260,6 +312,8 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
     stream = sample_stream(Path(cfg.corpus), cfg, samples_seen)
     batch_size = cfg.decoder_batch_size if phase == "decoder" and cfg.decoder_batch_size else cfg.batch_size
     reader = decoder.reader(encoder)  # the frozen encoder, or the decoder's own words
+    weights = attribute_weights(cfg, encoder) if phase == "encoder" else None
+    cell_words = word_ids(encoder) if phase == "encoder" and cfg.image_word_weight > 0 else None
     rows: list[dict] = []
     t_last = time.perf_counter()
     with (out / "metrics.jsonl").open("a") as log:
@@ -275,7 +329,9 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                     if phase == "encoder":
                         if cfg.blind_encoder:
                             images = [Image.new("RGB", im.size, BLIND_GREY) for im in images]
-                        loss, acc = encoder.sft_loss(images, [s["caption"] for s in batch])
+                        targets = cell_targets(batch, cell_words) if cell_words else None
+                        loss, acc = encoder.sft_loss(images, [s["caption"] for s in batch], token_weights=weights,
+                                                     image_targets=targets, image_weight=cfg.image_word_weight)
                         acc_sum += float(acc)
                     else:
                         rng = random.Random(int(torch.randint(2**31, (1,), generator=g)))
