@@ -8,7 +8,7 @@ import torch
 from uae_data import scenes
 from uae_train.models.decoder import Decoder, pil_to_tensor
 from uae_train.models.encoder import Encoder
-from uae_train.models.sentence_reader import SentenceReader, sentence_end_table, sentence_pool
+from uae_train.models.sentence_reader import SentenceReader, place_in_sentence, sentence_end_table, sentence_pool
 
 
 def test_sentence_pool_averages_each_sentence_and_ignores_padding():
@@ -36,6 +36,26 @@ def test_sentence_reader_gives_one_state_per_sentence_with_gradients_to_the_word
     # the same sentence reads the same wherever it stands
     again, _ = reader.encode_text(["a green ring. a red circle."])
     assert torch.allclose(again[0, 1], states[0, 0])
+
+
+def test_word_order_binds_words_to_their_place_and_is_a_plain_mean_at_init(tmp_path):
+    ends = torch.tensor([[0, 1, 0, 0, 1, 0]], dtype=torch.bool)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    assert place_in_sentence(ends, mask).tolist() == [[0, 1, 0, 1, 2, 0]]
+    enc = Encoder.tiny(image_size=48)
+    dec = Decoder.tiny(enc.hidden_size, image_size=48, patch_size=16, text_input="sentences",
+                       vocab_size=len(enc.tokenizer), word_order=8)
+    plain = SentenceReader(dec.connector.words, enc.tokenizer, dec.connector.sentence_norm)
+    a, b = "a photo of a red cross left of a blue ring.", "a photo of a blue ring left of a red cross."
+    ordered = dec.reader(enc)
+    assert torch.allclose(ordered.encode_text([a])[0], plain.encode_text([a])[0])  # zero-initialised
+    assert torch.allclose(plain.encode_text([a])[0], plain.encode_text([b])[0])  # a bag of words: same
+    with torch.no_grad():
+        dec.connector.word_order.weight.normal_()
+    assert not torch.allclose(ordered.encode_text([a])[0], ordered.encode_text([b])[0], atol=1e-3)
+    dec.save_pretrained(tmp_path / "dec")
+    back = Decoder.from_pretrained(tmp_path / "dec", text_hidden_size=enc.hidden_size)
+    assert back.config.word_order == 8 and torch.equal(back.connector.word_order.weight, dec.connector.word_order.weight)
 
 
 def test_sentence_end_table_matches_tokens_that_end_in_a_full_stop():

@@ -19,13 +19,17 @@ class Connector(nn.Module):
     the connector's output independent of what the encoder left in padded positions.
     """
 
-    def __init__(self, text_hidden_size: int, context_dim: int, mult: int = 2, vocab_size: int = 0) -> None:
+    def __init__(self, text_hidden_size: int, context_dim: int, mult: int = 2, vocab_size: int = 0,
+                 word_order: int = 0) -> None:
         super().__init__()
         if vocab_size:  # text_input sentences: the decoder's own word table (sentence_reader.py)
             self.words = nn.Embedding(vocab_size, text_hidden_size)
             nn.init.normal_(self.words.weight, std=0.02)
             # sentence means of 0.02-scale embeddings are tiny; normalising them is what let the probe learn
             self.sentence_norm = nn.LayerNorm(text_hidden_size)
+            if word_order:  # a word's place in its sentence scales its embedding: 1 + order[i] (zero at init)
+                self.word_order = nn.Embedding(word_order, text_hidden_size)
+                nn.init.zeros_(self.word_order.weight)
         self.text_hidden_size = text_hidden_size
         self.context_dim = context_dim
         self.mult = mult

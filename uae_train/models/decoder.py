@@ -71,6 +71,10 @@ class DecoderConfig:
                 "sentence; sentence_reader.py says why the scene world needs it)"})
     vocab_size: int = field(default=0, metadata={"help": "text_input sentences: rows of the word table "
                                                         "(the encoder tokenizer's size)"})
+    word_order: int = field(default=0, metadata={
+        "help": "text_input sentences: places in a sentence that get their own learned scale (word i's embedding "
+                "times 1 + order[i]), so a sentence mean binds words to their places ('a red cross and a blue "
+                "ring'); 0 = a plain bag of words"})
     timestep_sampling: str = field(default="logit_normal", metadata={
         "help": "training t distribution: logit_normal (SD3's default) or uniform"})
     logit_mean: float = field(default=0.0, metadata={"help": "mean of the logit-normal t distribution"})
@@ -97,6 +101,8 @@ class DecoderConfig:
         self.lora_targets = tuple(self.lora_targets)
         if self.text_input not in ("states", "sentences"):
             raise ValueError(f"text_input {self.text_input!r}: expected states or sentences")
+        if self.word_order < 0:
+            raise ValueError(f"word_order {self.word_order}: expected >= 0")
         if self.text_input == "sentences" and self.vocab_size <= 0:
             raise ValueError("text_input sentences needs vocab_size > 0 (the encoder tokenizer's size)")
         if self.prediction not in ("v", "x"):
@@ -222,7 +228,8 @@ class Decoder(nn.Module):
             vae.requires_grad_(False).eval()
         dims = transformer.config
         self.connector = Connector(config.text_hidden_size, dims.joint_attention_dim, config.connector_mult,
-                                   vocab_size=config.vocab_size if config.text_input == "sentences" else 0)
+                                   vocab_size=config.vocab_size if config.text_input == "sentences" else 0,
+                                   word_order=config.word_order if config.text_input == "sentences" else 0)
         if pooled is None:
             pooled = torch.zeros(dims.pooled_projection_dim)
         if pooled.shape != (dims.pooled_projection_dim,):
@@ -480,7 +487,8 @@ class Decoder(nn.Module):
         if tokenizer is None:
             raise ValueError("text_input sentences needs a tokenizer: pass the encoder (or anything with .tokenizer)")
         if cached is None or cached.tokenizer is not tokenizer:
-            cached = SentenceReader(self.connector.words, tokenizer, self.connector.sentence_norm)
+            cached = SentenceReader(self.connector.words, tokenizer, self.connector.sentence_norm,
+                                    order=getattr(self.connector, "word_order", None))
             object.__setattr__(self, "_sentence_reader", cached)  # not a submodule: the table already is
         return cached
 

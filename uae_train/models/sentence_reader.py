@@ -9,8 +9,9 @@ caption reliance = relative flow-loss gain of the true over a shuffled caption):
 after 200 steps; one token per sentence (mean of trainable word embeddings) 0.12 after 200, 0.78 after 400,
 0.85 after 600 steps (oracle per-cell tokens: 0.77). A dense caption states one object per sentence, so a
 sentence's bag of words carries its cell words and its attributes together, and a cell's image token finds
-its sentence by one attention lookup. What it loses is word order inside a sentence ("a circle left of a
-square" and "a square left of a circle" read alike), which matters for short GenEval-style prompts.
+its sentence by one attention lookup. What a plain mean loses is word order inside a sentence ("a circle
+left of a square" and "a square left of a circle" read alike), which matters for short GenEval-style
+prompts; `word_order` scales each word by a learned vector of its place in the sentence before the mean.
 
 The embedding table is `decoder.connector.words` and each sentence mean goes through
 `decoder.connector.sentence_norm` (a LayerNorm; both saved with the connector); the tokenizer is the
@@ -51,11 +52,23 @@ def sentence_pool(states: torch.Tensor, ends: torch.Tensor, mask: torch.Tensor) 
     return pooled, sizes > 0
 
 
+def place_in_sentence(ends: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) long: each token's index inside its sentence (0 for the first word after an end)."""
+    t = torch.arange(ends.shape[1], device=ends.device).expand_as(ends)
+    starts = torch.zeros_like(ends)
+    starts[:, 0] = True
+    starts[:, 1:] = (ends & mask)[:, :-1]
+    first = torch.cummax(torch.where(starts, t, torch.zeros_like(t)), dim=1).values
+    return (t - first) * mask
+
+
 class SentenceReader:
     """A `TextConditioner` (encode_text) over the decoder's word table: one state per caption sentence."""
 
-    def __init__(self, words: nn.Embedding, tokenizer, norm: nn.Module | None = None) -> None:
+    def __init__(self, words: nn.Embedding, tokenizer, norm: nn.Module | None = None,
+                 order: nn.Embedding | None = None) -> None:
         self.words = words
+        self.order = order
         self.norm = norm if norm is not None else nn.Identity()
         self.tokenizer = tokenizer
         self.ends = sentence_end_table(tokenizer, words.num_embeddings)
@@ -77,6 +90,11 @@ class SentenceReader:
             table[row, :len(i)] = torch.tensor(i, dtype=torch.long).clamp_max(self.words.num_embeddings - 1)
             mask[row, :len(i)] = True
         mask[:, 0] |= ~mask.any(1)  # an empty caption reads as one (padding-id) token
-        pooled, keep = sentence_pool(self.words(table.to(device)), self.ends[table].to(device), mask.to(device))
+        ends, mask = self.ends[table].to(device), mask.to(device)
+        states = self.words(table.to(device))
+        if self.order is not None:
+            place = place_in_sentence(ends, mask).clamp_max(self.order.num_embeddings - 1)
+            states = states * (1 + self.order(place))
+        pooled, keep = sentence_pool(states, ends, mask)
         pooled = self.norm(pooled) * keep[..., None].to(pooled.dtype)
         return (pooled, keep, n_cut) if return_truncated else (pooled, keep)
