@@ -164,3 +164,14 @@ def test_text_to_image_paints_the_prompt_of_a_geneval_metadata_row():
     assert torch.equal(a, b) and not torch.equal(a, c)
     with pytest.raises(TypeError):
         paint([3], [0])
+
+
+def test_sample_shift_sets_the_sampler_and_leaves_training_at_the_training_shift(tmp_path):
+    import math
+
+    dec = Decoder.tiny(64, image_size=48, patch_size=16, shift=16, sample_shift=4, prediction="x")
+    assert dec.scheduler.config.shift == 4 and dec.config.logit_mean == pytest.approx(math.log(16))
+    dec.save_pretrained(tmp_path / "d")
+    assert Decoder.from_pretrained(tmp_path / "d", text_hidden_size=64).scheduler.config.shift == 4
+    with pytest.raises(ValueError, match="sample_shift -1"):
+        Decoder.tiny(64, shift=16, sample_shift=-1)

@@ -244,7 +244,7 @@ class Decoder(nn.Module):
     @classmethod
     def tiny(cls, text_hidden_size: int, image_size: int = 32, seed: int = 0, latent: str = "pixel",
              patch_size: int = 2, num_layers: int = 4, position_spacing: float = 8.0, init: str = "dit",
-             shift: float = 1.0, **config: object) -> "Decoder":
+             shift: float = 1.0, sample_shift: float | None = None, **config: object) -> "Decoder":
         """A ~2.5M-parameter decoder from configs (facts/tiny_models.md), deterministic for a seed.
 
         latent="pixel": the DiT works on RGB in [-1, 1]; latent="vae": a tiny 4-channel AutoencoderKL
@@ -259,9 +259,12 @@ class Decoder(nn.Module):
         256 pixels, so at σ = 0.9 a flat-coloured cell is still plain to see and the caption matters only
         above σ ≈ 0.95. Unshifted, the demo decoder almost never trained where the text decides anything
         (caption reliance 0.01 after 500 steps even with oracle per-cell tokens; 0.79 with s = 16).
+        sample_shift: the sampler's own shift (default: `shift`). Training decides at high noise, but a
+        sampler that takes its last step from σ' = 0.64 (10 steps at s = 16) leaves faint, uncommitted shapes;
+        the scene recipe samples at 4 (docs/scene-world-learning.md has the sweep).
         """
-        if shift <= 0:
-            raise ValueError(f"shift {shift}: expected a value > 0")
+        if shift <= 0 or (sample_shift is not None and sample_shift <= 0):
+            raise ValueError(f"shift {shift} / sample_shift {sample_shift}: expected values > 0")
         if shift != 1.0:
             config.setdefault("logit_mean", math.log(shift))
         if latent not in ("pixel", "vae"):
@@ -288,7 +291,7 @@ class Decoder(nn.Module):
             _spread_positions(transformer, grid, position_spacing)
             if init == "dit":
                 dit_init(transformer)
-            return cls(transformer, FlowMatchEulerDiscreteScheduler(shift=shift),
+            return cls(transformer, FlowMatchEulerDiscreteScheduler(shift=sample_shift or shift),
                        DecoderConfig(text_hidden_size=text_hidden_size, **config), vae=vae)
 
     @classmethod
