@@ -19,6 +19,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHIP = ROOT / "uae_train" / "scene_models"
+GUIDANCE = 8.0  # the demo's CFG (manifests/demo/scene-cpu.yaml)
 
 
 def measure(run: Path, blind: Path | None, work: Path, n_scenes: int = 256) -> dict:
@@ -34,7 +35,7 @@ def measure(run: Path, blind: Path | None, work: Path, n_scenes: int = 256) -> d
 
     torch.manual_seed(0)
     cfg = SimpleNamespace(image_size=48, geneval_images_per_prompt=1, geneval_limit=None, seed=0, mmt_limit=None,
-                          caption_tokens=192, sampling_steps=10, guidance=5.0)
+                          caption_tokens=192, sampling_steps=10, guidance=GUIDANCE)
     images, truths = heldout("", n_scenes, 2024, 48)  # fresh scenes: a stream no corpus seed draws
     metrics: dict = {}
     enc = Encoder.from_pretrained(run / "encoder", device="cpu").eval()
@@ -58,7 +59,7 @@ def measure(run: Path, blind: Path | None, work: Path, n_scenes: int = 256) -> d
 
         caps = [scenes.write_caption(s, i) for i, s in enumerate(truths[:64])]
         rel = caption_reliance(dec, enc, images[:64], caps)
-        g = ev.geneval(cfg, work / "geneval", generate=text_to_image(enc, dec, steps=10, guidance=5.0),
+        g = ev.geneval(cfg, work / "geneval", generate=text_to_image(enc, dec, steps=10, guidance=GUIDANCE),
                        model={"name": "scene decoder", "path": str(run / "decoder")})
         gm = json.loads((g / "results.json").read_text())["metrics"]
         metrics["decoder"] = {"caption_reliance": round(rel["relative_gain"], 4),
@@ -89,7 +90,7 @@ git {git}, seed {seed}, {minutes} on {where}. Manifest: `manifests/train/pretrai
 {table}
 
 Chance: colour 0.10, shape 0.14, size 0.33 (cell attributes 0.19); MMT-scene 0.25 (four options).
-GenEval-scene: 553 prompts, 1 image each, 10 ODE steps, CFG 5 (the demo's settings); `random` scenes 0.11,
+GenEval-scene: 553 prompts, 1 image each, 10 ODE steps, CFG 8 (the demo's settings); `random` scenes 0.11,
 object-free images 0.00.
 
 ## What they do not do
