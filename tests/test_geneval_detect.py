@@ -195,8 +195,11 @@ def test_mask2former_aliases_coco_names_from_the_checkpoint_config(tmp_path):
 
 @pytest.mark.unit
 def test_missing_mask2former_checkpoint_is_a_one_line_error(tmp_path):
-    with pytest.raises(ValueError, match="mask2former: cannot load"):
+    with pytest.raises(ValueError, match=r"nowhere: Mask2Former detector folder not found; .*detector_options.model=PATH"):
         build_detector("mask2former", model=str(tmp_path / "nowhere"), device="cpu")
+    (tmp_path / "empty").mkdir()  # a folder that holds no model: transformers' own error, still one line
+    with pytest.raises(ValueError, match="mask2former: cannot load"):
+        build_detector("mask2former", model=str(tmp_path / "empty"), device="cpu")
 
 
 # ---- official colour crop ----------------------------------------------------------------------------
