@@ -273,9 +273,9 @@ def run(
         total = len(item_list)
         mode, model = "folder", model or {"name": "images", "path": str(images), "config": {}}
     elif detections is not None:
-        metas = load_prompts(cfg, metadata)
-        item_list = [it for it in detection_items(Path(detections), len(load_prompts(cfg, metadata, limit=False)))
-                     if it.prompt_index < len(metas)]
+        every = load_prompts(cfg, metadata, limit=False)
+        metas = every[: cfg.limit] if cfg.limit else every
+        item_list = [it for it in detection_items(Path(detections), len(every)) if it.prompt_index < len(metas)]
         completeness = coverage(item_list, metas, cfg.images_per_prompt, str(detections), cfg.allow_partial)
         items, total, mode = iter(item_list), len(item_list), "detections"
         model = model or {"name": "precomputed-detections", "path": str(detections), "config": {}}

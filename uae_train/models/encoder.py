@@ -549,10 +549,9 @@ class Encoder:
         if token_weights:
             ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
                                  reduction="none").view_as(ids)
-            keys = torch.tensor(list(token_weights), device=ids.device)
-            values = torch.tensor(list(token_weights.values()), device=ids.device, dtype=ce.dtype)
-            hit = ids.unsqueeze(-1) == keys
-            w = torch.where(hit.any(-1), (hit * values).sum(-1), torch.ones_like(ce)) * mask
+            table = torch.ones(logits.shape[-1], device=ids.device, dtype=ce.dtype)
+            table[list(token_weights)] = torch.tensor(list(token_weights.values()), device=ids.device, dtype=ce.dtype)
+            w = table[ids] * mask
             loss = (ce * w).sum() / mask.sum()
         else:
             loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)

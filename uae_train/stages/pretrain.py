@@ -235,9 +235,9 @@ def attribute_weights(cfg: PretrainConfig, encoder) -> dict[int, float] | None:
     """{token id: attribute_word_weight} for the weighted words, or None for plain SFT."""
     if cfg.attribute_word_weight == 1.0:
         return None
-    from uae_data.scenes import SHAPES, SIZES
+    from uae_data.scenes import SHAPES, SIZES, _plural
 
-    words = cfg.weighted_words or [*SHAPES, *(s + ("es" if s.endswith("ss") else "s") for s in SHAPES), *SIZES]
+    words = cfg.weighted_words or [*SHAPES, *(_plural(s, 2) for s in SHAPES), *SIZES]
     return {i: float(cfg.attribute_word_weight) for i in sorted(encoder.word_token_ids(words))}
 
 

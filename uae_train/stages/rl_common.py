@@ -37,8 +37,9 @@ def prepare_run(out: Path, cfg: Any, kind: str, resume: bool) -> bool:
             raise ConfigError(f"{saved}: unreadable (corrupt YAML); cannot resume this run: choose another --out") from None
         old = old if isinstance(old, dict) else {}
         old.pop("kind", None)
-        if old != to_dict(cfg):
-            changed = sorted(k for k in set(old) | set(to_dict(cfg)) if old.get(k) != to_dict(cfg).get(k))
+        new = to_dict(cfg)
+        if old != new:
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise ConfigError(f"{out}: holds a run with another config ({', '.join(changed[:5])} differ from its "
                               "config.yaml); rerun it with the same manifest and overrides, or choose another --out")
         return True
