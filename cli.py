@@ -377,26 +377,35 @@ def eval_recon(
     args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/eval/recon-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="results folder"),
     data: Optional[Path] = typer.Option(None, help="corpus folder or image folder (overrides the manifest)"),
-    encoder: Optional[Path] = typer.Option(None, help="caption with our encoder (saved folder) instead of the manifest's captioner"),
-    decoder: Optional[Path] = typer.Option(None, help="reconstruct with our decoder (saved folder); needs --encoder"),
-    steps: int = typer.Option(20, help="sampling steps for --decoder"),
+    encoder: Optional[str] = typer.Option(None, help="caption with this model instead of the manifest's captioner: a saved uae encoder or any image-text-to-text VLM (folder or hub name)"),
+    decoder: Optional[str] = typer.Option(None, help="reconstruct with this model: a diffusers text-to-image pipeline (folder or hub name) or a saved uae decoder"),
+    steps: Optional[int] = typer.Option(None, help="sampling steps for --decoder (overrides the manifest's steps)"),
 ) -> None:
     """Reconstruction fidelity: image -> caption -> image, per-metric similarity with bootstrap CIs.
 
     Example: uae eval recon manifests/eval/recon-scene.yaml --data out/corpus --out runs/recon
+
+    Unified-Bench for your own model (four backbones, their mean is the score):
+    uae eval recon manifests/eval/unified-bench.yaml --data PHOTOS --encoder VLM --decoder PIPELINE --out runs/ub
     """
     from uae_data.config import load_config
-    from uae_eval.recon import ReconConfig, run
+    from uae_data.errors import ConfigError
+    from uae_eval.recon import ReconConfig, build_metrics, load_items, run
 
     manifest, overrides = split_args(args)
-    overrides += [f"data={data}"] * (data is not None)
+    overrides += [f"data={data}"] * (data is not None) + [f"steps={steps}"] * (steps is not None)
     cfg = load_config(ReconConfig, manifest or MANIFESTS / "eval" / "recon-scene.yaml", overrides, kind="recon")
+    cfg.validate()
+    if not cfg.data:
+        raise ConfigError("recon: no data; pass --data DIR (a folder of images or a corpus folder)")
+    load_items(cfg.data, 1)  # a bad data folder fails before any model loads
+    metrics = build_metrics(cfg)  # likewise a backbone that cannot load
     caption = generate = model = None
     if encoder is not None or decoder is not None:
         from uae_train.models.loading import load_recon_models
 
-        caption, generate, model = load_recon_models(encoder, decoder, steps=steps)
-    res = run(cfg, out_dir, caption=caption, generate=generate, model=model)
+        caption, generate, model = load_recon_models(encoder, decoder, cfg)
+    res = run(cfg, out_dir, caption=caption, generate=generate, model=model, metrics=metrics)
     shown = "  ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if not k.endswith(("_ci_low", "_ci_high")))
     out.print(f"recon over {res.n_items} images: {shown}  -> {out_dir}")
 

@@ -8,6 +8,11 @@ OUT/images/NNNNN_{orig,recK,pair}.png; `pair` (original | first reconstruction) 
 
 `shuffle_captions` is a control: captions are permuted across images (a seeded derangement) before decoding,
 so scores show what an unrelated caption of the same style reaches.
+
+`mean_of` averages metrics per image into one more metric (`mean_name`, then the primary one): the
+Unified-Bench score is the mean of its four backbone cosines (manifests/eval/unified-bench.yaml). The
+caption prompt, token budget, batch size, sampling steps/guidance/size and dtype for real models
+(`uae eval recon --encoder VLM --decoder PIPELINE`) are manifest fields too, so results record them.
 """
 from __future__ import annotations
 
@@ -38,7 +43,16 @@ class ReconConfig:
     images_per_caption: int = help_field(1, help="k: reconstructions per caption")
     seed: int = help_field(0, help="base seed; reconstruction j of image i uses seed*100003 + i*k + j")
     limit: int | None = help_field(None, help="use only the first N images")
-    image_size: int = help_field(64, help="side of decoded images (scene decoders); originals are not resized")
+    mean_of: list[str] = help_field([], help="metrics averaged per image into mean_name, the primary metric (Unified-Bench: its four backbones)")
+    mean_name: str = help_field("mean", help="name of the mean_of metric")
+    image_size: int | None = help_field(64, help="side of decoded images (null: the decoder's own default); originals are not resized")
+    caption_prompt: str | None = help_field(None, help="instruction given to a VLM encoder with each image (null: the encoder's default)")
+    max_new_tokens: int = help_field(160, help="caption budget for a VLM encoder, in tokens")
+    batch_size: int = help_field(8, help="images per encoder / decoder call")
+    steps: int = help_field(20, help="sampling steps of a model decoder (our decoder or a diffusers pipeline)")
+    guidance: float | None = help_field(None, help="guidance scale of a model decoder (null: its default; ours 1.0)")
+    pipeline_options: dict = help_field({}, help="extra keyword arguments for a diffusers pipeline call, e.g. {max_sequence_length: 512}")
+    dtype: str = help_field("auto", help="dtype of encoder/decoder models: auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
     shuffle_captions: bool = help_field(False, help="control: permute captions across images before decoding")
     bootstrap: int = help_field(1000, help="bootstrap resamples for the 95% CI")
     save_images: bool = help_field(True, help="write originals, reconstructions and pairs under OUT/images")
@@ -57,6 +71,18 @@ class ReconConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.bootstrap < 1:
             raise ValueError(f"bootstrap must be >= 1, got {self.bootstrap}")
+        for name in self.mean_of:
+            if name not in self.metrics:
+                raise ValueError(f"mean_of names {name!r}, which is not in metrics {self.metrics}")
+        if self.mean_of and self.mean_name in self.metrics:
+            raise ValueError(f"mean_name {self.mean_name!r} is already a metric; pick another name")
+        for field in ("max_new_tokens", "batch_size", "steps"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8 or null, got {self.image_size}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
 
 # ---------------------------------------------------------------- pure math
@@ -134,6 +160,15 @@ def _pair_image(a: Image.Image, b: Image.Image) -> Image.Image:
 
 # ---------------------------------------------------------------- run
 
+def build_metrics(cfg: ReconConfig, prebuilt: dict | None = None) -> dict:
+    """{name: metric object} for cfg.metrics (prebuilt ones reused). The CLI builds them before loading the
+    models under test, so a backbone that cannot load fails in seconds, not after a VLM has loaded."""
+    from uae_eval.metrics import build_metric
+
+    return {name: (prebuilt or {}).get(name) or build_metric(name, **cfg.metric_options.get(name, {}))
+            for name in cfg.metrics}
+
+
 def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: Callable | None = None,
         model: dict | None = None, metrics: dict | None = None) -> "Results":
     """Score one reconstruction run into `out`; returns the Results.
@@ -142,7 +177,6 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
     generate(prompts, seeds) -> images. Either left None uses cfg.captioner / cfg.decoder. `metrics` maps
     names to prebuilt metric objects (tests, or reuse across runs); missing ones are built from cfg.
     """
-    from uae_eval.metrics import build_metric
     from uae_eval.metrics.scene import SceneF1
     from uae_eval.recon_oracles import CAPTIONERS, DECODERS
     from uae_eval.results import Results, write_results
@@ -151,11 +185,10 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
     out = Path(out)
     try:
         caption = caption or CAPTIONERS[cfg.captioner]()
-        generate = generate or DECODERS[cfg.decoder](cfg.image_size)
+        generate = generate or DECODERS[cfg.decoder](cfg.image_size or 64)
     except KeyError as e:
         raise InputError(f"unknown captioner/decoder {e.args[0]!r} (known: oracle)") from None
-    metric_objs = {name: (metrics or {}).get(name) or build_metric(name, **cfg.metric_options.get(name, {}))
-                   for name in cfg.metrics}
+    metric_objs = build_metrics(cfg, metrics)
     items = load_items(cfg.data, cfg.limit)
     originals = [it["image"] for it in items]
     n, k = len(items), cfg.images_per_caption
@@ -186,6 +219,12 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
             v = m(pair_originals, recons)
         values[name] = np.asarray(v, dtype=np.float64).reshape(n, k)
 
+    higher = {name: bool(m.higher_is_better) for name, m in metric_objs.items()}
+    if cfg.mean_of:
+        if len({higher[name] for name in cfg.mean_of}) > 1:
+            raise ValueError(f"mean_of mixes higher- and lower-is-better metrics: {cfg.mean_of}")
+        values = {cfg.mean_name: np.mean([values[name] for name in cfg.mean_of], axis=0), **values}
+        higher[cfg.mean_name] = higher[cfg.mean_of[0]]
     per_image = {name: v.mean(axis=1) for name, v in values.items()}
     summary: dict[str, float] = {}
     directions: dict[str, bool] = {}
@@ -193,17 +232,17 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
         lo, hi = bootstrap_ci(v, cfg.bootstrap, cfg.seed)
         summary[name], summary[f"{name}_ci_low"], summary[f"{name}_ci_high"] = float(v.mean()), lo, hi
         for key in (name, f"{name}_ci_low", f"{name}_ci_high"):
-            directions[key] = bool(metric_objs[name].higher_is_better)
+            directions[key] = higher[name]
     lengths = [word_count(t) for t in texts]
     summary["caption_words_mean"] = float(np.mean(lengths))
     summary["caption_words_median"] = float(statistics.median(lengths))
 
-    primary = cfg.metrics[0]
+    primary = cfg.mean_name if cfg.mean_of else cfg.metrics[0]
     samples = []
     for i, it in enumerate(items):
         s = {"key": it["key"], "caption": used[i],
              **({"caption_of": items[perm[i]]["key"]} if perm[i] != i else {}),
-             "caption_words": word_count(used[i]),
+             "caption_words": word_count(used[i]), "caption_chars": len(used[i]),
              "metrics": {name: float(per_image[name][i]) for name in values},
              "values": {name: [float(x) for x in values[name][i]] for name in values}}
         if cfg.save_images:
@@ -217,7 +256,7 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
             _pair_image(originals[i], recons[i * k]).save(img_dir / f"{i:05d}_pair.png")
             s.update(original=f"images/{i:05d}_orig.png", reconstructions=recs, image=f"images/{i:05d}_pair.png")
         samples.append(s)
-    sign = 1.0 if metric_objs[primary].higher_is_better else -1.0
+    sign = 1.0 if higher[primary] else -1.0
     samples.sort(key=lambda s: sign * s["metrics"][primary])  # worst first (stable: ties keep data order)
     for rank, s in enumerate(samples):
         s["rank_worst_first"] = rank
@@ -225,9 +264,10 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
     res = Results(
         benchmark=BENCHMARK, benchmark_version=BENCHMARK_VERSION,
         model=model or {"name": f"{cfg.captioner}+{cfg.decoder}", "path": None, "config": {}},
-        metrics=summary, primary_metric=primary, higher_is_better=bool(metric_objs[primary].higher_is_better),
+        metrics=summary, primary_metric=primary, higher_is_better=higher[primary],
         n_items=n, config=to_dict(cfg), metric_higher_is_better=directions,
         extra={"metrics": {name: m.provenance() for name, m in metric_objs.items()},
+               **({"mean_of": {cfg.mean_name: list(cfg.mean_of)}} if cfg.mean_of else {}),
                "n_reconstructions": n * k, "shuffled_captions": cfg.shuffle_captions})
     write_results(out, res, samples)
     return res

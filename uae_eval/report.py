@@ -87,6 +87,19 @@ def alignment_tables(names: list[str]) -> MetricTables:
     return [("alignment summary (mean / last / max over layers)", head)] + [(f"{k} per layer", v) for k, v in layers.items()]
 
 
+UNIFIED_BENCH = ("unified_bench", "clip", "longclip", "dino", "dinov3")
+
+
+@metric_tables("recon")
+def recon_tables(names: list[str]) -> MetricTables:
+    """Reconstruction: a Unified-Bench run's score and its four backbones (with CIs) first, the rest after."""
+    if "unified_bench" not in names:
+        return generic_tables(names)
+    head = [f"{m}{suffix}" for m in UNIFIED_BENCH for suffix in ("", "_ci_low", "_ci_high") if f"{m}{suffix}" in names]
+    return ([("Unified-Bench: mean of four backbone cosines, and each backbone", head)]
+            + generic_tables([n for n in names if n not in head]))
+
+
 def tables_for(benchmark: str, names: list[str]) -> MetricTables:
     return [(t, ms) for t, ms in METRIC_TABLES.get(benchmark, generic_tables)(list(names)) if ms]
 

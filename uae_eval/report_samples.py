@@ -16,7 +16,7 @@ from uae_eval.report_plots import DB, metric_unit
 from uae_eval.results import read_samples
 
 THUMB = 256  # longest side of embedded sample images, pixels
-MAX_TRIPLES = 8  # recon rows: the worst first, then the two best
+MAX_TRIPLES = 12  # recon rows: the 10 worst first, then the two best
 
 
 def _fmt(v: float) -> str:
@@ -103,7 +103,7 @@ def is_recon_sample(s: dict) -> bool:
 
 
 def recon_triples(run, n: int) -> list[Triple]:
-    """original | caption | reconstruction rows (samples are stored worst first): the worst, then the 2 best."""
+    """original | caption | reconstruction rows (samples are stored worst first): the n-2 worst, then the 2 best."""
     samples = [s for s in read_samples(run.folder) if is_recon_sample(s)]
     if len(samples) > n:
         best = min(2, n // 2)

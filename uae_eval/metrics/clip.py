@@ -1,40 +1,65 @@
-"""CLIP image-image cosine (Unified-Bench, facts §1): cosine of L2-normalised open_clip image embeddings.
+"""CLIP image-image cosine (Unified-Bench, facts §1): cosine of L2-normalised open_clip image embeddings
+(the projected global image feature, `encode_image`).
 
-Both images go through the same eval transform, so metric(x, x) = 1 (facts §5.6). Values in [-1, 1].
+Both images go through the same eval transform (OpenAI CLIP: shortest side to 224 bicubic, centre crop
+224, CLIP mean/std), so metric(x, x) = 1 (facts §5.6). Values in [-1, 1].
 """
 from __future__ import annotations
 
 from uae_eval.metrics import METRICS, EmbeddingCosine, default_device
 
 
-@METRICS.register("clip")
-class ClipSimilarity(EmbeddingCosine):
-    """model: open_clip name ("ViT-L-14"), "hf-hub:...", or a local folder; pretrained: tag or file."""
+def open_clip_preprocess(model) -> dict:
+    """The eval transform as open_clip records it on the model (size, resize mode, interpolation, mean/std)."""
+    cfg = dict(getattr(getattr(model, "visual", None), "preprocess_cfg", None) or {})
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+
+
+class OpenClipEmbedder(EmbeddingCosine):
+    """Shared by `clip` and `longclip`: an open_clip model + its eval transform, run in `dtype`."""
 
     higher_is_better = True
 
-    def __init__(self, model: str = "ViT-L-14", pretrained: str | None = "openai", device: str | None = None,
-                 quick_gelu: bool | None = None, batch_size: int = 32) -> None:
-        from uae_eval.geneval.colour import load_open_clip
+    def _setup(self, model, preprocess, device: str, batch_size: int, dtype: str, metric: str) -> None:
+        from uae_eval.metrics.dino import DTYPES, torch_dtype
 
-        self.name, self.pretrained, self.device = model, pretrained, default_device(device)
-        self.quick_gelu = (pretrained == "openai") if quick_gelu is None else quick_gelu
-        self.batch_size = batch_size
-        self.model, self.preprocess, _ = load_open_clip(model, pretrained, self.device, self.quick_gelu,
-                                                         option="the clip metric's model / pretrained options")
+        self.device, self.batch_size = device, batch_size
+        self.dtype = DTYPES.get(dtype, dtype)
+        self.model = model.to(device=device, dtype=torch_dtype(dtype, metric)).eval()
+        self.preprocess = preprocess
 
     def embed(self, images: list):
-        """(N, D) L2-normalised float32 image embeddings (eval mode, fp32: batch and single calls agree
-        within 1e-5)."""
+        """(N, D) L2-normalised float32 image embeddings (eval mode; fp32 by default: batch and single calls
+        agree within 1e-5)."""
         import torch
 
+        dtype = next(self.model.parameters()).dtype
         out = []
         with torch.no_grad():
             for i in range(0, len(images), self.batch_size):
                 x = torch.stack([self.preprocess(im.convert("RGB")) for im in images[i:i + self.batch_size]])
-                f = self.model.encode_image(x.to(self.device)).float()
+                f = self.model.encode_image(x.to(self.device, dtype=dtype)).float()
                 out.append(torch.nn.functional.normalize(f, dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
+
+@METRICS.register("clip")
+class ClipSimilarity(OpenClipEmbedder):
+    """model: open_clip name ("ViT-L-14"), "hf-hub:...", or a local folder; pretrained: tag or file."""
+
+    def __init__(self, model: str = "ViT-L-14", pretrained: str | None = "openai", device: str | None = None,
+                 quick_gelu: bool | None = None, batch_size: int = 32, dtype: str = "float32") -> None:
+        from uae_eval.geneval.colour import load_open_clip
+
+        self.name, self.pretrained = model, pretrained
+        self.quick_gelu = (pretrained == "openai") if quick_gelu is None else quick_gelu
+        device = default_device(device)
+        clip, preprocess, _ = load_open_clip(model, pretrained, device, self.quick_gelu,
+                                             option="metric_options.clip.pretrained=FILE (a local checkpoint for "
+                                                    "this model name) or metric_options.clip.model=FOLDER (an open_clip folder)")
+        self._setup(clip, preprocess, device, batch_size, dtype, "clip")
+
     def provenance(self) -> dict:
-        return {"metric": "clip", "model": str(self.name), "pretrained": self.pretrained, "quick_gelu": self.quick_gelu}
+        return {"metric": "clip", "model": str(self.name), "pretrained": self.pretrained, "quick_gelu": self.quick_gelu,
+                "feature": "encode_image (projected global image embedding)", "dtype": self.dtype,
+                "preprocess": open_clip_preprocess(self.model)}

@@ -797,7 +797,7 @@ class PipelineDecoder:
 
         require_model(str(name_or_path), "--decoder PATH (a local pipeline folder)", "diffusers pipeline", "model_index.json")
         try:
-            pipeline = AutoPipelineForText2Image.from_pretrained(str(name_or_path), torch_dtype=torch_dtype, **kwargs)
+            pipeline = AutoPipelineForText2Image.from_pretrained(str(name_or_path), **({"dtype": torch_dtype} if torch_dtype is not None else {}), **kwargs)
         except Exception as err:
             raise ModelLoadError(f"cannot load pipeline {name_or_path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
         if device is not None:
@@ -805,14 +805,17 @@ class PipelineDecoder:
         pipeline.set_progress_bar_config(disable=True)
         return cls(pipeline)
 
-    def generate_text(self, prompts: Sequence[str], seeds: Sequence[int], steps: int = 28, guidance: float = 7.0,
+    def generate_text(self, prompts: Sequence[str], seeds: Sequence[int], steps: int = 28, guidance: float | None = 7.0,
                       height: int | None = None, width: int | None = None,
-                      negative_prompt: str | None = None) -> list[Image.Image]:
-        """One image per (prompt, seed); each image's noise comes from its own CPU generator."""
+                      negative_prompt: str | None = None, **options) -> list[Image.Image]:
+        """One image per (prompt, seed); each image's noise comes from its own CPU generator.
+        guidance None: the pipeline's own default; `options` go to the pipeline call as they are."""
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts for {len(seeds)} seeds")
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         kwargs = {"negative_prompt": [negative_prompt] * len(prompts)} if negative_prompt is not None else {}
-        out = self.pipeline(prompt=list(prompts), num_inference_steps=steps, guidance_scale=guidance,
-                            generator=generators, height=height, width=width, output_type="pil", **kwargs)
+        if guidance is not None:
+            kwargs["guidance_scale"] = guidance
+        out = self.pipeline(prompt=list(prompts), num_inference_steps=steps, generator=generators, height=height,
+                            width=width, output_type="pil", **kwargs, **options)
         return list(out.images)

@@ -190,7 +190,7 @@ class Encoder:
         else:
             from uae_data.model_refs import require_model
 
-            require_model(source, "a local folder in place of the hub name (--encoder / --model / manifest encoder:)",
+            require_model(source, "--encoder PATH (or --model PATH / the manifest's encoder: PATH)",
                           "image-text-to-text model")
         device = _resolve_device(device)
         dtype = _resolve_dtype(dtype, device)

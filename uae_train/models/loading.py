@@ -30,26 +30,102 @@ def load_autoencoder(encoder_dir: Path | None, decoder_dir: Path, steps: int = 2
     return text_to_image(enc, dec, steps=steps, guidance=guidance), info
 
 
-def load_recon_models(encoder_dir: Path | None, decoder_dir: Path | None, steps: int = 20):
-    """(caption, generate, model info) for `uae eval recon`; either side may stay the manifest's (None)."""
+def is_pipeline_ref(ref: str | Path) -> bool:
+    """A diffusers pipeline (model_index.json, not one of our saved decoders), or a hub name: real-model
+    decoders paint from the caption text with their own text encoders (Unified-Bench's baselines)."""
+    from uae_data.model_refs import looks_like_path
+    from uae_train.models.decoder import CONFIG_FILE
+
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return (path / "model_index.json").is_file() and not (path / CONFIG_FILE).is_file()
+    return not path.exists() and not looks_like_path(str(ref))
+
+
+def _device_dtype(dtype: str):
     import torch
 
-    from uae_train.models.autoencoder import image_to_text, text_to_image
-    from uae_train.models.decoder import Decoder
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        return device, (torch.bfloat16 if device == "cuda" else torch.float32)
+    return device, getattr(torch, dtype)
+
+
+def pipeline_generator(pipe, steps: int, guidance: float | None, size: int | None, batch_size: int,
+                       options: dict | None = None):
+    """generate(prompts, seeds) -> images through a PipelineDecoder, `batch_size` prompts per call, with a
+    progress bar; each image's noise comes from its own seed, so batching does not change an image."""
+    from uae_data.progress import progress_bar
+
+    def generate(prompts: list[str], seeds: list[int]):
+        images = []
+        with progress_bar("reconstructing", total=len(prompts)) as update:
+            for i in range(0, len(prompts), batch_size):
+                images += pipe.generate_text(prompts[i:i + batch_size], seeds[i:i + batch_size], steps=steps,
+                                             guidance=guidance, height=size, width=size, **(options or {}))
+                update(len(images))
+        return images
+
+    generate.name = "diffusers-pipeline"  # type: ignore[attr-defined]
+    return generate
+
+
+def captioner(enc, max_new_tokens: int, batch_size: int):
+    """caption(images) -> texts, greedy, `batch_size` images per generate call, with a progress bar."""
+    from uae_data.progress import progress_bar
+
+    def caption(images):
+        texts: list[str] = []
+        with progress_bar("captioning", total=len(images)) as update:
+            for i in range(0, len(images), batch_size):
+                texts += enc.caption(images[i:i + batch_size], n=1, sample=False, max_new_tokens=max_new_tokens)
+                update(len(texts))
+        return texts
+
+    return caption
+
+
+def load_recon_models(encoder_ref: str | Path | None, decoder_ref: str | Path | None, cfg):
+    """(caption, generate, model info) for `uae eval recon`; either side may stay the manifest's (None).
+
+    encoder: a saved uae encoder or any AutoModelForImageTextToText (folder or hub name), prompted with
+    cfg.caption_prompt for up to cfg.max_new_tokens tokens. decoder: a diffusers text-to-image pipeline
+    (SD3, FLUX, SANA, ...: it reads the caption text with its own text encoders) or a saved uae decoder (it
+    reads the caption through the encoder; the encoder defaults to the `encoder/` folder beside it).
+    cfg: a ReconConfig (steps, guidance, image_size, batch_size, pipeline_options, dtype).
+    """
+    from uae_train.models.autoencoder import text_to_image
+    from uae_train.models.decoder import Decoder, PipelineDecoder
     from uae_train.models.encoder import Encoder
 
-    if encoder_dir is None and decoder_dir is not None:
-        encoder_dir = Path(decoder_dir).parent / "encoder"
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device, dtype = _device_dtype(cfg.dtype)
+    pipeline = decoder_ref is not None and is_pipeline_ref(decoder_ref)
+    if encoder_ref is None and decoder_ref is not None and not pipeline:
+        encoder_ref = Path(decoder_ref).parent / "encoder"
+    caption = generate = enc = None
+    info: dict = {"encoder": str(encoder_ref) if encoder_ref else None, "decoder": str(decoder_ref) if decoder_ref else None,
+                  "decoder_kind": "diffusers pipeline" if pipeline else ("uae decoder" if decoder_ref else None),
+                  "steps": cfg.steps, "guidance": cfg.guidance, "image_size": cfg.image_size,
+                  "caption_prompt": cfg.caption_prompt, "max_new_tokens": cfg.max_new_tokens, "dtype": str(dtype)}
     try:
-        enc = Encoder.from_pretrained(encoder_dir).to(device).eval()
-        dec = (Decoder.from_pretrained(decoder_dir, text_hidden_size=enc.hidden_size).to(device).eval()
-               if decoder_dir is not None else None)
+        if encoder_ref is not None:
+            enc = Encoder.from_pretrained(encoder_ref, device=device, dtype=dtype, prompt=cfg.caption_prompt).eval()
+            info["caption_prompt"] = enc.prompt
+            caption = captioner(enc, cfg.max_new_tokens, cfg.batch_size)
+        if pipeline:
+            pipe = PipelineDecoder.from_pretrained(decoder_ref, torch_dtype=dtype, device=device)
+            info["pipeline_class"] = type(pipe.pipeline).__name__
+            generate = pipeline_generator(pipe, cfg.steps, cfg.guidance, cfg.image_size, cfg.batch_size,
+                                          cfg.pipeline_options)
+        elif decoder_ref is not None:
+            dec = Decoder.from_pretrained(decoder_ref, text_hidden_size=enc.hidden_size).to(device).eval()
+            generate = text_to_image(enc, dec, steps=cfg.steps, guidance=1.0 if cfg.guidance is None else cfg.guidance,
+                                     batch_size=cfg.batch_size)
     except ValueError as e:  # ModelLoadError and backend config errors
         raise InputError(str(e)) from None
-    info = {"name": f"uae:{Path(encoder_dir).name}+{Path(decoder_dir).name if decoder_dir else 'manifest-decoder'}",
-            "path": str(encoder_dir), "config": {"encoder": str(encoder_dir), "decoder": str(decoder_dir), "steps": steps}}
-    return image_to_text(enc), (text_to_image(enc, dec, steps=steps) if dec is not None else None), info
+    name = "+".join(Path(str(r)).name for r in (encoder_ref, decoder_ref) if r is not None)
+    return caption, generate, {"name": f"uae:{name}" if not pipeline else name, "path": str(encoder_ref or decoder_ref),
+                               "config": info}
 
 
 def _encoder(path: Path | str | None):
