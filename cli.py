@@ -200,6 +200,10 @@ def train_pretrain(
     overrides += [f"model={model}"] * (model is not None) + [f"corpus={corpus}"] * (corpus is not None)
     cfg = load_config(PretrainConfig, manifest or MANIFESTS / "train" / "pretrain-scene.yaml", overrides, kind="pretrain")
     summary = pretrain(cfg, out_dir, resume=resume, progress=progress_bar)
+    from uae_data import distributed
+
+    if not distributed.current().main:  # rank 0 reports
+        return
     for phase, s in summary.items():
         extra = (f", token accuracy {s['first_token_accuracy']:.3f} -> {s['last_token_accuracy']:.3f}"
                  if "first_token_accuracy" in s else "")
@@ -219,6 +223,8 @@ def _rl_stage(stage: str, args: Optional[List[str]], out_dir: Path, init: Option
     overrides += [f"init={init}"] * (init is not None) + [f"corpus={corpus}"] * (corpus is not None)
     cfg = load_config(Config, manifest or MANIFESTS / "train" / f"{stage}-scene.yaml", overrides, kind=stage)
     summary = run(cfg, out_dir, resume=resume, progress=progress_bar)
+    if not summary:  # not rank 0 of a multi-process run: rank 0 reports
+        return
     first, last = summary["first_eval"], summary["last_eval"]
     for k in last:
         if k != "step" and k in first:

@@ -127,6 +127,10 @@ def _to_sample(raw: dict) -> dict:
     }
 
 
+def _every_node(urls):
+    return urls
+
+
 def corpus_dataset(
     corpus_dir: Path,
     shuffle: int = 0,
@@ -146,6 +150,9 @@ def corpus_dataset(
         shardshuffle=len(urls) if (shuffle and not resampled) else False,
         seed=seed,
         empty_check=False,
+        # every process reads every shard: multi-process training splits each global batch by rank itself
+        # (uae_data.distributed), so that a run's samples do not depend on the number of processes
+        nodesplitter=_every_node,
     )
     if shuffle:
         ds = ds.shuffle(shuffle, rng=__import__("random").Random(seed))

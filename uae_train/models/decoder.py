@@ -563,14 +563,27 @@ class Decoder(nn.Module):
         negative_context = self._negative_context(negative, x_t.shape[0]) if guidance != 1.0 else None
         return self.velocity_from_context(x_t, t, context, guidance, negative_context)
 
+    def loss_randomness(self, batch: int, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(t, noise, drop) for a batch, drawn in the order `loss` draws them, so a multi-process run can draw
+        them for the global batch and give each rank its rows (drop is None outside train mode / uncond_prob 0)."""
+        t = sample_timesteps(batch, self.config.timestep_sampling, self.config.logit_mean, self.config.logit_std,
+                             generator)
+        side = self.image_size // self.vae_scale_factor
+        noise = torch.randn((batch, self.latent_channels, side, side), generator=generator)
+        drop = (torch.rand(batch, generator=generator) < self.config.uncond_prob
+                if self.training and self.config.uncond_prob > 0 else None)
+        return t, noise, drop
+
     def loss(self, images: torch.Tensor | Sequence[Image.Image], text_hidden: torch.Tensor, text_mask: torch.Tensor,
              generator: torch.Generator | None = None, t: torch.Tensor | float | None = None,
-             noise: torch.Tensor | None = None) -> torch.Tensor:
+             noise: torch.Tensor | None = None, drop: torch.Tensor | None = None) -> torch.Tensor:
         """Rectified-flow MSE between v(x_t, t) and ε − x, a scalar.
 
         images (B, 3, H, W) in [-1, 1] or PIL; t (default: drawn per row from `timestep_sampling`) and
         noise (default: N(0, 1) in the data space) may be fixed for a stable measurement. Randomness is
-        drawn on CPU from `generator`. In train mode a `uncond_prob` share of rows gets the null condition.
+        drawn on CPU from `generator`. In train mode a `uncond_prob` share of rows gets the null condition
+        (`drop`, bool per row, fixes which).
         """
         x = self.encode_images(images, generator)
         batch = x.shape[0]
@@ -584,7 +597,9 @@ class Decoder(nn.Module):
         states, mask = self.context(text_hidden, text_mask)
         if self.training and self.config.uncond_prob > 0:
             # A dropped row = null_context: one zero token, the rest masked out.
-            drop = (torch.rand(batch, generator=generator) < self.config.uncond_prob).to(self.device)
+            if drop is None:
+                drop = torch.rand(batch, generator=generator) < self.config.uncond_prob
+            drop = drop.to(self.device)
             states = states * (~drop)[:, None, None].to(states.dtype)
             first_only = torch.zeros_like(mask)
             first_only[:, 0] = True

@@ -68,15 +68,17 @@ def lora_config(lora: dict) -> "Any":
                       lora_dropout=float(opts["dropout"]), init_lora_weights=opts["init"])
 
 
-def _image_word_loss(at_image: torch.Tensor, targets: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
-    """Mean over image tokens of -Σ log p(target word) from the logits at those tokens (N, V)."""
+def _image_word_loss(at_image: torch.Tensor, targets: Sequence[Sequence[Sequence[int]]],
+                     count: int | None = None) -> torch.Tensor:
+    """Mean over image tokens of -Σ log p(target word) from the logits at those tokens (N, V); `count`
+    replaces the number of image tokens as the divisor (a global batch's, in a multi-process run)."""
     flat = [list(t) for per_image in targets for t in per_image]
     if len(flat) != at_image.shape[0]:
         raise ValueError(f"image_targets name {len(flat)} image tokens; the batch has {at_image.shape[0]}")
     logp = at_image.float().log_softmax(-1)
     rows = torch.tensor([k for k, t in enumerate(flat) for _ in t], device=logp.device)
     cols = torch.tensor([i for t in flat for i in t], device=logp.device)
-    return -logp[rows, cols].sum() / max(1, len(flat))
+    return -logp[rows, cols].sum() / max(1, count or len(flat))
 
 
 def mask_after_stop(ids: torch.Tensor, mask: torch.Tensor, stop_ids: Sequence[int]) -> torch.Tensor:
@@ -528,8 +530,12 @@ class Encoder:
     def sft_loss(self, images: Sequence[ImageLike], captions: Sequence[str], prompt: str | None = None,
                  token_weights: dict[int, float] | None = None,
                  image_targets: Sequence[Sequence[Sequence[int]]] | None = None,
-                 image_weight: float = 1.0) -> tuple[torch.Tensor, float]:
+                 image_weight: float = 1.0, token_count: int | None = None,
+                 image_token_count: int | None = None) -> tuple[torch.Tensor, float]:
         """(mean cross-entropy over caption tokens + end token, next-token accuracy on them).
+
+        token_count / image_token_count replace this batch's own counts as the divisors: a rank of a
+        multi-process run passes the global batch's counts, so the ranks' losses sum to the global mean.
 
         The prompt (image, instruction, assistant header) is context only, as labels of -100 would make it.
         `token_weights` {token id: w} counts those target tokens w times in the sum (the divisor stays the
@@ -552,11 +558,14 @@ class Encoder:
             table = torch.ones(logits.shape[-1], device=ids.device, dtype=ce.dtype)
             table[list(token_weights)] = torch.tensor(list(token_weights.values()), device=ids.device, dtype=ce.dtype)
             w = table[ids] * mask
-            loss = (ce * w).sum() / mask.sum()
+            loss = (ce * w).sum() / (token_count or mask.sum())
+        elif token_count:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                   reduction="sum") / token_count
         else:
             loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
         if at_image is not None:
-            loss = loss + image_weight * _image_word_loss(at_image, image_targets)
+            loss = loss + image_weight * _image_word_loss(at_image, image_targets, image_token_count)
         with torch.no_grad():
             accuracy = (logits.argmax(-1) == ids)[mask].float().mean().item()
         return loss, accuracy

@@ -20,6 +20,7 @@ stage 2, and resumes bit for bit on CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -129,12 +130,21 @@ def reconstruct(cfg, reader, decoder, texts: list[str], seeds: list[int], batch:
     return images
 
 
-def update(cfg: Stage1Config, policy, reference, images, token_ids, advantages, optimizer, params) -> dict:
-    """μ clipped-objective updates on one rollout batch; returns the stats of the first and last pass."""
-    n = len(token_ids)
+def update(cfg: Stage1Config, policy, reference, images, token_ids, advantages, optimizer, params, dist=None) -> dict:
+    """μ clipped-objective updates on one rollout batch; returns the stats of the first and last pass.
+
+    In a multi-process run (`dist`) each rank holds whole groups; losses are normalised over the global
+    batch (sequences, or for dapo the global active tokens, as TRL does) and the gradients summed, so the
+    update equals the 1-process one on the same rollouts.
+    """
+    from uae_data import distributed
+
+    dist = dist or distributed.current()
+    n_local = len(token_ids)
+    n = int(dist.sum(n_local)[0])
     old_logp: list[torch.Tensor] | None = None
     ref_logp: list[torch.Tensor | None] = [None] * n
-    chunks = [slice(i, min(n, i + cfg.micro_batch)) for i in range(0, n, cfg.micro_batch)]
+    chunks = [slice(i, min(n_local, i + cfg.micro_batch)) for i in range(0, n_local, cfg.micro_batch)]
     if cfg.beta > 0:
         with torch.no_grad():
             ref_logp = [reference.completion_logprobs(images[c], token_ids[c])[0] for c in chunks]
@@ -146,7 +156,7 @@ def update(cfg: Stage1Config, policy, reference, images, token_ids, advantages, 
         optimizer.zero_grad(set_to_none=True)
         parts = []
         with torch.no_grad():  # dapo normalises by the active tokens of the whole generation batch
-            total_tokens = sum(max(1, len(t)) for t in token_ids)
+            total_tokens = int(dist.sum(sum(max(1, len(t)) for t in token_ids))[0])
         for ci, c in enumerate(chunks):
             logp, mask = policy.completion_logprobs(images[c], token_ids[c])
             old = old_logp[ci] if old_logp is not None else logp.detach()
@@ -158,14 +168,17 @@ def update(cfg: Stage1Config, policy, reference, images, token_ids, advantages, 
                 loss = loss * (c.stop - c.start) / n
             loss.backward()
             parts.append((c.stop - c.start, float(loss.detach()), st))
+        dist.sync_grads(params)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
-        w = sum(p[0] for p in parts)
-        merged = {k: sum(p[0] * p[2][k] for p in parts) / w for k in ("clip_fraction", "ratio_mean", "kl")}
-        merged["ratio_min"] = min(p[2]["ratio_min"] for p in parts)
-        merged["ratio_max"] = max(p[2]["ratio_max"] for p in parts)
-        merged["loss"] = sum(p[1] for p in parts)
+        keys = ("clip_fraction", "ratio_mean", "kl")
+        sums = dist.sum(*(sum(p[0] * p[2][k] for p in parts) for k in keys), sum(p[1] for p in parts))
+        merged = {k: v / n for k, v in zip(keys, sums)}
+        merged["loss"] = sums[-1]
+        ends = dist.gather((min(p[2]["ratio_min"] for p in parts), max(p[2]["ratio_max"] for p in parts)))
+        merged["ratio_min"] = min(e[0] for e in ends)
+        merged["ratio_max"] = max(e[1] for e in ends)
         if it == 0:
             stats = {f"first_{k}": v for k, v in merged.items() if k.startswith("ratio")}
             if abs(merged["ratio_max"] - 1) > 1e-5 or abs(merged["ratio_min"] - 1) > 1e-5:
@@ -181,10 +194,13 @@ def update(cfg: Stage1Config, policy, reference, images, token_ids, advantages, 
 def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
            progress: Callable[[str], object] | None = None) -> dict:
     """Run stage 1 into `out` (encoder/ decoder/ checkpoints/ metrics.jsonl eval.jsonl results/)."""
+    from uae_data import distributed
+
     out = Path(out)
     init = rl.check_init(cfg.init)
-    resume = rl.prepare_run(out, cfg, "stage1", resume)
-    device = resolve_device(cfg.device)
+    dist = distributed.setup(cfg.device)
+    resume = rl.prepare_run(out, cfg, "stage1", resume, main=dist.main)
+    device = dist.device if dist.active else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     policy, decoder = rl.load_pair(init, device, encoder_lora=cfg.encoder_lora)
     reader = rl.frozen_copy(policy.model)
@@ -195,6 +211,7 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
     decoder_digest = rl.parameters_digest(decoder)
     reward = build_reward(cfg.reward, cfg.reward_options)
     params = policy.trainable_parameters()
+    dist.broadcast_params(params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     ckpt = out / "checkpoints" / "encoder"
@@ -202,70 +219,78 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
     eval_images, eval_scenes = rl.heldout(cfg.eval_corpus, cfg.eval_images, cfg.eval_seed, cfg.image_size)
     stream = rl.train_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen)
     eval_rows = rl.read_jsonl(out / "eval.jsonl")
-    ctx = progress("stage1 (encoder policy)") if progress else None
-    update_bar = ctx.__enter__() if ctx else None
-    try:
-        with (out / "metrics.jsonl").open("a") as log, (out / "eval.jsonl").open("a") as elog:
-            if step == 0 and not eval_rows:
-                with autocast(cfg, device):
-                    row = evaluate(cfg, policy, reader_enc, decoder, eval_images, eval_scenes, reward, out, 0)
+    lo, hi = dist.bounds(cfg.images_per_step, "images_per_step")  # this rank's whole groups
+
+    def held_out_eval(at: int) -> dict:
+        with autocast(cfg, device):
+            return evaluate(cfg, policy, reader_enc, decoder, eval_images, eval_scenes, reward, out, at)
+
+    main = dist.main
+    with (progress("stage1 (encoder policy)") if progress and main else contextlib.nullcontext()) as update_bar, \
+            ((out / "metrics.jsonl").open("a") if main else contextlib.nullcontext()) as log, \
+            ((out / "eval.jsonl").open("a") if main else contextlib.nullcontext()) as elog:
+        if step == 0 and not eval_rows:
+            row = rl.main_only(dist, held_out_eval, 0)
+            if main:
                 eval_rows.append(row)
                 elog.write(json.dumps(row) + "\n")
                 elog.flush()
-            while step < cfg.steps:
-                t0 = time.perf_counter()
-                batch = [next(stream) for _ in range(cfg.images_per_step)]
-                seen += len(batch)
-                images = [s["image"].convert("RGB").resize((cfg.image_size, cfg.image_size)) for s in batch]
-                scenes = [rl.scene_of(s) for s in batch]
-                G = cfg.group_size
-                base = cfg.seed * 1_000_003 + step * 7_919
-                with autocast(cfg, device):
-                    samples = policy.sample_captions(images, n=G, sample=True, temperature=cfg.temperature,
-                                                     max_new_tokens=cfg.max_new_tokens, seed=base)
-                    t_gen = time.perf_counter()
-                    seeds = [base + i for i in range(len(images)) for _ in range(G)]  # shared within a group
-                    recons = reconstruct(cfg, reader_enc, decoder, samples.texts, seeds)
-                    originals = [im for im in images for _ in range(G)]  # what the policy saw
-                    ref_images, ref_scenes = rl.reward_references(images, scenes, cfg.shuffle_reward_images)
-                    targets = [im for im in ref_images for _ in range(G)]  # what the reward compares with
-                    rep_scenes = [s for s in ref_scenes for _ in range(G)]
-                    r = reward(targets, recons, rep_scenes if all(s is not None for s in scenes) else None)
-                    t_rew = time.perf_counter()
-                    rewards = r.view(len(images), G)  # (B, G): row b = image b's G captions
-                    adv = grpo.group_advantages(rewards, scale=cfg.scale_rewards).flatten()  # (B·G,)
-                    policy.train()
-                    st = update(cfg, policy, reader_enc, originals, samples.token_ids, adv, optimizer, params)
-                    policy.eval()
-                scheduler.step()
-                step += 1
-                now = time.perf_counter()
-                row = {"step": step, "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-                       "zero_std_groups": grpo.zero_std_fraction(rewards),
-                       "caption_words": sum(len(t.split()) for t in samples.texts) / len(samples.texts),
-                       "truncated": sum(samples.truncated) / len(samples.truncated),
-                       **{f"reward_{k}": sum(v) / len(v) for k, v in reward.parts.items()},
-                       **st, "rollout_s": t_gen - t0, "reward_s": t_rew - t_gen, "step_time_s": now - t0,
-                       "samples_seen": seen}
-                if row["zero_std_groups"] == 1.0:
-                    import logging
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            batch = [next(stream) for _ in range(cfg.images_per_step)]  # the global batch
+            seen += len(batch)
+            all_images = [s["image"].convert("RGB").resize((cfg.image_size, cfg.image_size)) for s in batch]
+            all_scenes = [rl.scene_of(s) for s in batch]
+            images, scenes = all_images[lo:hi], all_scenes[lo:hi]
+            G = cfg.group_size
+            base = cfg.seed * 1_000_003 + step * 7_919
+            with autocast(cfg, device):
+                samples = policy.sample_captions(images, n=G, sample=True, temperature=cfg.temperature,
+                                                 max_new_tokens=cfg.max_new_tokens, seed=rl.rank_seed(base, dist.rank))
+                t_gen = time.perf_counter()
+                seeds = [base + lo + i for i in range(len(images)) for _ in range(G)]  # shared within a group
+                recons = reconstruct(cfg, reader_enc, decoder, samples.texts, seeds)
+                originals = [im for im in images for _ in range(G)]  # what the policy saw
+                ref_images, ref_scenes = rl.reward_references(all_images, all_scenes, cfg.shuffle_reward_images)
+                targets = [im for im in ref_images[lo:hi] for _ in range(G)]  # what the reward compares with
+                rep_scenes = [s for s in ref_scenes[lo:hi] for _ in range(G)]
+                r = reward(targets, recons, rep_scenes if all(s is not None for s in all_scenes) else None)
+                t_rew = time.perf_counter()
+                rewards = r.view(len(images), G)  # (b, G): row i = image lo+i's G captions
+                adv = grpo.group_advantages(rewards, scale=cfg.scale_rewards).flatten()  # (b·G,), groups whole
+                policy.train()
+                st = update(cfg, policy, reader_enc, originals, samples.token_ids, adv, optimizer, params, dist)
+                policy.eval()
+            scheduler.step()
+            step += 1
+            now = time.perf_counter()
+            all_rewards, parts = rl.gather_rewards(dist, rewards, reward.parts)
+            words, cut, count = dist.sum(sum(len(t.split()) for t in samples.texts), sum(samples.truncated),
+                                         len(samples.texts))
+            row = {"step": step, "reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
+                   "zero_std_groups": grpo.zero_std_fraction(all_rewards),
+                   "caption_words": words / count, "truncated": cut / count,
+                   **{f"reward_{k}": sum(v) / len(v) for k, v in parts.items()},
+                   **st, "rollout_s": t_gen - t0, "reward_s": t_rew - t_gen, "step_time_s": now - t0,
+                   "samples_seen": seen}
+            if row["zero_std_groups"] == 1.0 and main:
+                import logging
 
-                    logging.getLogger(__name__).warning("stage1 step %d: every group's rewards are equal: no signal", step)
+                logging.getLogger(__name__).warning("stage1 step %d: every group's rewards are equal: no signal", step)
+            if main:
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                    save_checkpoint(ckpt, policy, optimizer, scheduler, {"step": step, "samples_seen": seen})
-                if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-                    with autocast(cfg, device):
-                        erow = evaluate(cfg, policy, reader_enc, decoder, eval_images, eval_scenes, reward, out, step)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                rl.main_only(dist, save_checkpoint, ckpt, policy, optimizer, scheduler,
+                             {"step": step, "samples_seen": seen})
+            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
+                erow = rl.main_only(dist, held_out_eval, step)
+                if main:
                     eval_rows.append(erow)
                     elog.write(json.dumps(erow) + "\n")
                     elog.flush()
-                if update_bar:
-                    update_bar(step, cfg.steps, reward=row["reward_mean"])
-    finally:
-        if ctx:
-            ctx.__exit__(None, None, None)
+            if update_bar:
+                update_bar(step, cfg.steps, reward=row["reward_mean"])
     if rl.parameters_digest(decoder) != decoder_digest:
         raise RuntimeError("stage1: the frozen decoder changed during training")
-    return rl.finish(out, "stage1", cfg, policy, decoder, eval_rows, step, init, "encoder")
+    return rl.main_only(dist, rl.finish, out, "stage1", cfg, policy, decoder, eval_rows, step, init, "encoder") or {}

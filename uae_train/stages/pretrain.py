@@ -8,6 +8,7 @@ pipeline that a resumed run fast-forwards, so `--resume` continues bit for bit o
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -283,7 +284,15 @@ def truncate_metrics(path: Path, phase: str, step: int) -> None:
 
 def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, device: torch.device,
               resume: bool, on_progress: Callable[..., None] | None = None) -> list[dict]:
-    """Train one phase to its step count; returns the metrics rows written to metrics.jsonl."""
+    """Train one phase to its step count; returns the metrics rows written to metrics.jsonl.
+
+    Under torchrun / accelerate launch (uae_data.distributed) `batch_size` is the global batch: every rank
+    reads the same stream and draws the same randomness, computes its slice and the gradients are summed,
+    so the loss curve equals a 1-process run's; rank 0 alone writes metrics, checkpoints and models.
+    """
+    from uae_data import distributed
+
+    dist = distributed.current()
     module = encoder if phase == "encoder" else decoder
     total = cfg.encoder_steps if phase == "encoder" else cfg.decoder_steps
     lr = cfg.encoder_lr if phase == "encoder" else cfg.decoder_lr
@@ -294,6 +303,7 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
         for p in encoder.parameters():
             p.requires_grad_(False)
     params = list(_trainable(module).values())
+    dist.broadcast_params(params)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
     ckpt = out / "checkpoints" / phase
@@ -307,42 +317,55 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt, module, optimizer, scheduler, ema)
         step, samples_seen, truncated = state["step"], state["samples_seen"], state.get("truncated", 0)
-    if resume:
+    if resume and dist.main:
         truncate_metrics(out / "metrics.jsonl", phase, step)
+    dist.barrier()
     stream = sample_stream(Path(cfg.corpus), cfg, samples_seen)
     batch_size = cfg.decoder_batch_size if phase == "decoder" and cfg.decoder_batch_size else cfg.batch_size
+    lo, hi = dist.bounds(batch_size, f"{phase} batch_size")
     reader = decoder.reader(encoder)  # the frozen encoder, or the decoder's own words
     weights = attribute_weights(cfg, encoder) if phase == "encoder" else None
     cell_words = word_ids(encoder) if phase == "encoder" and cfg.image_word_weight > 0 else None
     rows: list[dict] = []
     t_last = time.perf_counter()
-    with (out / "metrics.jsonl").open("a") as log:
+    with (out / "metrics.jsonl").open("a") if dist.main else contextlib.nullcontext() as log:
         while step < total:
             optimizer.zero_grad(set_to_none=True)
             loss_sum, acc_sum = 0.0, 0.0
             for micro in range(cfg.grad_accum):
-                batch = [next(stream) for _ in range(batch_size)]
+                batch = [next(stream) for _ in range(batch_size)]  # the global batch; this rank trains [lo, hi)
                 samples_seen += len(batch)
-                images = [s["image"].resize((cfg.image_size, cfg.image_size)) for s in batch]
+                mine = batch[lo:hi]
+                images = [s["image"].resize((cfg.image_size, cfg.image_size)) for s in mine]
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * cfg.grad_accum + micro)
                 with accelerator.autocast():
                     if phase == "encoder":
                         if cfg.blind_encoder:
                             images = [Image.new("RGB", im.size, BLIND_GREY) for im in images]
                         targets = cell_targets(batch, cell_words) if cell_words else None
-                        loss, acc = encoder.sft_loss(images, [s["caption"] for s in batch], token_weights=weights,
-                                                     image_targets=targets, image_weight=cfg.image_word_weight)
-                        acc_sum += float(acc)
+                        tokens = sum(map(len, encoder._completion_ids([s["caption"] for s in batch], add_end=True)))
+                        mine_tokens = sum(map(len, encoder._completion_ids([s["caption"] for s in mine], add_end=True)))
+                        loss, acc = encoder.sft_loss(
+                            images, [s["caption"] for s in mine], token_weights=weights,
+                            image_targets=targets[lo:hi] if targets else None, image_weight=cfg.image_word_weight,
+                            token_count=tokens if dist.active else None,
+                            image_token_count=sum(map(len, targets)) if targets and dist.active else None)
+                        acc_sum += float(acc) * mine_tokens / tokens
                     else:
                         rng = random.Random(int(torch.randint(2**31, (1,), generator=g)))
                         texts = [s["meta"].get("short_caption") if s["meta"].get("short_caption")
                                  and rng.random() < cfg.short_caption_prob else s["caption"] for s in batch]
+                        t, noise, drop = decoder.loss_randomness(len(batch), g)
                         with torch.set_grad_enabled(reader is not encoder):
-                            hidden, mask = reader.encode_text(texts, max_length=cfg.max_text_tokens)
+                            hidden, mask = reader.encode_text(texts[lo:hi], max_length=cfg.max_text_tokens)
                         truncated += int(sum(len(t.split()) > cfg.max_text_tokens for t in texts))
-                        loss = decoder.loss(images, hidden.float(), mask, generator=g)
+                        loss = decoder.loss(images, hidden.float(), mask, generator=g, t=t[lo:hi], noise=noise[lo:hi],
+                                            drop=drop[lo:hi] if drop is not None else None)
+                        loss = loss * len(mine) / len(batch)  # this rank's share of the global mean
                 accelerator.backward(loss / cfg.grad_accum)
                 loss_sum += float(loss.detach()) / cfg.grad_accum
+            dist.sync_grads(params)
+            loss_sum, acc_sum = dist.sum(loss_sum, acc_sum)
             if cfg.grad_clip > 0:
                 accelerator.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
@@ -359,18 +382,22 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
             else:
                 row["captions_over_token_limit"] = truncated
             rows.append(row)
-            if step % cfg.log_every == 0 or step == total:
+            if dist.main and (step % cfg.log_every == 0 or step == total):
                 log.write(json.dumps(row) + "\n")
                 log.flush()
             if step % cfg.checkpoint_every == 0 or step == total:
-                save_checkpoint(ckpt, module, optimizer, scheduler,
-                                {"step": step, "samples_seen": samples_seen, "truncated": truncated}, ema)
-            if on_progress:
+                if dist.main:
+                    save_checkpoint(ckpt, module, optimizer, scheduler,
+                                    {"step": step, "samples_seen": samples_seen, "truncated": truncated}, ema)
+                dist.barrier()
+            if on_progress and dist.main:
                 on_progress(step, total, loss=loss_sum, **({"acc": row["token_accuracy"]} if phase == "encoder" else {}))
     module.eval()
     if ema is not None:
         ema.copy_to(params)  # the saved decoder is the EMA; the last checkpoint still holds the raw weights
-    module.save_pretrained(out / phase)
+    if dist.main:
+        module.save_pretrained(out / phase)
+    dist.barrier()
     return rows
 
 
@@ -383,10 +410,12 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
     """
     out = Path(out)
     list_shards(Path(cfg.corpus))  # fail early, one line, if the corpus has no shards
+    from uae_data import distributed
     from uae_train.stages.rl_common import prepare_run
 
-    resume = prepare_run(out, cfg, "pretrain", resume)
-    device = resolve_device(cfg.device)
+    dist = distributed.setup(cfg.device)
+    resume = prepare_run(out, cfg, "pretrain", resume, main=dist.main)
+    device = dist.device if dist.active else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder, decoder = load_models(cfg, out, device)
     saved = out / "summary.json"  # phases finished before a resume keep their summary
@@ -395,12 +424,11 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
         done_marker = out / phase / ".done"
         if resume and done_marker.exists():
             continue
-        ctx = progress(f"pretrain {phase}") if progress else None
-        if ctx is None:
-            rows = run_phase(phase, cfg, out, encoder, decoder, device, resume)
-        else:
-            with ctx as update:
-                rows = run_phase(phase, cfg, out, encoder, decoder, device, resume, update)
+        ctx = progress(f"pretrain {phase}") if progress and dist.main else contextlib.nullcontext()
+        with ctx as update:
+            rows = run_phase(phase, cfg, out, encoder, decoder, device, resume, update)
+        if not dist.main:
+            continue
         done_marker.write_text("ok\n")
         if rows:
             k = max(1, len(rows) // 10)
@@ -416,5 +444,7 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
             if phase == "encoder":
                 summary[phase]["first_token_accuracy"] = sum(r["token_accuracy"] for r in rows[:k]) / k
                 summary[phase]["last_token_accuracy"] = sum(r["token_accuracy"] for r in rows[-k:]) / k
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if dist.main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    dist.barrier()
     return summary

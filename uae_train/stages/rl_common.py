@@ -21,12 +21,31 @@ from uae_data.scenes import Scene, render, sample_scene
 from uae_data.shards import corpus_dataset, list_shards
 
 
-def prepare_run(out: Path, cfg: Any, kind: str, resume: bool) -> bool:
+def prepare_run(out: Path, cfg: Any, kind: str, resume: bool, main: bool = True) -> bool:
     """Continue the run in `out` when it was started with the same config (rerunning the same command
     resumes, as the demo and build-corpus do; `--resume` says so explicitly); refuse another config.
 
-    Returns whether this is a resumed run. Writes config.yaml for a new one.
+    Returns whether this is a resumed run. Writes config.yaml for a new one (rank 0 of a multi-process run;
+    the others wait for it and read the same answer).
     """
+    from uae_data import distributed
+
+    dist = distributed.current()
+    if dist.active:
+        answer = None
+        if main:
+            try:
+                answer = ("ok", _prepare_run(out, cfg, kind, resume))
+            except Exception as err:  # every rank must leave, with the same one-line error
+                answer = ("error", err)
+        answer = dist.gather(answer)[0]
+        if answer[0] == "error":
+            raise answer[1]
+        return answer[1]
+    return _prepare_run(out, cfg, kind, resume)
+
+
+def _prepare_run(out: Path, cfg: Any, kind: str, resume: bool) -> bool:
     saved = out / "config.yaml"
     if saved.exists():
         import yaml
@@ -154,17 +173,40 @@ def truncate_jsonl(path: Path, step: int) -> None:
 
 
 def restore(out: Path, ckpt: Path, module, optimizer, scheduler, resume: bool) -> tuple[int, int]:
-    """(step, samples seen) to continue from: the last checkpoint on --resume (logs cut back to it), else (0, 0)."""
+    """(step, samples seen) to continue from: the last checkpoint on --resume (logs cut back to it), else (0, 0).
+    Every rank of a multi-process run loads the checkpoint; rank 0 cuts the logs."""
+    from uae_data import distributed
     from uae_train.stages.pretrain import load_checkpoint
 
+    dist = distributed.current()
     step, seen = 0, 0
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt, module, optimizer, scheduler)
         step, seen = state["step"], state["samples_seen"]
-    if resume:
+    if resume and dist.main:
         truncate_jsonl(out / "metrics.jsonl", step)
         truncate_jsonl(out / "eval.jsonl", step)
+    dist.barrier()
     return step, seen
+
+
+def rank_seed(base: int, rank: int) -> int:
+    """A rank's sampling seed: rank 0 keeps the 1-process seed, others get their own stream (a run is
+    reproducible for a given number of processes)."""
+    return base if rank == 0 else (base + rank * 1_000_000_007) % (2**62)
+
+
+def gather_rewards(dist, rewards: torch.Tensor, parts: dict[str, list]) -> tuple[torch.Tensor, dict[str, list]]:
+    """The global batch's (B, G) rewards and reward parts, in rank order (= the 1-process batch order)."""
+    got = dist.gather((rewards.detach().cpu(), {k: [float(x) for x in v] for k, v in parts.items()}))
+    return torch.cat([r for r, _ in got]), {k: [x for _, p in got for x in p[k]] for k in parts}
+
+
+def main_only(dist, fn, *args, **kwargs):
+    """fn(...) on rank 0 (evaluations, result files) while the others wait; its value on rank 0, else None."""
+    value = fn(*args, **kwargs) if dist.main else None
+    dist.barrier()
+    return value
 
 
 def write_stage_results(out: Path, stage: str, cfg: Any, eval_rows: list[dict], model: dict) -> None:

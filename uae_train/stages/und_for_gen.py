@@ -170,11 +170,17 @@ def rollout(cfg: Stage2Config, decoder, context, seeds: list[int]):
     return torch.stack(traj), torch.stack(logps), sigmas, images
 
 
-def update(cfg: Stage2Config, decoder, reference, hidden, mask, traj, old_logps, sigmas, adv, optimizer, params) -> dict:
-    """Clipped objective + β·KL over the trained steps of every trajectory; one optimizer step per iteration."""
-    n = traj.shape[1]
+def update(cfg: Stage2Config, decoder, reference, hidden, mask, traj, old_logps, sigmas, adv, optimizer, params,
+           dist=None) -> dict:
+    """Clipped objective + β·KL over the trained steps of every trajectory; one optimizer step per iteration.
+    Multi-process (`dist`): weights are over the global batch and gradients are summed across ranks."""
+    from uae_data import distributed
+
+    dist = dist or distributed.current()
+    n_local = traj.shape[1]
+    n = int(dist.sum(n_local)[0])
     trained = max(1, int(cfg.rollout_steps * cfg.timestep_fraction))
-    chunks = [slice(i, min(n, i + cfg.micro_batch)) for i in range(0, n, cfg.micro_batch)]
+    chunks = [slice(i, min(n_local, i + cfg.micro_batch)) for i in range(0, n_local, cfg.micro_batch)]
     stats: dict = {}
     for it in range(cfg.num_iterations):
         optimizer.zero_grad(set_to_none=True)
@@ -203,6 +209,10 @@ def update(cfg: Stage2Config, decoder, reference, hidden, mask, traj, old_logps,
                 acc["clip_fraction"] += w * s["clip_fraction"]
                 acc["ratio_mean"] += w * s["ratio_mean"]
                 rmin, rmax = min(rmin, s["ratio_min"]), max(rmax, s["ratio_max"])
+        dist.sync_grads(params)
+        acc = dict(zip(acc, dist.sum(*acc.values())))
+        ends = dist.gather((rmin, rmax))
+        rmin, rmax = min(e[0] for e in ends), max(e[1] for e in ends)
         if cfg.grad_clip > 0:
             acc["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
         optimizer.step()
@@ -218,10 +228,13 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
     """Run stage 2 into `out` (encoder/ decoder/ checkpoints/ metrics.jsonl eval.jsonl results/)."""
     import contextlib
 
+    from uae_data import distributed
+
     out = Path(out)
     init = rl.check_init(cfg.init)
-    resume = rl.prepare_run(out, cfg, "stage2", resume)
-    device = resolve_device(cfg.device)
+    dist = distributed.setup(cfg.device)
+    resume = rl.prepare_run(out, cfg, "stage2", resume, main=dist.main)
+    device = dist.device if dist.active else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder, decoder = rl.load_pair(init, device, decoder_options=cfg.decoder_options)
     for p in encoder.parameters():
@@ -242,6 +255,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
             yield frozen
     reward = build_reward(cfg.reward, cfg.reward_options)
     params = decoder.trainable_parameters()
+    dist.broadcast_params(params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     ckpt = out / "checkpoints" / "decoder"
@@ -251,70 +265,77 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
         eval_texts = captions(cfg, encoder, eval_images, cfg.eval_seed)
     stream = rl.train_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen)
     eval_rows = rl.read_jsonl(out / "eval.jsonl")
-    ctx = progress("stage2 (decoder policy)") if progress else None
-    update_bar = ctx.__enter__() if ctx else None
-    try:
-        with (out / "metrics.jsonl").open("a") as log, (out / "eval.jsonl").open("a") as elog:
-            if step == 0 and not eval_rows:
-                with autocast(cfg, device):
-                    row = evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, 0, out)
+    lo, hi = dist.bounds(cfg.images_per_step, "images_per_step")  # this rank's whole groups
+
+    def held_out_eval(at: int) -> dict:
+        with autocast(cfg, device):
+            return evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, at, out)
+
+    main = dist.main
+    with (progress("stage2 (decoder policy)") if progress and main else contextlib.nullcontext()) as update_bar, \
+            ((out / "metrics.jsonl").open("a") if main else contextlib.nullcontext()) as log, \
+            ((out / "eval.jsonl").open("a") if main else contextlib.nullcontext()) as elog:
+        if step == 0 and not eval_rows:
+            row = rl.main_only(dist, held_out_eval, 0)
+            if main:
                 eval_rows.append(row)
                 elog.write(json.dumps(row) + "\n")
                 elog.flush()
-            while step < cfg.steps:
-                t0 = time.perf_counter()
-                batch = [next(stream) for _ in range(cfg.images_per_step)]
-                seen += len(batch)
-                images = [s["image"].convert("RGB").resize((cfg.image_size, cfg.image_size)) for s in batch]
-                scenes = [rl.scene_of(s) for s in batch]
-                G = cfg.group_size
-                base = cfg.seed * 1_000_003 + step * 7_919
-                with autocast(cfg, device):
-                    texts = captions(cfg, encoder, images, base)
-                    with torch.no_grad():
-                        hidden, mask = decoder.reader(encoder).encode_text(texts, max_length=cfg.max_text_tokens)
-                    hidden = hidden.float().repeat_interleave(G, 0)  # (B·G, T, H): row b·G+g = caption b
-                    mask = mask.repeat_interleave(G, 0)
-                    seeds = [base + j for j in range(len(images) * G)]  # every painting its own noise
-                    decoder.eval()
-                    with torch.no_grad():
-                        context = decoder.context(hidden, mask)
-                    traj, logps, sigmas, paintings = rollout(cfg, decoder, context, seeds)
-                    t_roll = time.perf_counter()
-                    ref_images, ref_scenes = rl.reward_references(images, scenes, cfg.shuffle_reward_images)
-                    originals = [im for im in ref_images for _ in range(G)]
-                    rep = [s for s in ref_scenes for _ in range(G)]
-                    r = reward(originals, paintings, rep if all(s is not None for s in scenes) else None)
-                    rewards = r.view(len(images), G)  # (B, G)
-                    adv = (grpo.flow_grpo_advantages(rewards, clip=cfg.adv_clip) if cfg.advantage == "flow_grpo"
-                           else grpo.group_advantages(rewards)).flatten().to(device)  # (B·G,)
-                    t_rew = time.perf_counter()
-                    decoder.train()
-                    st = update(cfg, decoder, reference, hidden, mask, traj, logps, sigmas, adv, optimizer, params)
-                    decoder.eval()
-                scheduler.step()
-                step += 1
-                now = time.perf_counter()
-                row = {"step": step, "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-                       "zero_std_groups": grpo.zero_std_fraction(rewards),
-                       **{f"reward_{k}": float(np.mean(v)) for k, v in reward.parts.items()},
-                       **st, "rollout_s": t_roll - t0, "reward_s": t_rew - t_roll, "step_time_s": now - t0,
-                       "images_per_s": len(paintings) / max(1e-9, t_roll - t0), "samples_seen": seen}
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            batch = [next(stream) for _ in range(cfg.images_per_step)]  # the global batch
+            seen += len(batch)
+            all_images = [s["image"].convert("RGB").resize((cfg.image_size, cfg.image_size)) for s in batch]
+            all_scenes = [rl.scene_of(s) for s in batch]
+            images = all_images[lo:hi]
+            G = cfg.group_size
+            base = cfg.seed * 1_000_003 + step * 7_919
+            with autocast(cfg, device):
+                texts = captions(cfg, encoder, images, rl.rank_seed(base, dist.rank))
+                with torch.no_grad():
+                    hidden, mask = decoder.reader(encoder).encode_text(texts, max_length=cfg.max_text_tokens)
+                hidden = hidden.float().repeat_interleave(G, 0)  # (b·G, T, H): row i·G+g = caption i
+                mask = mask.repeat_interleave(G, 0)
+                seeds = [base + lo * G + j for j in range(len(images) * G)]  # every painting its own noise
+                decoder.eval()
+                with torch.no_grad():
+                    context = decoder.context(hidden, mask)
+                traj, logps, sigmas, paintings = rollout(cfg, decoder, context, seeds)
+                t_roll = time.perf_counter()
+                ref_images, ref_scenes = rl.reward_references(all_images, all_scenes, cfg.shuffle_reward_images)
+                originals = [im for im in ref_images[lo:hi] for _ in range(G)]
+                rep = [s for s in ref_scenes[lo:hi] for _ in range(G)]
+                r = reward(originals, paintings, rep if all(s is not None for s in all_scenes) else None)
+                rewards = r.view(len(images), G)  # (b, G)
+                adv = (grpo.flow_grpo_advantages(rewards, clip=cfg.adv_clip) if cfg.advantage == "flow_grpo"
+                       else grpo.group_advantages(rewards)).flatten().to(device)  # (b·G,), groups whole
+                t_rew = time.perf_counter()
+                decoder.train()
+                st = update(cfg, decoder, reference, hidden, mask, traj, logps, sigmas, adv, optimizer, params, dist)
+                decoder.eval()
+            scheduler.step()
+            step += 1
+            now = time.perf_counter()
+            all_rewards, parts = rl.gather_rewards(dist, rewards, reward.parts)
+            row = {"step": step, "reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
+                   "zero_std_groups": grpo.zero_std_fraction(all_rewards),
+                   **{f"reward_{k}": float(np.mean(v)) for k, v in parts.items()},
+                   **st, "rollout_s": t_roll - t0, "reward_s": t_rew - t_roll, "step_time_s": now - t0,
+                   "images_per_s": dist.sum(len(paintings))[0] / max(1e-9, t_roll - t0), "samples_seen": seen}
+            if main:
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                    save_checkpoint(ckpt, decoder, optimizer, scheduler, {"step": step, "samples_seen": seen})
-                if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-                    with autocast(cfg, device):
-                        erow = evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, step, out)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                rl.main_only(dist, save_checkpoint, ckpt, decoder, optimizer, scheduler,
+                             {"step": step, "samples_seen": seen})
+            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
+                erow = rl.main_only(dist, held_out_eval, step)
+                if main:
                     eval_rows.append(erow)
                     elog.write(json.dumps(erow) + "\n")
                     elog.flush()
-                if update_bar:
-                    update_bar(step, cfg.steps, reward=row["reward_mean"])
-    finally:
-        if ctx:
-            ctx.__exit__(None, None, None)
+            if update_bar:
+                update_bar(step, cfg.steps, reward=row["reward_mean"])
     if rl.parameters_digest(encoder) != encoder_digest:
         raise RuntimeError("stage2: the frozen encoder changed during training")
-    return rl.finish(out, "stage2", cfg, encoder, decoder, eval_rows, step, init, "decoder")
+    return rl.main_only(dist, rl.finish, out, "stage2", cfg, encoder, decoder, eval_rows, step, init, "decoder") or {}
