@@ -290,6 +290,14 @@ def train_stage2(
     _rl_stage("stage2", args, out_dir, init, corpus, resume)
 
 
+def _ranks():
+    """This process's place when launched by torchrun / accelerate launch (evaluation splits its items
+    over the processes and rank 0 writes and reports); one process otherwise."""
+    from uae_data import distributed
+
+    return distributed.setup("auto")
+
+
 @eval_app.command("geneval", epilog=OVERRIDES)
 @friendly
 def eval_geneval(
@@ -313,6 +321,7 @@ def eval_geneval(
     from uae_data.progress import progress_bar
     from uae_eval.geneval.harness import GenEvalConfig, run
 
+    dist = _ranks()
     manifest, overrides = split_args(args)
     if generator is not None:
         overrides.append(f"generator={generator}")
@@ -324,9 +333,11 @@ def eval_geneval(
         from uae_train.models.loading import load_autoencoder
 
         generate, model_info = load_autoencoder(encoder, decoder, steps=steps, guidance=guidance)
-    with progress_bar("geneval") as update:
+    with progress_bar("geneval", enabled=None if dist.main else False) as update:
         res = run(cfg, out_dir, generate=generate, images=images, detections=detections, metadata=metadata,
                   model=model_info, on_progress=update)
+    if not dist.main:
+        return
     tags = "  ".join(f"{k}={v:.3f}" for k, v in res.metrics.items() if k != "overall")
     partial = (f"  PARTIAL: {res.extra['n_missing_prompts']} prompts / {res.extra['n_missing_images']} images missing"
                if res.extra.get("partial") else "")
@@ -353,6 +364,7 @@ def eval_mmt(
     from uae_eval.mmt_bench.answerers import ANSWERERS, build_answerer
     from uae_eval.mmt_bench.harness import MMTConfig, run
 
+    dist = _ranks()
     manifest, overrides = split_args(args)
     overrides += [f"tsv={tsv}"] * (tsv is not None) + [f"model={model}"] * (model is not None)
     overrides += ["allow_missing=true"] * allow_missing
@@ -372,6 +384,8 @@ def eval_mmt(
         else:
             answer = loading.load_vlm_answerer(cfg.model)
     res = run(cfg, out_dir, answer=answer, predictions=predictions, model_name=model_name)
+    if not dist.main:
+        return
     missing = f", {res.extra['n_missing']} unanswered scored as failed" if res.extra.get("n_missing") else ""
     out.print(f"mmt-bench overall={res.metrics['overall']:.4f} over {res.n_items} questions "
               f"({res.model['name']}{missing}) -> {out_dir}")
@@ -398,6 +412,7 @@ def eval_recon(
     from uae_data.errors import ConfigError
     from uae_eval.recon import ReconConfig, build_metrics, load_items, run
 
+    dist = _ranks()
     manifest, overrides = split_args(args)
     overrides += [f"data={data}"] * (data is not None) + [f"steps={steps}"] * (steps is not None)
     cfg = load_config(ReconConfig, manifest or MANIFESTS / "eval" / "recon-scene.yaml", overrides, kind="recon")
@@ -412,6 +427,8 @@ def eval_recon(
 
         caption, generate, model = load_recon_models(encoder, decoder, cfg)
     res = run(cfg, out_dir, caption=caption, generate=generate, model=model, metrics=metrics)
+    if not dist.main:
+        return
     shown = "  ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if not k.endswith(("_ci_low", "_ci_high")))
     out.print(f"recon over {res.n_items} images: {shown}  -> {out_dir}")
 

@@ -209,3 +209,27 @@ def test_stage1_update_on_two_processes_equals_the_one_process_update_on_the_sam
     rewards = torch.rand(6, 4, generator=torch.Generator().manual_seed(0))
     split = torch.cat([group_advantages(rewards[:3]), group_advantages(rewards[3:])])
     assert torch.equal(split, group_advantages(rewards))
+
+
+# ---------------------------------------------------------------- evaluation split over processes
+
+@pytest.mark.integration
+@pytest.mark.parametrize("bench", ["geneval", "recon", "mmt-bench"])
+def test_evaluation_on_two_processes_writes_what_one_process_writes(corpora, tmp_path, bench):
+    m = SCENE_MODELS
+    args = {"geneval": ["limit=8", "images_per_prompt=2", "--encoder", str(m / "encoder"), "--decoder",
+                        str(m / "decoder"), "--steps", "4", "--guidance", "8"],
+            "recon": ["--data", str(corpora[48]), "--encoder", str(m / "encoder"), "--decoder", str(m / "decoder"),
+                      "--steps", "4", "limit=7", "image_size=48", "shuffle_captions=true"],
+            "mmt-bench": ["--model", "caption-reader", "--encoder", str(m / "encoder"), "limit=9"]}[bench]
+    launch(1, "eval", bench, *args, "--out", str(tmp_path / "one"))
+    p = launch(2, "eval", bench, *args, "--out", str(tmp_path / "two"))
+    assert p.stdout.count("overall=") + p.stdout.count("recon over") == 1  # rank 0 reports
+    one, two = (json.loads((tmp_path / r / "results.json").read_text()) for r in ("one", "two"))
+    assert one["metrics"] == two["metrics"] and one["n_items"] == two["n_items"]
+    assert (tmp_path / "one" / "samples.jsonl").read_text() == (tmp_path / "two" / "samples.jsonl").read_text()
+    if bench == "geneval":
+        assert (tmp_path / "one" / "results.jsonl").read_text() == (tmp_path / "two" / "results.jsonl").read_text()
+    if bench == "recon":  # every rank wrote its own images
+        assert sorted(q.name for q in (tmp_path / "two" / "images").iterdir()) == \
+            sorted(q.name for q in (tmp_path / "one" / "images").iterdir())

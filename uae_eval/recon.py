@@ -193,31 +193,52 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
     originals = [it["image"] for it in items]
     n, k = len(items), cfg.images_per_caption
 
+    # A multi-process run (torchrun / accelerate launch) gives each rank every world-th image; per-image
+    # seeds are global, so the pieces gathered back equal a 1-process run's.
+    from uae_data import distributed
+
+    dist = distributed.current()
+    mine = dist.split(list(range(n)))
     cap_seeds = [cfg.seed * 100003 + i for i in range(n)]
     if getattr(caption, "uses_scene_spec", False):
-        texts = list(caption(originals, scenes=[it["scene"] for it in items], seeds=cap_seeds))
+        texts_mine = list(caption([originals[i] for i in mine], scenes=[items[i]["scene"] for i in mine],
+                                  seeds=[cap_seeds[i] for i in mine]))
     else:
-        texts = list(caption(originals))
-    if len(texts) != n:
-        raise ValueError(f"captioner returned {len(texts)} captions for {n} images")
+        texts_mine = list(caption([originals[i] for i in mine]))
+    if len(texts_mine) != len(mine):
+        raise ValueError(f"captioner returned {len(texts_mine)} captions for {len(mine)} images")
+    texts = [""] * n
+    for part in dist.gather(list(zip(mine, texts_mine))):
+        for i, t in part:
+            texts[i] = t
     perm = derangement(n, cfg.seed) if cfg.shuffle_captions else list(range(n))
     used = [texts[perm[i]] for i in range(n)]
 
-    prompts = [used[i] for i in range(n) for _ in range(k)]
-    seeds = [cfg.seed * 100003 + i * k + j for i in range(n) for j in range(k)]
+    prompts = [used[i] for i in mine for _ in range(k)]
+    seeds = [cfg.seed * 100003 + i * k + j for i in mine for j in range(k)]
     recons = list(generate(prompts, seeds))
-    if len(recons) != n * k:
-        raise ValueError(f"generator returned {len(recons)} images for {n * k} prompts")
-    pair_originals = [originals[i] for i in range(n) for _ in range(k)]
+    if len(recons) != len(mine) * k:
+        raise ValueError(f"generator returned {len(recons)} images for {len(mine) * k} prompts")
+    pair_originals = [originals[i] for i in mine for _ in range(k)]
 
     values: dict[str, np.ndarray] = {}  # name -> (n, k)
     for name, m in metric_objs.items():
-        specs = [it["scene"] for it in items]
-        if isinstance(m, SceneF1) and all(s is not None for s in specs):
-            v = m.score_specs([specs[i] for i in range(n) for _ in range(k)], recons)
+        specs = [items[i]["scene"] for i in mine]
+        if isinstance(m, SceneF1) and all(it["scene"] is not None for it in items):
+            v = m.score_specs([specs[r] for r in range(len(mine)) for _ in range(k)], recons)
         else:
             v = m(pair_originals, recons)
-        values[name] = np.asarray(v, dtype=np.float64).reshape(n, k)
+        values[name] = np.zeros((n, k))
+        for part in dist.gather((mine, np.asarray(v, dtype=np.float64).reshape(len(mine), k))):
+            values[name][part[0]] = part[1]
+    if cfg.save_images:  # each rank writes its own images; the samples below name them
+        img_dir = out / "images"
+        img_dir.mkdir(parents=True, exist_ok=True)
+        for r, i in enumerate(mine):
+            originals[i].save(img_dir / f"{i:05d}_orig.png")
+            for j in range(k):
+                recons[r * k + j].save(img_dir / f"{i:05d}_rec{j}.png")
+            _pair_image(originals[i], recons[r * k]).save(img_dir / f"{i:05d}_pair.png")
 
     higher = {name: bool(m.higher_is_better) for name, m in metric_objs.items()}
     if cfg.mean_of:
@@ -246,15 +267,8 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
              "metrics": {name: float(per_image[name][i]) for name in values},
              "values": {name: [float(x) for x in values[name][i]] for name in values}}
         if cfg.save_images:
-            img_dir = out / "images"
-            img_dir.mkdir(parents=True, exist_ok=True)
-            originals[i].save(img_dir / f"{i:05d}_orig.png")
-            recs = []
-            for j in range(k):
-                recons[i * k + j].save(img_dir / f"{i:05d}_rec{j}.png")
-                recs.append(f"images/{i:05d}_rec{j}.png")
-            _pair_image(originals[i], recons[i * k]).save(img_dir / f"{i:05d}_pair.png")
-            s.update(original=f"images/{i:05d}_orig.png", reconstructions=recs, image=f"images/{i:05d}_pair.png")
+            s.update(original=f"images/{i:05d}_orig.png", reconstructions=[f"images/{i:05d}_rec{j}.png" for j in range(k)],
+                     image=f"images/{i:05d}_pair.png")
         samples.append(s)
     sign = 1.0 if higher[primary] else -1.0
     samples.sort(key=lambda s: sign * s["metrics"][primary])  # worst first (stable: ties keep data order)
@@ -269,5 +283,7 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
         extra={"metrics": {name: m.provenance() for name, m in metric_objs.items()},
                **({"mean_of": {cfg.mean_name: list(cfg.mean_of)}} if cfg.mean_of else {}),
                "n_reconstructions": n * k, "shuffled_captions": cfg.shuffle_captions})
-    write_results(out, res, samples)
+    if dist.main:
+        write_results(out, res, samples)
+    dist.barrier()
     return res

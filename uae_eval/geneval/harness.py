@@ -80,15 +80,18 @@ def image_seed(cfg: GenEvalConfig, prompt_index: int, image_index: int) -> int:
     return cfg.seed * 100003 + prompt_index * cfg.images_per_prompt + image_index
 
 
-def generate_items(cfg: GenEvalConfig, metas: list[dict], generate: Callable, out: Path | None) -> Iterator[ImageItem]:
+def generate_items(cfg: GenEvalConfig, metas: list[dict], generate: Callable, out: Path | None,
+                   prompts: list[int] | None = None) -> Iterator[ImageItem]:
     """Generate images a batch of prompts at a time; save them in the official layout when `out` is given.
 
     A batch holds whole prompts (batch_size // images_per_prompt of them) so a model sees full batches;
-    each image depends only on its own seed, so batching does not change any image.
+    each image depends only on its own seed, so batching does not change any image. `prompts`: the prompt
+    indexes to paint (a rank's share in a multi-process run), default all.
     """
     per_batch = max(1, cfg.batch_size // cfg.images_per_prompt)
-    for start in range(0, len(metas), per_batch):
-        idx = range(start, min(start + per_batch, len(metas)))
+    order = list(range(len(metas))) if prompts is None else list(prompts)
+    for start in range(0, len(order), per_batch):
+        idx = order[start:start + per_batch]
         pairs = [(i, j) for i in idx for j in range(cfg.images_per_prompt)]
         images = generate([metas[i] for i, _ in pairs], [image_seed(cfg, i, j) for i, j in pairs])
         for (i, j), im in zip(pairs, images):
@@ -260,6 +263,9 @@ def run(
     from uae_eval.geneval.generators import build_generator
     from uae_eval.results import Results, write_results
 
+    from uae_data import distributed
+
+    dist = distributed.current()  # several processes: each scores every world-th prompt, rank 0 merges
     out = Path(out)
     if sum(x is not None for x in (generate, images, detections)) > 1:
         raise InputError("give one input: a generator, an image folder or a detections file")
@@ -269,6 +275,8 @@ def run(
     if images is not None:
         metas, item_list = folder_items(images, load_prompts(cfg, metadata))
         completeness = coverage(item_list, metas, cfg.images_per_prompt, str(images), cfg.allow_partial)
+        position = {(it.prompt_index, it.image_index): n for n, it in enumerate(item_list)}
+        item_list = [it for it in item_list if it.prompt_index % dist.world == dist.rank]
         items: Iterator[ImageItem] = iter(item_list)
         total = len(item_list)
         mode, model = "folder", model or {"name": "images", "path": str(images), "config": {}}
@@ -277,6 +285,8 @@ def run(
         metas = every[: cfg.limit] if cfg.limit else every
         item_list = [it for it in detection_items(Path(detections), len(every)) if it.prompt_index < len(metas)]
         completeness = coverage(item_list, metas, cfg.images_per_prompt, str(detections), cfg.allow_partial)
+        position = {(it.prompt_index, it.image_index): n for n, it in enumerate(item_list)}
+        item_list = [it for it in item_list if it.prompt_index % dist.world == dist.rank]
         items, total, mode = iter(item_list), len(item_list), "detections"
         model = model or {"name": "precomputed-detections", "path": str(detections), "config": {}}
         provenance = {"detector": {"backend": "precomputed", "official_compatible": None},
@@ -288,8 +298,10 @@ def run(
             generate = build_generator(cfg.generator, image_size=cfg.image_size, **cfg.generator_options)
             model = model or {"name": f"scene-{cfg.generator}", "path": None,
                               "config": {"image_size": cfg.image_size, **cfg.generator_options}}
-        total, mode = len(metas) * cfg.images_per_prompt, "generator"
-        items = generate_items(cfg, metas, generate, out / "images" if cfg.save_images else None)
+        share = dist.split(list(range(len(metas))))
+        total, mode = len(share) * cfg.images_per_prompt, "generator"
+        position = {(i, j): i * cfg.images_per_prompt + j for i in range(len(metas)) for j in range(cfg.images_per_prompt)}
+        items = generate_items(cfg, metas, generate, out / "images" if cfg.save_images else None, share)
         model = model or {"name": getattr(generate, "name", "generator"), "path": None, "config": {}}
     if mode != "detections" and (cfg.detector == "scene" or oracle):
         scene_only(metas, metadata or cfg.metadata_path(), "the scene detector" if cfg.detector == "scene" else "the scene oracle")
@@ -330,10 +342,15 @@ def run(
         if on_progress:
             on_progress(len(rows), total)
 
+    if dist.active:  # every rank's rows, back in the 1-process order
+        merged = [pair for part in dist.gather(list(zip(rows, samples))) for pair in part]
+        merged.sort(key=lambda p: position[(p[1]["prompt_index"], p[1]["image_index"])])
+        rows, samples = [p[0] for p in merged], [p[1] for p in merged]
     summary = rules.summarize([{"tag": r["tag"], "correct": r["correct"], "prompt_index": s["prompt_index"]}
                                for r, s in zip(rows, samples)])
     # Official results.jsonl: pandas lines, as evaluate_images.py writes it.
-    pd.DataFrame(rows).to_json(out / "results.jsonl", orient="records", lines=True)
+    if dist.main:
+        pd.DataFrame(rows).to_json(out / "results.jsonl", orient="records", lines=True)
     official = bool(provenance.get("detector", {}).get("official_compatible")) and bool(
         provenance.get("colour", {}).get("official_compatible"))
     results = Results(
@@ -347,5 +364,7 @@ def run(
         config=to_dict(cfg) | {"mode": mode, "metadata_file": str(metadata or cfg.metadata_path())},
         extra={"official_compatible": official, **provenance, "n_prompts": len(metas), **completeness},
     )
-    write_results(out, results, samples)
+    if dist.main:
+        write_results(out, results, samples)
+    dist.barrier()
     return results

@@ -127,8 +127,13 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
             raise InputError(f"{cfg.tsv}: no {', '.join(lacking)} column; the scene-world answerers (oracle, "
                              "caption-reader) answer only scene-world TSVs: give a real model or --predictions")
         check_images(df, cfg.tsv)  # bad rows fail up front, not mid-run
+    from uae_data import distributed
+
+    dist = distributed.current()  # several processes: each answers every world-th row, rank 0 merges
+    records = df.to_dict("records")
+    mine = dist.split(list(range(len(records)))) if answer is not None else list(range(len(records)))
     samples = []
-    for row in df.to_dict("records"):
+    for row in (records[i] for i in mine):
         idx = row["index"]
         if preds is not None:
             pred = preds.get(idx, "")  # missing (allow_missing): no answer -> extraction fails -> Z
@@ -141,9 +146,17 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
                         "prediction": pred, "extracted": got, "hit": int(got == row["answer"]),
                         "category": row["category"], "l2-category": row["l2-category"],
                         "split": str(row.get("split", "none"))})
+    if answer is not None and dist.active:
+        merged = [pair for part in dist.gather(list(zip(mine, samples))) for pair in part]
+        samples = [s for _, s in sorted(merged, key=lambda p: p[0])]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     name = Path(cfg.tsv).stem
+    if not dist.main:
+        dist.barrier()
+        return Results(benchmark="mmt-bench", benchmark_version=f"{name}+{cfg.rules}", model=model,
+                       metrics=aggregate(samples), primary_metric="overall", higher_is_better=True,
+                       n_items=len(samples), config=to_dict(cfg))
+    out.mkdir(parents=True, exist_ok=True)
     write_acc_csv(out / f"{name}_acc.csv", samples)
     results = Results(benchmark="mmt-bench", benchmark_version=f"{name}+{cfg.rules}",
                       model=model, metrics=aggregate(samples),
@@ -151,4 +164,5 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
                       config=to_dict(cfg) | ({"model": model["name"]} if preds is not None else {}),
                       extra={"partial": bool(n_missing), "n_missing": n_missing})
     write_results(out, results, samples)
+    dist.barrier()
     return results
