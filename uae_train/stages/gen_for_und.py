@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from uae_data.config import config_kind, help_field
+from uae_data.config import config_kind, help_field, to_dict
 from uae_data.scenes import parse_caption
 from uae_train import grpo
 from uae_train.rewards import build_reward
@@ -78,8 +78,14 @@ class Stage1Config:
     mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA) | no | bf16")
     device: str = help_field("auto", help="auto | cpu | cuda")
     seed: int = help_field(0, help="seed of data order, sampling and noise")
+    log_with: list[str] = help_field([], help="experiment trackers beside metrics.jsonl, rank 0 only, under RUN/trackers: tensorboard, wandb (offline), mlflow (local)")
 
     def validate(self) -> None:
+        from uae_train.tracking import TRACKERS
+
+        for name in self.log_with:
+            if name not in TRACKERS:
+                raise ValueError(f"log_with: unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
         if self.loss_type not in grpo.LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {', '.join(grpo.LOSS_TYPES)}; got {self.loss_type!r}")
         if self.scale_rewards not in ("group", "batch", "none"):
@@ -198,6 +204,9 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
 
     out = Path(out)
     init = rl.check_init(cfg.init)
+    from uae_train.tracking import Trackers, check_trackers
+
+    check_trackers(cfg.log_with)
     dist = distributed.setup(cfg.device)
     resume = rl.prepare_run(out, cfg, "stage1", resume, main=dist.main)
     device = dist.device if dist.active else resolve_device(cfg.device)
@@ -226,6 +235,7 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
             return evaluate(cfg, policy, reader_enc, decoder, eval_images, eval_scenes, reward, out, at)
 
     main = dist.main
+    trackers = Trackers(cfg.log_with, out, "stage1", to_dict(cfg), main=main)
     with (progress("stage1 (encoder policy)") if progress and main else contextlib.nullcontext()) as update_bar, \
             ((out / "metrics.jsonl").open("a") if main else contextlib.nullcontext()) as log, \
             ((out / "eval.jsonl").open("a") if main else contextlib.nullcontext()) as elog:
@@ -235,6 +245,7 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
                 eval_rows.append(row)
                 elog.write(json.dumps(row) + "\n")
                 elog.flush()
+                trackers.log(row, 0, prefix="eval/")
         while step < cfg.steps:
             t0 = time.perf_counter()
             batch = [next(stream) for _ in range(cfg.images_per_step)]  # the global batch
@@ -280,6 +291,7 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
             if main:
                 log.write(json.dumps(row) + "\n")
                 log.flush()
+                trackers.log(row, step, prefix="train/")
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 rl.main_only(dist, save_checkpoint, ckpt, policy, optimizer, scheduler,
                              {"step": step, "samples_seen": seen})
@@ -289,8 +301,10 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
                     eval_rows.append(erow)
                     elog.write(json.dumps(erow) + "\n")
                     elog.flush()
+                    trackers.log(erow, step, prefix="eval/")
             if update_bar:
                 update_bar(step, cfg.steps, reward=row["reward_mean"])
+    trackers.close()
     if rl.parameters_digest(decoder) != decoder_digest:
         raise RuntimeError("stage1: the frozen decoder changed during training")
     return rl.main_only(dist, rl.finish, out, "stage1", cfg, policy, decoder, eval_rows, step, init, "encoder") or {}

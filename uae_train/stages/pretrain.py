@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from uae_data.config import config_kind, help_field
+from uae_data.config import config_kind, help_field, to_dict
 from uae_data.errors import ConfigError, CorpusError, InputError
 from uae_data.shards import corpus_dataset, list_shards
 
@@ -71,8 +71,14 @@ class PretrainConfig:
     reliance_samples: int = help_field(64, help="decoder: corpus samples for the caption-reliance check at the end "
                                                 "(flow loss with true vs shuffled captions; 0 = skip)")
     seed: int = help_field(0, help="seed of model init, data order, noise and timesteps")
+    log_with: list[str] = help_field([], help="experiment trackers beside metrics.jsonl, rank 0 only, under RUN/trackers: tensorboard, wandb (offline), mlflow (local)")
 
     def validate(self) -> None:
+        from uae_train.tracking import TRACKERS
+
+        for name in self.log_with:
+            if name not in TRACKERS:
+                raise ValueError(f"log_with: unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
         if self.model not in ("encoder", "decoder", "both"):
             raise ValueError(f"model must be encoder, decoder or both; got {self.model!r}")
         if self.lr_schedule not in ("cosine", "constant"):
@@ -283,7 +289,7 @@ def truncate_metrics(path: Path, phase: str, step: int) -> None:
 
 
 def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, device: torch.device,
-              resume: bool, on_progress: Callable[..., None] | None = None) -> list[dict]:
+              resume: bool, on_progress: Callable[..., None] | None = None, trackers=None) -> list[dict]:
     """Train one phase to its step count; returns the metrics rows written to metrics.jsonl.
 
     Under torchrun / accelerate launch (uae_data.distributed) `batch_size` is the global batch: every rank
@@ -385,6 +391,8 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
             if dist.main and (step % cfg.log_every == 0 or step == total):
                 log.write(json.dumps(row) + "\n")
                 log.flush()
+                if trackers is not None:
+                    trackers.log(row, step, prefix=f"{phase}/")
             if step % cfg.checkpoint_every == 0 or step == total:
                 if dist.main:
                     save_checkpoint(ckpt, module, optimizer, scheduler,
@@ -413,6 +421,9 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
     from uae_data import distributed
     from uae_train.stages.rl_common import prepare_run
 
+    from uae_train.tracking import Trackers, check_trackers
+
+    check_trackers(cfg.log_with)
     dist = distributed.setup(cfg.device)
     resume = prepare_run(out, cfg, "pretrain", resume, main=dist.main)
     device = dist.device if dist.active else resolve_device(cfg.device)
@@ -420,13 +431,14 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
     encoder, decoder = load_models(cfg, out, device)
     saved = out / "summary.json"  # phases finished before a resume keep their summary
     summary = json.loads(saved.read_text()) if resume and saved.is_file() else {}
+    trackers = Trackers(cfg.log_with, out, "pretrain", to_dict(cfg), main=dist.main)
     for phase in cfg.phases():
         done_marker = out / phase / ".done"
         if resume and done_marker.exists():
             continue
         ctx = progress(f"pretrain {phase}") if progress and dist.main else contextlib.nullcontext()
         with ctx as update:
-            rows = run_phase(phase, cfg, out, encoder, decoder, device, resume, update)
+            rows = run_phase(phase, cfg, out, encoder, decoder, device, resume, update, trackers)
         if not dist.main:
             continue
         done_marker.write_text("ok\n")
@@ -444,6 +456,7 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
             if phase == "encoder":
                 summary[phase]["first_token_accuracy"] = sum(r["token_accuracy"] for r in rows[:k]) / k
                 summary[phase]["last_token_accuracy"] = sum(r["token_accuracy"] for r in rows[-k:]) / k
+    trackers.close()
     if dist.main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     dist.barrier()

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from uae_data.config import config_kind, help_field
+from uae_data.config import config_kind, help_field, to_dict
 from uae_data.scenes import write_caption
 from uae_train import flow_sde, grpo
 from uae_train.models.decoder import tensor_to_pil
@@ -72,8 +72,14 @@ class Stage2Config:
     mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA) | no | bf16")
     device: str = help_field("auto", help="auto | cpu | cuda")
     seed: int = help_field(0, help="seed of data order, captions and noise")
+    log_with: list[str] = help_field([], help="experiment trackers beside metrics.jsonl, rank 0 only, under RUN/trackers: tensorboard, wandb (offline), mlflow (local)")
 
     def validate(self) -> None:
+        from uae_train.tracking import TRACKERS
+
+        for name in self.log_with:
+            if name not in TRACKERS:
+                raise ValueError(f"log_with: unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
         if self.advantage not in ("flow_grpo", "group"):
             raise ValueError(f"advantage must be flow_grpo or group; got {self.advantage!r}")
         for name in ("steps", "images_per_step", "rollout_steps", "num_iterations", "micro_batch", "checkpoint_every"):
@@ -232,6 +238,9 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
 
     out = Path(out)
     init = rl.check_init(cfg.init)
+    from uae_train.tracking import Trackers, check_trackers
+
+    check_trackers(cfg.log_with)
     dist = distributed.setup(cfg.device)
     resume = rl.prepare_run(out, cfg, "stage2", resume, main=dist.main)
     device = dist.device if dist.active else resolve_device(cfg.device)
@@ -272,6 +281,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
             return evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, at, out)
 
     main = dist.main
+    trackers = Trackers(cfg.log_with, out, "stage2", to_dict(cfg), main=main)
     with (progress("stage2 (decoder policy)") if progress and main else contextlib.nullcontext()) as update_bar, \
             ((out / "metrics.jsonl").open("a") if main else contextlib.nullcontext()) as log, \
             ((out / "eval.jsonl").open("a") if main else contextlib.nullcontext()) as elog:
@@ -281,6 +291,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
                 eval_rows.append(row)
                 elog.write(json.dumps(row) + "\n")
                 elog.flush()
+                trackers.log(row, 0, prefix="eval/")
         while step < cfg.steps:
             t0 = time.perf_counter()
             batch = [next(stream) for _ in range(cfg.images_per_step)]  # the global batch
@@ -325,6 +336,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
             if main:
                 log.write(json.dumps(row) + "\n")
                 log.flush()
+                trackers.log(row, step, prefix="train/")
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 rl.main_only(dist, save_checkpoint, ckpt, decoder, optimizer, scheduler,
                              {"step": step, "samples_seen": seen})
@@ -334,8 +346,10 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
                     eval_rows.append(erow)
                     elog.write(json.dumps(erow) + "\n")
                     elog.flush()
+                    trackers.log(erow, step, prefix="eval/")
             if update_bar:
                 update_bar(step, cfg.steps, reward=row["reward_mean"])
+    trackers.close()
     if rl.parameters_digest(encoder) != encoder_digest:
         raise RuntimeError("stage2: the frozen encoder changed during training")
     return rl.main_only(dist, rl.finish, out, "stage2", cfg, encoder, decoder, eval_rows, step, init, "decoder") or {}
