@@ -103,9 +103,32 @@ def test_pretrain_on_two_processes_follows_the_one_process_loss_curve(corpora, o
 
 
 @pytest.mark.integration
-def test_pretrain_resume_under_two_processes_continues_exactly(corpora, one_process, tmp_path):
+def test_fsdp_shards_the_dit_and_keeps_the_loss_curve_and_the_saved_decoder(corpora, one_process, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "fsdp"
+    launch(2, "train", "pretrain", "--corpus", str(corpora[32]), "--out", str(out), *TINY, "fsdp=true")
+    assert_same_curve(one_process, out, keys=("loss",))
+    fractions = {r["dit_shard_fraction"] for r in rows(out) if r["phase"] == "decoder"}
+    assert len(fractions) == 1 and 0.4 < fractions.pop() < 0.6  # rank 0 holds about half the DiT
+    for f in ("decoder/transformer/diffusion_pytorch_model.safetensors", "checkpoints/decoder/trainable.safetensors"):
+        a, b = load_file(one_process / f), load_file(out / f)  # full tensors, ordinary layout
+        assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def long_one_process(corpora, tmp_path_factory):
+    out = tmp_path_factory.mktemp("long") / "run"
+    launch(1, "train", "pretrain", "--corpus", str(corpora[32]), "--out", str(out), *TINY, "decoder_steps=40")
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fsdp", [False, True])
+def test_pretrain_resume_under_two_processes_continues_exactly(corpora, long_one_process, tmp_path, fsdp):
     out = tmp_path / "cut"
-    args = ("train", "pretrain", "--corpus", str(corpora[32]), "--out", str(out), *TINY, "decoder_steps=60")
+    args = ("train", "pretrain", "--corpus", str(corpora[32]), "--out", str(out), *TINY, "decoder_steps=40",
+            f"fsdp={str(fsdp).lower()}")
     proc = launch(2, *args, wait=False)
     state = out / "checkpoints" / "decoder" / "state.json"
     deadline = time.time() + 300
@@ -113,13 +136,16 @@ def test_pretrain_resume_under_two_processes_continues_exactly(corpora, one_proc
         if state.exists() and json.loads(state.read_text() or "{}").get("step", 0) >= 2:
             break
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # an interrupt mid-phase, no clean-up
+    # an interrupt mid-phase, no clean-up: the launcher and its workers (torchrun starts them in their own
+    # process groups, so they are found by their --out argument)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    subprocess.run(["pkill", "-KILL", "-f", "--", f"--out {out} "], check=False)
+    while subprocess.run(["pgrep", "-f", "--", f"--out {out} "], capture_output=True).returncode == 0:
+        time.sleep(0.05)
     assert not (out / "decoder" / ".done").exists(), "the run finished before it could be interrupted"
     launch(2, *args)  # the same command again resumes
-    full = tmp_path / "full"
-    launch(1, "train", "pretrain", "--corpus", str(corpora[32]), "--out", str(full), *TINY, "decoder_steps=60")
-    assert_same_curve(full, out, keys=("loss",))
+    assert_same_curve(long_one_process, out, keys=("loss",))
 
 
 @pytest.mark.integration

@@ -71,14 +71,16 @@ class Dist:
         torch.distributed.all_reduce(t)
         return [float(v) for v in t.cpu()]
 
-    def sync_grads(self, params: Iterable[torch.nn.Parameter]) -> None:
-        """Sum gradients over ranks, in one flattened all-reduce (params without a grad count as zero)."""
+    def sync_grads(self, params: Iterable[torch.nn.Parameter], average: bool = False) -> None:
+        """Sum (or average) gradients over ranks, in one flattened all-reduce (a missing grad counts as zero)."""
         if not self.active:
             return
         params = [p for p in params if p.requires_grad]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1).to(self._comm_device, torch.float32) for g in grads])
         torch.distributed.all_reduce(flat)
+        if average:
+            flat /= self.world
         offset = 0
         for p, g in zip(params, grads):
             n = g.numel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -89,7 +89,9 @@ class Scene:
         object.__setattr__(self, "objects", objs)
 
     def to_dict(self) -> dict:
-        return {"objects": [asdict(o) for o in self.objects]}
+        # as {"objects": [asdict(o), ...]} (same keys, same order), without asdict's recursive deep copy
+        return {"objects": [{"shape": o.shape, "color": o.color, "size": o.size, "row": o.row, "col": o.col}
+                            for o in self.objects]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Scene":
@@ -221,9 +223,28 @@ def render_array(scene: Scene, size: int = 64) -> np.ndarray:
     return img
 
 
+@lru_cache(maxsize=8192)
+def _glyph_stamp(shape: str, size: str, row: int, col: int, image_size: int) -> tuple[tuple[int, int, int, int], Image.Image]:
+    """(box, mask): `_glyph`'s patch as a 1-bit PIL mask and the (x0, y0, x1, y1) box it is pasted into."""
+    y0, x0, patch = _glyph(shape, size, row, col, image_size)
+    h, w = patch.shape
+    mask = Image.frombytes("1", (w, h), np.packbits(patch, axis=1).tobytes())  # rows padded to whole bytes, MSB first
+    return (x0, y0, x0 + w, y0 + h), mask
+
+
 def render(scene: Scene, size: int = 64) -> Image.Image:
-    """The scene as an RGB PIL image of size x size pixels, deterministic and without anti-aliasing."""
-    return Image.fromarray(render_array(scene, size), "RGB")
+    """The scene as an RGB PIL image of size x size pixels, deterministic and without anti-aliasing.
+
+    Pixel-identical to `render_array` (a test), drawn in PIL: a 1-bit mask pasted per object paints exactly
+    the patch's pixels, ~5x faster than numpy boolean indexing plus `Image.fromarray` at 64x64.
+    """
+    if size < 2 * GRID:
+        raise ValueError(f"image size must be >= {2 * GRID} pixels, got {size}")
+    img = Image.new("RGB", (size, size), BACKGROUND)
+    for o in scene.objects:
+        box, mask = _glyph_stamp(o.shape, o.size, o.row, o.col, size)
+        img.paste(COLORS[o.color], box, mask)
+    return img
 
 
 # ---------------------------------------------------------------- captions
@@ -306,6 +327,46 @@ def _reference(o: SceneObject, objs: tuple[SceneObject, ...]) -> str:
     return f"{o.color} {o.shape} in the {o.position} cell"
 
 
+# Caption pieces that depend on a template and a few scene facts, cached with their word counts: sentences
+# are then formatted and split once per process, not once per caption. Same strings as formatting in place.
+
+@lru_cache(maxsize=None)
+def _statement(template: str, size: str, color: str, shape: str, pos: str) -> tuple[str, int]:
+    """(sentence, words) of one per-object statement (a few thousand possible)."""
+    text = template.format(size=size, color=color, shape=shape, pos=pos)
+    return text, len(text.split())
+
+
+@lru_cache(maxsize=None)
+def _framing(n: int) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+    """([(opening, words)] by template, [(closing, words)] by template) for a scene of n objects."""
+    n_word, objects_word = _NUMBERS[n], _plural("object", n)
+    openings = tuple((t, len(t.split())) for t in (o.format(n=n_word, objects=objects_word) for o in _OPENINGS))
+    closings = tuple((t, len(t.split())) for t in (c.format(e=_NUMBERS[GRID * GRID - n]) for c in _CLOSINGS))
+    return openings, closings
+
+
+@lru_cache(maxsize=1 << 16)
+def _count_sentence(template: str, shapes: tuple[str, ...]) -> tuple[str, int]:
+    """(sentence, words) counting the scene's objects by shape; `shapes` is the sorted multiset of shapes."""
+    n = len(shapes)
+    breakdown = _join([f"{_NUMBERS[k]} {_plural(s, k)}" for s, k in _most_common(Counter(shapes), SHAPES)])
+    text = template.format(are="is" if n == 1 else "are", n=_NUMBERS[n], objects=_plural("object", n), breakdown=breakdown)
+    return text, len(text.split())
+
+
+@lru_cache(maxsize=1 << 16)
+def _color_sentence(template: str, colors: tuple[str, ...]) -> tuple[str, int]:
+    """(sentence, words) counting the scene's objects by colour; `colors` is the sorted multiset of colours."""
+    parts = [f"{_NUMBERS[k]} {'is' if k == 1 else 'are'} {c}" for c, k in _most_common(Counter(colors), _COLOR_ORDER)]
+    text = template.format(breakdown=_join(parts))
+    return text, len(text.split())
+
+
+_FILLER_WORDS = {f: len(f.split()) for f in _FILLERS}
+_COLOR_ORDER = list(COLORS)
+
+
 def write_caption(scene: Scene, seed_or_rng: int | np.random.Generator) -> str:
     """A dense lower-case caption of 40-150 words (for 1-6 objects), paraphrased from several templates.
 
@@ -316,37 +377,33 @@ def write_caption(scene: Scene, seed_or_rng: int | np.random.Generator) -> str:
     if not objs:
         raise ValueError("cannot caption an empty scene: it needs at least one object")
     r = _py_rng(seed_or_rng)
+    choice = r.choice
     n = len(objs)
-    n_word, objects_word = _NUMBERS[n], _plural("object", n)
-    opening = r.choice(_OPENINGS).format(n=n_word, objects=objects_word)
-    statements = [r.choice(_STATEMENTS).format(size=o.size, color=o.color, shape=o.shape, pos=o.position) for o in objs]
-    shapes = Counter(o.shape for o in objs)
-    breakdown = _join([f"{_NUMBERS[k]} {_plural(s, k)}" for s, k in _most_common(shapes, SHAPES)])
-    count = r.choice(_COUNTS).format(are="is" if n == 1 else "are", n=n_word, objects=objects_word, breakdown=breakdown)
-    optional: list[str] = []  # dropped from the end when the caption runs long
+    # The random draws, their order and number, are fixed: a seed gives the same caption in every version.
+    openings, closings = _framing(n)
+    opening = choice(openings)  # as many as _OPENINGS, in the same order: same draw, same template
+    statements = [_statement(choice(_STATEMENTS), o.size, o.color, o.shape, POSITIONS[o.row][o.col]) for o in objs]
+    count = _count_sentence(choice(_COUNTS), tuple(sorted([o.shape for o in objs])))
+    optional: list[tuple[str, int]] = []  # (sentence, words), dropped from the end when the caption runs long
     if n > 1:
-        colors = Counter(o.color for o in objs)
-        parts = [f"{_NUMBERS[k]} {'is' if k == 1 else 'are'} {c}" for c, k in _most_common(colors, list(COLORS))]
-        optional.append(r.choice(_COLOR_COUNTS).format(breakdown=_join(parts)))
+        optional.append(_color_sentence(choice(_COLOR_COUNTS), tuple(sorted([o.color for o in objs]))))
         order = list(objs)
         r.shuffle(order)
         for a, b in list(zip(order, order[1:]))[:3]:
             rel = _RELATIONS[((a.row > b.row) - (a.row < b.row), (a.col > b.col) - (a.col < b.col))]
-            relation = r.choice(_RELATION_SENTENCES).format(a=_reference(a, objs), rel=rel, b=_reference(b, objs))
-            optional.insert(0, relation)
-    closing = r.choice(_CLOSINGS).format(e=_NUMBERS[GRID * GRID - n])
+            relation = choice(_RELATION_SENTENCES).format(a=_reference(a, objs), rel=rel, b=_reference(b, objs))
+            optional.insert(0, (relation, len(relation.split())))
+    closing = choice(closings)
     fillers = list(_FILLERS)
     r.shuffle(fillers)
-    body = [opening, *statements, count]
-
-    def words() -> int:
-        return sum(len(s.split()) for s in (*body, *optional, closing))
-
-    while words() > _MAX_WORDS and optional:
-        optional.pop()
-    while words() < _MIN_WORDS and fillers:
-        optional.append(fillers.pop())
-    return " ".join([*body, *optional, closing])
+    words = opening[1] + sum(w for _, w in statements) + count[1] + sum(w for _, w in optional) + closing[1]
+    while words > _MAX_WORDS and optional:
+        words -= optional.pop()[1]
+    while words < _MIN_WORDS and fillers:
+        filler = fillers.pop()
+        optional.append((filler, _FILLER_WORDS[filler]))
+        words += _FILLER_WORDS[filler]
+    return " ".join([opening[0], *(t for t, _ in statements), count[0], *(t for t, _ in optional), closing[0]])
 
 
 _POS_OF = {name: (r, c) for r, row in enumerate(POSITIONS) for c, name in enumerate(row)}

@@ -50,6 +50,8 @@ class PretrainConfig:
     lr_schedule: str = help_field("cosine", help="cosine | constant (both after linear warmup)")
     warmup_steps: int = help_field(20, help="linear warmup steps")
     grad_clip: float = help_field(1.0, help="max gradient norm (0 = off)")
+    fsdp: bool = help_field(False, help="decoder phase: shard the DiT's weights, gradients and AdamW state over "
+                            "the processes (FSDP2 fully_shard per block); needs torchrun / accelerate launch")
     ema_decay: float = help_field(0.0, help="decoder EMA decay (diffusers EMAModel; 0 = off). The saved decoder "
                                             "gets the EMA weights; checkpoints keep both")
     blind_encoder: bool = help_field(False, help="control: the encoder learns its captions from a constant grey "
@@ -92,6 +94,8 @@ class PretrainConfig:
             raise ValueError("decoder_batch_size must be >= 1 (or null for batch_size)")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
+        if self.fsdp and (self.ema_decay > 0 or self.decoder_options.get("lora_rank")):
+            raise ValueError("fsdp: not with ema_decay > 0 or a decoder LoRA yet (the sharded DiT is trained in full)")
         if self.image_word_weight < 0:
             raise ValueError("image_word_weight must be >= 0")
         if self.attribute_word_weight <= 0:
@@ -183,13 +187,16 @@ def _trainable(module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in named if p.requires_grad}
 
 
-def save_checkpoint(path: Path, module, optimizer, scheduler, state: dict, ema=None) -> None:
-    """Trainable weights as safetensors + optimizer/scheduler (+ EMA) state + counters; written then renamed."""
+def save_checkpoint(path: Path, module, optimizer, scheduler, state: dict, ema=None, full: dict | None = None) -> None:
+    """Trainable weights as safetensors + optimizer/scheduler (+ EMA) state + counters; written then renamed.
+    `full`: {"weights", "optimizer"} already gathered from a sharded model (uae_train.fsdp), saved instead."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({n: p.detach().contiguous().cpu() for n, p in _trainable(module).items()}, tmp / "trainable.safetensors")
+    weights = full["weights"] if full else _trainable(module)
+    save_file({n: p.detach().contiguous().cpu() for n, p in weights.items()}, tmp / "trainable.safetensors")
     extra = {"ema": ema.state_dict()} if ema is not None else {}
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **extra}, tmp / "optim.pt")
+    torch.save({"optimizer": full["optimizer"] if full else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                **extra}, tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps(state))
     if path.exists():
         old = path.with_name(path.name + ".old")
@@ -202,7 +209,7 @@ def save_checkpoint(path: Path, module, optimizer, scheduler, state: dict, ema=N
         tmp.rename(path)
 
 
-def load_checkpoint(path: Path, module, optimizer, scheduler, ema=None) -> dict:
+def load_checkpoint(path: Path, module, optimizer, scheduler, ema=None, sharded: bool = False) -> dict:
     """Read every file of a checkpoint first, then apply: a corrupt file is named and nothing is loaded."""
     from safetensors import SafetensorError
 
@@ -228,6 +235,15 @@ def load_checkpoint(path: Path, module, optimizer, scheduler, ema=None) -> dict:
     if set(weights) != set(params) or not isinstance(st, dict) or not {"optimizer", "scheduler"} <= set(st):
         raise InputError(f"{path}: checkpoint does not match this model (saved {len(weights)} tensors, model has "
                          f"{len(params)} trainable); the run cannot continue from it")
+    if sharded:  # full tensors in the file, this rank's shards in the model (uae_train.fsdp)
+        from uae_train import fsdp
+
+        with torch.no_grad():
+            for n, w in weights.items():
+                params[n].copy_(fsdp.like(w, params[n]))
+        optimizer.load_state_dict(fsdp.shard_optimizer_state(st["optimizer"], optimizer))
+        scheduler.load_state_dict(st["scheduler"])
+        return state | {"step": step, "samples_seen": seen}
     with torch.no_grad():
         for n, w in weights.items():
             params[n].copy_(w.to(params[n].device))
@@ -308,8 +324,20 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
     if phase == "decoder":
         for p in encoder.parameters():
             p.requires_grad_(False)
+    sharded = phase == "decoder" and cfg.fsdp and dist.active
+    if cfg.fsdp and not dist.active and dist.main:
+        import logging
+
+        logging.getLogger(__name__).warning("fsdp: one process, nothing to shard (launch with torchrun)")
+    shard_fraction = None
+    if sharded:
+        from uae_train import fsdp
+
+        fsdp.shard_dit(decoder.transformer)
+        local = sum(p.to_local().numel() for p in decoder.transformer.parameters())
+        shard_fraction = local / sum(p.numel() for p in decoder.transformer.parameters())
     params = list(_trainable(module).values())
-    dist.broadcast_params(params)
+    dist.broadcast_params([p for p in params if not sharded or not fsdp.is_sharded(p)])
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
     ckpt = out / "checkpoints" / phase
@@ -321,7 +349,7 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
         ema = EMAModel(params, decay=cfg.ema_decay)
     step, samples_seen, truncated = 0, 0, 0
     if resume and ckpt.exists():
-        state = load_checkpoint(ckpt, module, optimizer, scheduler, ema)
+        state = load_checkpoint(ckpt, module, optimizer, scheduler, ema, sharded=sharded)
         step, samples_seen, truncated = state["step"], state["samples_seen"], state.get("truncated", 0)
     if resume and dist.main:
         truncate_metrics(out / "metrics.jsonl", phase, step)
@@ -368,11 +396,14 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                         loss = decoder.loss(images, hidden.float(), mask, generator=g, t=t[lo:hi], noise=noise[lo:hi],
                                             drop=drop[lo:hi] if drop is not None else None)
                         loss = loss * len(mine) / len(batch)  # this rank's share of the global mean
-                accelerator.backward(loss / cfg.grad_accum)
+                # FSDP averages the sharded gradients over ranks: a world-times loss makes that the sum
+                accelerator.backward(loss * (dist.world if sharded else 1) / cfg.grad_accum)
                 loss_sum += float(loss.detach()) / cfg.grad_accum
-            dist.sync_grads(params)
+            dist.sync_grads([p for p in params if not sharded or not fsdp.is_sharded(p)], average=sharded)
             loss_sum, acc_sum = dist.sum(loss_sum, acc_sum)
-            if cfg.grad_clip > 0:
+            if cfg.grad_clip > 0 and sharded:
+                fsdp.clip_grad_norm(params, cfg.grad_clip)
+            elif cfg.grad_clip > 0:
                 accelerator.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
@@ -387,6 +418,8 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                 row["token_accuracy"] = acc_sum / cfg.grad_accum
             else:
                 row["captions_over_token_limit"] = truncated
+            if shard_fraction is not None:
+                row["dit_shard_fraction"] = shard_fraction  # rank 0's share of the DiT's weights (and AdamW state)
             rows.append(row)
             if dist.main and (step % cfg.log_every == 0 or step == total):
                 log.write(json.dumps(row) + "\n")
@@ -394,15 +427,19 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                 if trackers is not None:
                     trackers.log(row, step, prefix=f"{phase}/")
             if step % cfg.checkpoint_every == 0 or step == total:
+                full = ({"weights": {n: fsdp.full_tensor(p) for n, p in _trainable(module).items()},
+                         "optimizer": fsdp.full_optimizer_state(optimizer)} if sharded else None)  # all ranks gather
                 if dist.main:
                     save_checkpoint(ckpt, module, optimizer, scheduler,
-                                    {"step": step, "samples_seen": samples_seen, "truncated": truncated}, ema)
+                                    {"step": step, "samples_seen": samples_seen, "truncated": truncated}, ema, full)
                 dist.barrier()
             if on_progress and dist.main:
                 on_progress(step, total, loss=loss_sum, **({"acc": row["token_accuracy"]} if phase == "encoder" else {}))
     module.eval()
     if ema is not None:
         ema.copy_to(params)  # the saved decoder is the EMA; the last checkpoint still holds the raw weights
+    if sharded:
+        fsdp.unshard_dit(decoder, decoder.transformer)
     if dist.main:
         module.save_pretrained(out / phase)
     dist.barrier()
