@@ -118,8 +118,8 @@ def resolve_device(name: str) -> torch.device:
 def make_accelerator(cfg: PretrainConfig, device: torch.device):
     """accelerate's Accelerator for precision (bf16 autocast on CUDA), backward and gradient clipping.
 
-    One process, one device: models stay unwrapped (the Encoder/Decoder APIs call generate/sample on them);
-    multi-GPU DDP through `accelerator.prepare` is not wired yet.
+    Models stay unwrapped (the Encoder/Decoder APIs call generate/sample on them); several processes
+    synchronise gradients through uae_data.distributed instead of DDP (docs/distributed.md says why).
     """
     from accelerate import Accelerator
 
