@@ -167,16 +167,21 @@ def chromium() -> str | None:
                  if p and Path(p).exists()), None)
 
 
-@pytest.mark.integration
-@pytest.mark.skipif(chromium() is None, reason="no headless chromium on this machine")
-def test_html_report_renders_in_headless_chromium(runs, tmp_path):
-    page = build_report(runs, tmp_path / "report.html")
+def screenshot(page: Path, tmp_path: Path, height: int) -> Path:
+    """A 1200 px wide headless-Chromium screenshot of `page` (offline: no background networking)."""
     shot = tmp_path / "shot.png"
     subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", f"--window-size=1200,{height}",
                     page.resolve().as_uri()], capture_output=True, timeout=120)
     assert shot.is_file(), "chromium wrote no screenshot"
+    return shot
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(chromium() is None, reason="no headless chromium on this machine")
+def test_html_report_renders_in_headless_chromium(runs, tmp_path):
+    shot = screenshot(build_report(runs, tmp_path / "report.html"), tmp_path, 2000)
     with Image.open(shot) as im:
         assert im.size == (1200, 2000)
         colours = im.convert("RGB").getcolors(maxcolors=1 << 20)

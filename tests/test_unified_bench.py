@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from tests.test_report import chromium
+from tests.test_report import chromium, screenshot
 from tests.tiny_backbones import tiny_backbones, tiny_longclip_file, tiny_longclip_hf
 from tests.tiny_pipelines import CALL_OPTIONS, tiny_flux, tiny_sana, tiny_sd3
 from uae_data.config import load_config
@@ -286,13 +285,7 @@ def test_report_shows_the_four_backbones_and_their_mean_with_cis_and_the_worst_t
 def test_unified_bench_report_renders_in_headless_chromium(ub_run, tmp_path):
     from uae_eval.report import build_report
 
-    page = build_report([ub_run], tmp_path / "report.html")
-    shot = tmp_path / "shot.png"
-    subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,3000",
-                    page.resolve().as_uri()], capture_output=True, timeout=120)
-    assert shot.is_file(), "chromium wrote no screenshot"
+    shot = screenshot(build_report([ub_run], tmp_path / "report.html"), tmp_path, 3000)
     with Image.open(shot) as im:
         rgb = np.asarray(im.convert("RGB"))
     assert rgb.shape == (3000, 1200, 3)

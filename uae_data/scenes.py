@@ -328,7 +328,8 @@ def _reference(o: SceneObject, objs: tuple[SceneObject, ...]) -> str:
 
 
 # Caption pieces that depend on a template and a few scene facts, cached with their word counts: sentences
-# are then formatted and split once per process, not once per caption. Same strings as formatting in place.
+# are then formatted and split once per process, not once per caption (the caches hold ~10 MB at most).
+# Same strings as formatting in place.
 
 @lru_cache(maxsize=None)
 def _statement(template: str, size: str, color: str, shape: str, pos: str) -> tuple[str, int]:
@@ -346,7 +347,7 @@ def _framing(n: int) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int]
     return openings, closings
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 14)
 def _count_sentence(template: str, shapes: tuple[str, ...]) -> tuple[str, int]:
     """(sentence, words) counting the scene's objects by shape; `shapes` is the sorted multiset of shapes."""
     n = len(shapes)
@@ -355,7 +356,7 @@ def _count_sentence(template: str, shapes: tuple[str, ...]) -> tuple[str, int]:
     return text, len(text.split())
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 14)
 def _color_sentence(template: str, colors: tuple[str, ...]) -> tuple[str, int]:
     """(sentence, words) counting the scene's objects by colour; `colors` is the sorted multiset of colours."""
     parts = [f"{_NUMBERS[k]} {'is' if k == 1 else 'are'} {c}" for c, k in _most_common(Counter(colors), _COLOR_ORDER)]

@@ -7,7 +7,12 @@ Names: psnr, ssim (pixel), clip, longclip, dino, dinov3 (embedding cosine), scen
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from uae_data.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 METRICS: Registry = Registry("metric")
 
@@ -38,7 +43,19 @@ def default_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-__all__ = ["METRICS", "build_metric", "metric_names", "check_pairs", "default_device"]
+__all__ = ["METRICS", "build_metric", "metric_names", "check_pairs", "default_device", "embed_in_batches"]
+
+
+def embed_in_batches(images: list, batch_size: int, features) -> "torch.Tensor":
+    """(N, D) L2-normalised float32 CPU rows of `features(rgb_batch) -> (B, D)`, no grad, batch by batch."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            f = features([im.convert("RGB") for im in images[i:i + batch_size]]).float()
+            out.append(torch.nn.functional.normalize(f, dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 class EmbeddingCosine:

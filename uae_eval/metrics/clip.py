@@ -6,7 +6,7 @@ Both images go through the same eval transform (OpenAI CLIP: shortest side to 22
 """
 from __future__ import annotations
 
-from uae_eval.metrics import METRICS, EmbeddingCosine, default_device
+from uae_eval.metrics import METRICS, EmbeddingCosine, default_device, embed_in_batches
 
 
 def open_clip_preprocess(model) -> dict:
@@ -34,13 +34,12 @@ class OpenClipEmbedder(EmbeddingCosine):
         import torch
 
         dtype = next(self.model.parameters()).dtype
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(images), self.batch_size):
-                x = torch.stack([self.preprocess(im.convert("RGB")) for im in images[i:i + self.batch_size]])
-                f = self.model.encode_image(x.to(self.device, dtype=dtype)).float()
-                out.append(torch.nn.functional.normalize(f, dim=-1).cpu())
-        return torch.cat(out) if out else torch.zeros(0)
+
+        def encode(batch):
+            x = torch.stack([self.preprocess(im) for im in batch])
+            return self.model.encode_image(x.to(self.device, dtype=dtype))
+
+        return embed_in_batches(images, self.batch_size, encode)
 
 
 @METRICS.register("clip")

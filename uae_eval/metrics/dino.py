@@ -5,7 +5,7 @@ DINOv3: resize to 224×224, no crop; both ImageNet mean/std), which provenance r
 from __future__ import annotations
 
 from uae_data.errors import ModelLoadError
-from uae_eval.metrics import METRICS, EmbeddingCosine, default_device
+from uae_eval.metrics import METRICS, EmbeddingCosine, default_device, embed_in_batches
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
@@ -71,17 +71,11 @@ class _ClsCosine(EmbeddingCosine):
 
     def embed(self, images: list):
         """(N, D) L2-normalised CLS features, float32 on CPU."""
-        import torch
+        def cls(batch):
+            x = self.processor(images=batch, return_tensors="pt")["pixel_values"]
+            return self.model(pixel_values=x.to(self.device, dtype=self.model.dtype)).last_hidden_state[:, 0]
 
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(images), self.batch_size):
-                batch = [im.convert("RGB") for im in images[i:i + self.batch_size]]
-                x = self.processor(images=batch, return_tensors="pt")["pixel_values"]
-                x = x.to(self.device, dtype=self.model.dtype)
-                cls = self.model(pixel_values=x).last_hidden_state[:, 0].float()  # (B, D)
-                out.append(torch.nn.functional.normalize(cls, dim=-1).cpu())
-        return torch.cat(out)
+        return embed_in_batches(images, self.batch_size, cls)
 
     def provenance(self) -> dict:
         return {"metric": self.metric, "model": str(self.name), "model_type": self.model.config.model_type,

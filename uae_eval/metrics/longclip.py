@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from uae_data.errors import ModelLoadError
-from uae_eval.metrics import METRICS, EmbeddingCosine, default_device
+from uae_eval.metrics import METRICS, EmbeddingCosine, default_device, embed_in_batches
 from uae_eval.metrics.clip import OpenClipEmbedder, open_clip_preprocess
 
 LONGCLIP_POSITIONS = 248
@@ -170,17 +170,12 @@ class _HFClip(EmbeddingCosine):
         self.device, self.batch_size, self.dtype = device, batch_size, DTYPES.get(dtype, dtype)
 
     def embed(self, images: list):
-        import torch
+        def projected(batch):  # what CLIPModel.get_image_features returns
+            x = self.processor(images=batch, return_tensors="pt")["pixel_values"]
+            vision = self.model.vision_model(pixel_values=x.to(self.device, dtype=self.model.dtype))
+            return self.model.visual_projection(vision.pooler_output)
 
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(images), self.batch_size):
-                batch = [im.convert("RGB") for im in images[i:i + self.batch_size]]
-                x = self.processor(images=batch, return_tensors="pt")["pixel_values"]
-                vision = self.model.vision_model(pixel_values=x.to(self.device, dtype=self.model.dtype))
-                f = self.model.visual_projection(vision.pooler_output).float()
-                out.append(torch.nn.functional.normalize(f, dim=-1).cpu())
-        return torch.cat(out)
+        return embed_in_batches(images, self.batch_size, projected)
 
     def preprocess_summary(self) -> dict:
         from uae_eval.metrics.dino import processor_summary

@@ -21,7 +21,6 @@ stage 2, and resumes bit for bit on CPU.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from uae_data.config import config_kind, help_field, to_dict
+from uae_data.config import config_kind, help_field
 from uae_data.scenes import parse_caption
 from uae_train import grpo
 from uae_train.rewards import build_reward
@@ -204,7 +203,7 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
 
     out = Path(out)
     init = rl.check_init(cfg.init)
-    from uae_train.tracking import Trackers, check_trackers
+    from uae_train.tracking import check_trackers
 
     check_trackers(cfg.log_with)
     dist = distributed.setup(cfg.device)
@@ -235,24 +234,17 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
             return evaluate(cfg, policy, reader_enc, decoder, eval_images, eval_scenes, reward, out, at)
 
     main = dist.main
-    trackers = Trackers(cfg.log_with, out, "stage1", to_dict(cfg), main=main)
     with (progress("stage1 (encoder policy)") if progress and main else contextlib.nullcontext()) as update_bar, \
-            ((out / "metrics.jsonl").open("a") if main else contextlib.nullcontext()) as log, \
-            ((out / "eval.jsonl").open("a") if main else contextlib.nullcontext()) as elog:
+            rl.RunLog(out, cfg, "stage1", dist, eval_rows) as records:
         if step == 0 and not eval_rows:
-            row = rl.main_only(dist, held_out_eval, 0)
-            if main:
-                eval_rows.append(row)
-                elog.write(json.dumps(row) + "\n")
-                elog.flush()
-                trackers.log(row, 0, prefix="eval/")
+            records.evaluate(held_out_eval, 0)
         while step < cfg.steps:
             t0 = time.perf_counter()
             batch = [next(stream) for _ in range(cfg.images_per_step)]  # the global batch
             seen += len(batch)
             all_images = [s["image"].convert("RGB").resize((cfg.image_size, cfg.image_size)) for s in batch]
             all_scenes = [rl.scene_of(s) for s in batch]
-            images, scenes = all_images[lo:hi], all_scenes[lo:hi]
+            images = all_images[lo:hi]
             G = cfg.group_size
             base = cfg.seed * 1_000_003 + step * 7_919
             with autocast(cfg, device):
@@ -288,23 +280,14 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
                 import logging
 
                 logging.getLogger(__name__).warning("stage1 step %d: every group's rewards are equal: no signal", step)
-            if main:
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                trackers.log(row, step, prefix="train/")
+            records.train(row)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 rl.main_only(dist, save_checkpoint, ckpt, policy, optimizer, scheduler,
                              {"step": step, "samples_seen": seen})
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-                erow = rl.main_only(dist, held_out_eval, step)
-                if main:
-                    eval_rows.append(erow)
-                    elog.write(json.dumps(erow) + "\n")
-                    elog.flush()
-                    trackers.log(erow, step, prefix="eval/")
+                records.evaluate(held_out_eval, step)
             if update_bar:
                 update_bar(step, cfg.steps, reward=row["reward_mean"])
-    trackers.close()
     if rl.parameters_digest(decoder) != decoder_digest:
         raise RuntimeError("stage1: the frozen decoder changed during training")
     return rl.main_only(dist, rl.finish, out, "stage1", cfg, policy, decoder, eval_rows, step, init, "encoder") or {}

@@ -202,6 +202,42 @@ def gather_rewards(dist, rewards: torch.Tensor, parts: dict[str, list]) -> tuple
     return torch.cat([r for r, _ in got]), {k: [x for _, p in got for x in p[k]] for k in parts}
 
 
+class RunLog:
+    """An RL stage's records: metrics.jsonl, eval.jsonl (+ `eval_rows` in memory) and the `log_with`
+    trackers, written by rank 0 only; `evaluate` runs the held-out evaluation on rank 0 while others wait."""
+
+    def __init__(self, out: Path, cfg: Any, stage: str, dist, eval_rows: list[dict]) -> None:
+        from uae_train.tracking import Trackers
+
+        self.dist, self.eval_rows = dist, eval_rows
+        self.trackers = Trackers(cfg.log_with, out, stage, to_dict(cfg), main=dist.main)
+        self.files = ((out / "metrics.jsonl").open("a"), (out / "eval.jsonl").open("a")) if dist.main else None
+
+    def __enter__(self) -> "RunLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.files:
+            for f in self.files:
+                f.close()
+        self.trackers.close()
+
+    def _write(self, which: int, row: dict, prefix: str) -> None:
+        self.files[which].write(json.dumps(row) + "\n")
+        self.files[which].flush()
+        self.trackers.log(row, row.get("step", 0), prefix=prefix)
+
+    def train(self, row: dict) -> None:
+        if self.dist.main:
+            self._write(0, row, "train/")
+
+    def evaluate(self, fn, at: int) -> None:
+        row = main_only(self.dist, fn, at)
+        if self.dist.main:
+            self.eval_rows.append(row)
+            self._write(1, row, "eval/")
+
+
 def main_only(dist, fn, *args, **kwargs):
     """fn(...) on rank 0 (evaluations, result files) while the others wait; its value on rank 0, else None."""
     value = fn(*args, **kwargs) if dist.main else None

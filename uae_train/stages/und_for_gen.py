@@ -10,7 +10,6 @@ diffusers models (DESIGN.md), so this loop is ours; the formulas are tested in g
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from uae_data.config import config_kind, help_field, to_dict
+from uae_data.config import config_kind, help_field
 from uae_data.scenes import write_caption
 from uae_train import flow_sde, grpo
 from uae_train.models.decoder import tensor_to_pil
@@ -238,7 +237,7 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
 
     out = Path(out)
     init = rl.check_init(cfg.init)
-    from uae_train.tracking import Trackers, check_trackers
+    from uae_train.tracking import check_trackers
 
     check_trackers(cfg.log_with)
     dist = distributed.setup(cfg.device)
@@ -281,17 +280,10 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
             return evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, at, out)
 
     main = dist.main
-    trackers = Trackers(cfg.log_with, out, "stage2", to_dict(cfg), main=main)
     with (progress("stage2 (decoder policy)") if progress and main else contextlib.nullcontext()) as update_bar, \
-            ((out / "metrics.jsonl").open("a") if main else contextlib.nullcontext()) as log, \
-            ((out / "eval.jsonl").open("a") if main else contextlib.nullcontext()) as elog:
+            rl.RunLog(out, cfg, "stage2", dist, eval_rows) as records:
         if step == 0 and not eval_rows:
-            row = rl.main_only(dist, held_out_eval, 0)
-            if main:
-                eval_rows.append(row)
-                elog.write(json.dumps(row) + "\n")
-                elog.flush()
-                trackers.log(row, 0, prefix="eval/")
+            records.evaluate(held_out_eval, 0)
         while step < cfg.steps:
             t0 = time.perf_counter()
             batch = [next(stream) for _ in range(cfg.images_per_step)]  # the global batch
@@ -333,23 +325,14 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
                    **{f"reward_{k}": float(np.mean(v)) for k, v in parts.items()},
                    **st, "rollout_s": t_roll - t0, "reward_s": t_rew - t_roll, "step_time_s": now - t0,
                    "images_per_s": dist.sum(len(paintings))[0] / max(1e-9, t_roll - t0), "samples_seen": seen}
-            if main:
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                trackers.log(row, step, prefix="train/")
+            records.train(row)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 rl.main_only(dist, save_checkpoint, ckpt, decoder, optimizer, scheduler,
                              {"step": step, "samples_seen": seen})
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-                erow = rl.main_only(dist, held_out_eval, step)
-                if main:
-                    eval_rows.append(erow)
-                    elog.write(json.dumps(erow) + "\n")
-                    elog.flush()
-                    trackers.log(erow, step, prefix="eval/")
+                records.evaluate(held_out_eval, step)
             if update_bar:
                 update_bar(step, cfg.steps, reward=row["reward_mean"])
-    trackers.close()
     if rl.parameters_digest(encoder) != encoder_digest:
         raise RuntimeError("stage2: the frozen encoder changed during training")
     return rl.main_only(dist, rl.finish, out, "stage2", cfg, encoder, decoder, eval_rows, step, init, "decoder") or {}
