@@ -16,9 +16,10 @@ is DDP's arithmetic without that constraint, and exact when ranks hold different
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Iterable, Sequence, TypeVar
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import torch
 
@@ -136,6 +137,19 @@ def setup(device: str = "auto") -> Dist:
     state = PartialState(cpu=want_cpu)
     _STATE = Dist(rank=state.process_index, world=state.num_processes, device=state.device)
     return _STATE
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Code that one rank runs by itself (rank 0's evaluations during training) sees a 1-process world, so
+    harnesses that split their items over processes do not wait for ranks that are not there."""
+    global _STATE
+    saved = _STATE
+    _STATE = Dist(device=saved.device if saved else torch.device("cpu"))
+    try:
+        yield
+    finally:
+        _STATE = saved
 
 
 def current() -> Dist:

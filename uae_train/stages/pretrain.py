@@ -488,8 +488,10 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
             if phase == "decoder" and cfg.reliance_samples >= 2:
                 from uae_train.models.caption_reliance import corpus_caption_reliance
 
-                summary[phase]["caption_reliance"] = corpus_caption_reliance(
-                    decoder, encoder, cfg.corpus, cfg.reliance_samples, cfg.image_size, cfg.seed, cfg.max_text_tokens)
+                with distributed.alone():  # rank 0 by itself while the others wait at the final barrier
+                    summary[phase]["caption_reliance"] = corpus_caption_reliance(
+                        decoder, encoder, cfg.corpus, cfg.reliance_samples, cfg.image_size, cfg.seed,
+                        cfg.max_text_tokens)
             if phase == "encoder":
                 summary[phase]["first_token_accuracy"] = sum(r["token_accuracy"] for r in rows[:k]) / k
                 summary[phase]["last_token_accuracy"] = sum(r["token_accuracy"] for r in rows[-k:]) / k

@@ -240,7 +240,12 @@ class RunLog:
 
 def main_only(dist, fn, *args, **kwargs):
     """fn(...) on rank 0 (evaluations, result files) while the others wait; its value on rank 0, else None."""
-    value = fn(*args, **kwargs) if dist.main else None
+    from uae_data import distributed
+
+    value = None
+    if dist.main:
+        with distributed.alone():
+            value = fn(*args, **kwargs)
     dist.barrier()
     return value
 
