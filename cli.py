@@ -310,12 +310,16 @@ def eval_geneval(
     allow_partial: bool = typer.Option(False, "--allow-partial", help="score an --images/--detections input that misses prompts or images; results are marked partial"),
     encoder: Optional[Path] = typer.Option(None, help="with --decoder: generate with our encoder+decoder (saved folders)"),
     decoder: Optional[Path] = typer.Option(None, help="decoder folder (uae train pretrain output)"),
+    pipeline: Optional[str] = typer.Option(None, help="generate with any diffusers text-to-image pipeline (folder or hub name); steps, guidance, size, dtype from the manifest"),
     steps: int = typer.Option(20, help="sampling steps for --decoder"),
     guidance: float = typer.Option(1.0, help="classifier-free guidance for --decoder"),
 ) -> None:
     """GenEval (official rules): per-tag accuracy and overall = mean of the six tags.
 
     Example: uae eval geneval manifests/eval/geneval-scene.yaml --generator oracle --out runs/geneval
+
+    Any diffusers model, official prompts, images in the official layout (rerunning continues an interrupted run):
+    uae eval geneval manifests/eval/geneval-official.yaml --pipeline MY_PIPELINE --out runs/ge
     """
     from uae_data.config import load_config
     from uae_data.progress import progress_bar
@@ -329,10 +333,19 @@ def eval_geneval(
         overrides.append("allow_partial=true")
     cfg = load_config(GenEvalConfig, manifest or MANIFESTS / "eval" / "geneval-scene.yaml", overrides, kind="geneval")
     generate, model_info = None, None
+    if decoder is not None and pipeline is not None:
+        from uae_data.errors import ConfigError
+
+        raise ConfigError("give --decoder or --pipeline, not both")
     if decoder is not None:
         from uae_train.models.loading import load_autoencoder
 
         generate, model_info = load_autoencoder(encoder, decoder, steps=steps, guidance=guidance)
+    elif pipeline is not None:
+        from uae_train.models.loading import load_pipeline_generator
+
+        cfg.validate()
+        generate, model_info = load_pipeline_generator(pipeline, cfg)
     with progress_bar("geneval", enabled=None if dist.main else False) as update:
         res = run(cfg, out_dir, generate=generate, images=images, detections=detections, metadata=metadata,
                   model=model_info, on_progress=update)

@@ -11,6 +11,7 @@ Outputs: our results.json + samples.jsonl (uae_eval.results) and the official re
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,11 @@ class GenEvalConfig:
     images_per_prompt: int = help_field(4, help="images per prompt (official: 4)")
     seed: int = help_field(0, help="base seed; image j of prompt i uses seed*100003 + i*images_per_prompt + j")
     image_size: int = help_field(64, help="side of generated images (scene generators)")
+    steps: int = help_field(50, help="--pipeline: sampling steps of the diffusers pipeline")
+    guidance: float | None = help_field(None, help="--pipeline: guidance scale (null: the pipeline's default)")
+    pipeline_image_size: int | None = help_field(None, help="--pipeline: image side (null: the pipeline's default resolution)")
+    pipeline_options: dict = help_field({}, help="--pipeline: extra keyword arguments for every pipeline call, e.g. {max_sequence_length: 256}")
+    dtype: str = help_field("auto", help="--pipeline: auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
     detector: str = help_field("scene", help="detector backend: scene | mask2former")
     detector_options: dict = help_field({}, help="detector options (e.g. model: name or local path, device)")
     colour: str = help_field("scene", help="colour classifier: scene | clip")
@@ -58,6 +64,10 @@ class GenEvalConfig:
             raise ValueError(f"images_per_prompt must be >= 1, got {self.images_per_prompt}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
     def metadata_path(self) -> Path:
         from uae_data.paths import shipped
@@ -81,18 +91,42 @@ def image_seed(cfg: GenEvalConfig, prompt_index: int, image_index: int) -> int:
 
 
 def generate_items(cfg: GenEvalConfig, metas: list[dict], generate: Callable, out: Path | None,
-                   prompts: list[int] | None = None) -> Iterator[ImageItem]:
+                   prompts: list[int] | None = None, resumed: list[int] | None = None) -> Iterator[ImageItem]:
     """Generate images a batch of prompts at a time; save them in the official layout when `out` is given.
 
     A batch holds whole prompts (batch_size // images_per_prompt of them) so a model sees full batches;
     each image depends only on its own seed, so batching does not change any image. `prompts`: the prompt
-    indexes to paint (a rank's share in a multi-process run), default all.
+    indexes to paint (a rank's share in a multi-process run), default all. With `out`, a prompt folder
+    that is already complete (its metadata and every image readable) is read back instead of painted
+    again, so rerunning an interrupted command continues it; its index goes into `resumed`. Images are
+    written under a temporary name and renamed, so an interrupt never leaves a half-written PNG.
     """
     per_batch = max(1, cfg.batch_size // cfg.images_per_prompt)
     order = list(range(len(metas))) if prompts is None else list(prompts)
-    for start in range(0, len(order), per_batch):
-        idx = order[start:start + per_batch]
-        pairs = [(i, j) for i in idx for j in range(cfg.images_per_prompt)]
+    k = cfg.images_per_prompt
+
+    def done(i: int) -> list[ImageItem] | None:
+        folder = out / f"{i:05d}"
+        files = [folder / "samples" / f"{j:04d}.png" for j in range(k)]
+        if not ((folder / "metadata.jsonl").is_file() and all(f.is_file() for f in files)):
+            return None
+        if json.loads((folder / "metadata.jsonl").read_text().splitlines()[0]) != metas[i]:
+            raise InputError(f"{folder}/metadata.jsonl: holds another prompt than prompt {i} of {cfg.metadata}; "
+                             "choose another --out")
+        return [ImageItem(i, j, f"{i:05d}/samples/{j:04d}.png", image=_open_image(f)) for j, f in enumerate(files)]
+
+    todo = []
+    for i in order:
+        found = done(i) if out is not None else None
+        if found is None:
+            todo.append(i)
+            continue
+        if resumed is not None:
+            resumed.append(i)
+        yield from found
+    for start in range(0, len(todo), per_batch):
+        idx = todo[start:start + per_batch]
+        pairs = [(i, j) for i in idx for j in range(k)]
         images = generate([metas[i] for i, _ in pairs], [image_seed(cfg, i, j) for i, j in pairs])
         for (i, j), im in zip(pairs, images):
             folder = f"{i:05d}"
@@ -101,8 +135,26 @@ def generate_items(cfg: GenEvalConfig, metas: list[dict], generate: Callable, ou
                 (out / folder / "samples").mkdir(parents=True, exist_ok=True)
                 if j == 0:
                     (out / folder / "metadata.jsonl").write_text(json.dumps(metas[i]) + "\n")
-                im.save(out / name)
+                tmp = out / folder / "samples" / f".partial-{j:04d}.png"  # no leading digit: never scored
+                im.save(tmp, format="PNG")
+                os.replace(tmp, out / name)
             yield ImageItem(i, j, name, image=im)
+
+
+def check_generation(out: Path, identity: dict, write: bool = True) -> None:
+    """OUT/images/generation.json records what painted the images; a rerun with another generator or
+    generation settings is refused instead of mixing two models' images in one score."""
+    out.mkdir(parents=True, exist_ok=True)
+    f = out / "generation.json"
+    if f.is_file():
+        old = json.loads(f.read_text())
+        if old != identity:
+            changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+            raise InputError(f"{f}: these images were made with another generator or settings ({', '.join(changed)} "
+                             "differ); choose another --out, or rerun with the same ones to continue")
+        return
+    if write:
+        f.write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
 
 
 def _open_image(f: Path) -> Image.Image:
@@ -270,6 +322,7 @@ def run(
     if sum(x is not None for x in (generate, images, detections)) > 1:
         raise InputError("give one input: a generator, an image folder or a detections file")
     provenance: dict = {}
+    resumed: list[int] = []  # prompts whose images a previous run of this command had already painted
     oracle = False
     completeness: dict = {"partial": False, "n_missing_prompts": 0, "n_missing_images": 0}
     if images is not None:
@@ -301,8 +354,8 @@ def run(
         share = dist.split(list(range(len(metas))))
         total, mode = len(share) * cfg.images_per_prompt, "generator"
         position = {(i, j): i * cfg.images_per_prompt + j for i in range(len(metas)) for j in range(cfg.images_per_prompt)}
-        items = generate_items(cfg, metas, generate, out / "images" if cfg.save_images else None, share)
         model = model or {"name": getattr(generate, "name", "generator"), "path": None, "config": {}}
+        items = generate_items(cfg, metas, generate, out / "images" if cfg.save_images else None, share, resumed)
     if mode != "detections" and (cfg.detector == "scene" or oracle):
         scene_only(metas, metadata or cfg.metadata_path(), "the scene detector" if cfg.detector == "scene" else "the scene oracle")
     if mode != "detections":
@@ -314,6 +367,10 @@ def run(
         colourer = build_colourer(cfg.colour, **colour_options)
         provenance = {"detector": detector.provenance(), "colour": colourer.provenance()}
 
+    if mode == "generator" and cfg.save_images:  # inputs checked: now the run may write (items are lazy)
+        dist.barrier()  # every rank compares (and fails alike); rank 0 writes a new record
+        check_generation(out / "images", {"model": model, "seed": cfg.seed, "images_per_prompt": cfg.images_per_prompt,
+                                          "image_size": cfg.image_size, "metadata": str(cfg.metadata)}, write=dist.main)
     rows, samples = [], []
     out.mkdir(parents=True, exist_ok=True)
     for batch in _batched(items, cfg.batch_size):
@@ -362,7 +419,8 @@ def run(
         higher_is_better=True,
         n_items=len(rows),
         config=to_dict(cfg) | {"mode": mode, "metadata_file": str(metadata or cfg.metadata_path())},
-        extra={"official_compatible": official, **provenance, "n_prompts": len(metas), **completeness},
+        extra={"official_compatible": official, **provenance, "n_prompts": len(metas), **completeness,
+               **({"resumed_prompts": int(dist.sum(len(resumed))[0])} if mode == "generator" else {})},
     )
     if dist.main:
         write_results(out, results, samples)

@@ -85,6 +85,32 @@ def captioner(enc, max_new_tokens: int, batch_size: int):
     return caption
 
 
+def load_pipeline_generator(ref: str | Path, cfg):
+    """(generate(metas, seeds) -> images, model info) for `uae eval geneval --pipeline`: any diffusers
+    text-to-image pipeline painting each GenEval prompt; cfg: a GenEvalConfig (steps, guidance,
+    pipeline_image_size, pipeline_options, dtype, batch_size). Image j of prompt i is seeded by
+    seed·100003 + i·images_per_prompt + j, on its own generator."""
+    from uae_train.models.decoder import PipelineDecoder
+
+    device, dtype = _device_dtype(cfg.dtype)
+    try:
+        pipe = PipelineDecoder.from_pretrained(ref, torch_dtype=dtype, device=device)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    paint = pipeline_generator(pipe, cfg.steps, cfg.guidance, cfg.pipeline_image_size, cfg.batch_size,
+                               cfg.pipeline_options)
+
+    def generate(metas: list[dict], seeds: list[int]):
+        return paint([m["prompt"] if isinstance(m, dict) else m for m in metas], seeds)
+
+    generate.name = "diffusers-pipeline"  # type: ignore[attr-defined]
+    info = {"name": Path(str(ref)).name, "path": str(ref),
+            "config": {"pipeline_class": type(pipe.pipeline).__name__, "steps": cfg.steps, "guidance": cfg.guidance,
+                       "image_size": cfg.pipeline_image_size, "dtype": str(dtype),
+                       "options": dict(cfg.pipeline_options)}}
+    return generate, info
+
+
 def load_recon_models(encoder_ref: str | Path | None, decoder_ref: str | Path | None, cfg):
     """(caption, generate, model info) for `uae eval recon`; either side may stay the manifest's (None).
 
