@@ -33,7 +33,8 @@ from uae_data.scenes import parse_caption
 from uae_train import grpo
 from uae_train.rewards import build_reward
 from uae_train.stages import rl_common as rl
-from uae_train.stages.pretrain import autocast, resolve_device, save_checkpoint
+from uae_train.checkpoint import save_checkpoint
+from uae_train.stages.pretrain import autocast, resolve_device
 
 
 @config_kind("stage1")

@@ -176,7 +176,7 @@ def restore(out: Path, ckpt: Path, module, optimizer, scheduler, resume: bool) -
     """(step, samples seen) to continue from: the last checkpoint on --resume (logs cut back to it), else (0, 0).
     Every rank of a multi-process run loads the checkpoint; rank 0 cuts the logs."""
     from uae_data import distributed
-    from uae_train.stages.pretrain import load_checkpoint
+    from uae_train.checkpoint import load_checkpoint
 
     dist = distributed.current()
     step, seen = 0, 0

@@ -24,7 +24,8 @@ from uae_train import flow_sde, grpo
 from uae_train.models.decoder import tensor_to_pil
 from uae_train.rewards import build_reward
 from uae_train.stages import rl_common as rl
-from uae_train.stages.pretrain import autocast, resolve_device, save_checkpoint
+from uae_train.checkpoint import save_checkpoint
+from uae_train.stages.pretrain import autocast, resolve_device
 
 
 @config_kind("stage2")
