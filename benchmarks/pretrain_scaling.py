@@ -43,7 +43,7 @@ def run(n: int, corpus: Path, out: Path, args: argparse.Namespace) -> dict[str, 
     cmd = ([sys.executable, str(ROOT / "cli.py")] if n == 1 else
            [str(BIN / "torchrun"), "--nproc-per-node", str(n), "--master-addr", "127.0.0.1", "--master-port",
             free_port(), str(BIN / "uae")])
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TMPDIR": str(out.parent)}  # torchrun's temp dirs
     subprocess.run([*cmd, "train", "pretrain", "--corpus", str(corpus), "--out", str(out), *over], cwd=ROOT, env=env,
                    check=True, capture_output=True)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

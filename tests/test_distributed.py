@@ -37,8 +37,20 @@ def corpora(tmp_path_factory):
     return out
 
 
+LAUNCH_TMP: list[Path] = []  # the launchers' temp folders (torchrun leaves torchelastic_* behind) go here
+
+
+@pytest.fixture(scope="module", autouse=True)
+def launcher_tmp(tmp_path_factory):
+    LAUNCH_TMP[:] = [tmp_path_factory.mktemp("launcher-tmp")]
+    yield
+    LAUNCH_TMP.clear()
+
+
 def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    tmp = ({"TMPDIR": str(LAUNCH_TMP[0]), "TORCHINDUCTOR_CACHE_DIR": str(LAUNCH_TMP[0] / "inductor")}
+           if LAUNCH_TMP else {})
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **tmp}
 
 
 def free_port() -> str:
@@ -218,8 +230,10 @@ def _update(rank: int, world: int, out: str) -> None:
 
 
 @pytest.mark.integration
-def test_stage1_update_on_two_processes_equals_the_one_process_update_on_the_same_rollouts(tmp_path):
+def test_stage1_update_on_two_processes_equals_the_one_process_update_on_the_same_rollouts(tmp_path, monkeypatch):
     import torch.multiprocessing as mp
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # not /tmp/torchinductor_$USER
 
     from uae_train.grpo import group_advantages
 
