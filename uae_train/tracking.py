@@ -47,7 +47,10 @@ class Trackers:
         if not names or not main:
             return
         check_trackers(names)
+        from accelerate import PartialState
         from accelerate.tracking import MLflowTracker, TensorBoardTracker, WandBTracker
+
+        PartialState()  # accelerate's trackers log through its state (one process: a plain local state)
 
         root = Path(out) / "trackers"
         root.mkdir(parents=True, exist_ok=True)
