@@ -304,8 +304,8 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                         if cfg.blind_encoder:
                             images = [Image.new("RGB", im.size, BLIND_GREY) for im in images]
                         targets = cell_targets(batch, cell_words) if cell_words else None
-                        tokens = sum(map(len, encoder._completion_ids([s["caption"] for s in batch], add_end=True)))
-                        mine_tokens = sum(map(len, encoder._completion_ids([s["caption"] for s in mine], add_end=True)))
+                        lengths = [len(c) for c in encoder._completion_ids([s["caption"] for s in batch], add_end=True)]
+                        tokens, mine_tokens = sum(lengths), sum(lengths[lo:hi])  # tokenised once per step
                         loss, acc = encoder.sft_loss(
                             images, [s["caption"] for s in mine], token_weights=weights,
                             image_targets=targets[lo:hi] if targets else None, image_weight=cfg.image_word_weight,

@@ -190,6 +190,14 @@ def restore(out: Path, ckpt: Path, module, optimizer, scheduler, resume: bool) -
     return step, seen
 
 
+def global_batch(stream: Iterator[dict], n: int, image_size: int) -> tuple[list, list[Scene | None]]:
+    """The next n samples of the stream (every rank reads the same ones): RGB images at image_size and
+    their scene specs."""
+    batch = [next(stream) for _ in range(n)]
+    return ([s["image"].convert("RGB").resize((image_size, image_size)) for s in batch],
+            [scene_of(s) for s in batch])
+
+
 def rank_seed(base: int, rank: int) -> int:
     """A rank's sampling seed: rank 0 keeps the 1-process seed, others get their own stream (a run is
     reproducible for a given number of processes)."""

@@ -287,10 +287,8 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
             records.evaluate(held_out_eval, 0)
         while step < cfg.steps:
             t0 = time.perf_counter()
-            batch = [next(stream) for _ in range(cfg.images_per_step)]  # the global batch
-            seen += len(batch)
-            all_images = [s["image"].convert("RGB").resize((cfg.image_size, cfg.image_size)) for s in batch]
-            all_scenes = [rl.scene_of(s) for s in batch]
+            all_images, all_scenes = rl.global_batch(stream, cfg.images_per_step, cfg.image_size)
+            seen += len(all_images)
             images = all_images[lo:hi]
             G = cfg.group_size
             base = cfg.seed * 1_000_003 + step * 7_919
