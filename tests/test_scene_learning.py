@@ -38,6 +38,25 @@ def test_sentence_reader_gives_one_state_per_sentence_with_gradients_to_the_word
     assert torch.allclose(again[0, 1], states[0, 0])
 
 
+def test_phrases_cut_sentences_into_object_phrases(tmp_path):
+    enc = Encoder.tiny(image_size=48)
+    dec = Decoder.tiny(enc.hidden_size, image_size=48, patch_size=16, text_input="sentences",
+                       vocab_size=len(enc.tokenizer), phrases=True)
+    reader = dec.reader(enc)
+    # "and" ends a phrase; "left of" / "above" start one; "the top left cell" stays whole
+    states, mask = reader.encode_text(["a photo of a red cross and a blue ring",
+                                       "a photo of a cross left of a ring",
+                                       "a large ring sits in the top left cell. the ring is above the star."])
+    assert mask.sum(1).tolist() == [2, 2, 3]
+    assert torch.allclose(states[0, 0], reader.encode_text(["a photo of a red cross and"])[0][0, 0])
+    assert not torch.allclose(states[0, 0], states[0, 1])
+    dec.save_pretrained(tmp_path / "dec")
+    assert Decoder.from_pretrained(tmp_path / "dec", text_hidden_size=enc.hidden_size).config.phrases is True
+    plain = Decoder.tiny(enc.hidden_size, image_size=48, patch_size=16, text_input="sentences",
+                         vocab_size=len(enc.tokenizer)).reader(enc)
+    assert plain.encode_text(["a photo of a red cross and a blue ring"])[1].sum() == 1  # one sentence, one token
+
+
 def test_word_order_binds_words_to_their_place_and_is_a_plain_mean_at_init(tmp_path):
     ends = torch.tensor([[0, 1, 0, 0, 1, 0]], dtype=torch.bool)
     mask = torch.tensor([[1, 1, 1, 1, 1, 0]], dtype=torch.bool)

@@ -75,6 +75,10 @@ class DecoderConfig:
         "help": "text_input sentences: places in a sentence that get their own learned scale (word i's embedding "
                 "times 1 + order[i]), so a sentence mean binds words to their places ('a red cross and a blue "
                 "ring'); 0 = a plain bag of words"})
+    phrases: bool = field(default=False, metadata={
+        "help": "text_input sentences: also cut sentences into object phrases (after 'and' and commas, before "
+                "'left of' / 'right of' / 'above' / 'below'), one context token each, so 'a red cross and a blue "
+                "ring' reaches the DiT as two tokens that each bind a colour to its shape"})
     timestep_sampling: str = field(default="logit_normal", metadata={
         "help": "training t distribution: logit_normal (SD3's default) or uniform"})
     logit_mean: float = field(default=0.0, metadata={"help": "mean of the logit-normal t distribution"})
@@ -491,7 +495,8 @@ class Decoder(nn.Module):
             raise ValueError("text_input sentences needs a tokenizer: pass the encoder (or anything with .tokenizer)")
         if cached is None or cached.tokenizer is not tokenizer:
             cached = SentenceReader(self.connector.words, tokenizer, self.connector.sentence_norm,
-                                    order=getattr(self.connector, "word_order", None))
+                                    order=getattr(self.connector, "word_order", None),
+                                    phrases=self.config.phrases)
             object.__setattr__(self, "_sentence_reader", cached)  # not a submodule: the table already is
         return cached
 

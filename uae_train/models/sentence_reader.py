@@ -26,6 +26,11 @@ import torch
 from torch import nn
 
 SENTENCE_ENDS = (".", "!", "?")
+# phrases: a sentence is also cut after these words and before a relation ("a red cross and | a blue ring",
+# "a cross | left of a ring"), so each context token holds one object's words
+PHRASE_ENDS = ("and", ",", ";", ":")
+RELATION_STARTS = ("above", "below")  # always start a phrase
+RELATION_STARTS_BEFORE_OF = ("left", "right")  # start one only as "left of" / "right of" (not "the top left cell")
 
 
 def sentence_end_table(tokenizer, vocab_size: int) -> torch.Tensor:
@@ -35,6 +40,25 @@ def sentence_end_table(tokenizer, vocab_size: int) -> torch.Tensor:
         text = tokenizer.decode([i], skip_special_tokens=True).strip()
         table[i] = bool(text) and text.endswith(SENTENCE_ENDS)
     return table
+
+
+def word_table(tokenizer, vocab_size: int, words: Sequence[str]) -> torch.Tensor:
+    """(V,) bool: tokens whose stripped text is one of `words`."""
+    table = torch.zeros(vocab_size, dtype=torch.bool)
+    wanted = set(words)
+    for i in range(min(vocab_size, len(tokenizer))):
+        table[i] = tokenizer.decode([i], skip_special_tokens=True).strip() in wanted
+    return table
+
+
+def phrase_ends(ids: torch.Tensor, ends: torch.Tensor, tables: dict[str, torch.Tensor]) -> torch.Tensor:
+    """ends (B, T) with phrase cuts added: after PHRASE_ENDS words, before relation words."""
+    ends = ends | tables["ends"][ids]
+    starts = tables["starts"][ids].clone()
+    before_of = tables["before_of"][ids]
+    starts[:, :-1] |= before_of[:, :-1] & tables["of"][ids[:, 1:]]
+    ends[:, :-1] |= starts[:, 1:]
+    return ends
 
 
 def sentence_pool(states: torch.Tensor, ends: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,13 +90,18 @@ class SentenceReader:
     """A `TextConditioner` (encode_text) over the decoder's word table: one state per caption sentence."""
 
     def __init__(self, words: nn.Embedding, tokenizer, norm: nn.Module | None = None,
-                 order: nn.Embedding | None = None) -> None:
+                 order: nn.Embedding | None = None, phrases: bool = False) -> None:
         self.words = words
         self.order = order
         self.norm = norm if norm is not None else nn.Identity()
         self.tokenizer = tokenizer
         self.ends = sentence_end_table(tokenizer, words.num_embeddings)
         self.hidden_size = words.embedding_dim
+        v = words.num_embeddings
+        self.phrase_tables = {"ends": word_table(tokenizer, v, PHRASE_ENDS),
+                              "starts": word_table(tokenizer, v, RELATION_STARTS),
+                              "before_of": word_table(tokenizer, v, RELATION_STARTS_BEFORE_OF),
+                              "of": word_table(tokenizer, v, ("of",))} if phrases else None
 
     def encode_text(self, texts: Sequence[str], max_length: int | None = None, return_truncated: bool = False):
         """(B, S, W) sentence states and (B, S) mask; max_length cuts each caption to its first tokens."""
@@ -90,7 +119,10 @@ class SentenceReader:
             table[row, :len(i)] = torch.tensor(i, dtype=torch.long).clamp_max(self.words.num_embeddings - 1)
             mask[row, :len(i)] = True
         mask[:, 0] |= ~mask.any(1)  # an empty caption reads as one (padding-id) token
-        ends, mask = self.ends[table].to(device), mask.to(device)
+        ends = self.ends[table]
+        if self.phrase_tables is not None:
+            ends = phrase_ends(table, ends, self.phrase_tables)
+        ends, mask = ends.to(device), mask.to(device)
         states = self.words(table.to(device))
         if self.order is not None:
             place = place_in_sentence(ends, mask).clamp_max(self.order.num_embeddings - 1)
