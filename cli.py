@@ -34,7 +34,7 @@ Examples:
 
   uae eval geneval --generator oracle --out runs/geneval
 
-  uae eval geneval manifests/eval/geneval-official.yaml --images my_samples/ detector_options.model=/models/m2f --out runs/g
+  uae eval geneval manifests/eval/geneval-official.yaml --images my_samples/ detector.checkpoint=/models/m2f.pth --out runs/g
 
   uae eval mmt-bench --model caption-reader --encoder out/pre/encoder --out runs/mmt
 
@@ -319,7 +319,7 @@ def eval_geneval(
     Example: uae eval geneval manifests/eval/geneval-scene.yaml --generator oracle --out runs/geneval
 
     Any diffusers model, official prompts, images in the official layout (rerunning continues an interrupted run):
-    uae eval geneval manifests/eval/geneval-official.yaml --pipeline MY_PIPELINE --out runs/ge
+    uae eval geneval manifests/eval/geneval-official.yaml --pipeline MY_PIPELINE detector.checkpoint=M2F.pth --out runs/ge
     """
     from uae_data.config import load_config
     from uae_data.progress import progress_bar

@@ -13,7 +13,7 @@ from tests.tiny_geneval_models import tiny_clip, tiny_mask2former
 from tests.tiny_pipelines import CALL_OPTIONS, tiny_flux, tiny_sd3
 
 ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = ROOT / "manifests" / "eval" / "geneval-official.yaml"
+MANIFEST = ROOT / "manifests" / "eval" / "geneval-hf-mask2former.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -38,10 +38,15 @@ def test_missing_local_path_is_named_and_an_existing_one_passes(offline, tmp_pat
 
 @pytest.mark.integration
 def test_cli_hub_defaults_and_missing_folders_fail_fast(tmp_path, uae):
-    r = uae("eval", "geneval", "manifests/eval/geneval-official.yaml", "--generator", "random",
+    r = uae("eval", "geneval", "manifests/eval/geneval-hf-mask2former.yaml", "--generator", "random",
             "--out", str(tmp_path / "g"), env=OFFLINE)
     assert r.returncode == 2 and "detector_options.model=PATH" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "g").exists()
+    # the official manifest's detector is a file the user downloads: without it, one line naming the option
+    r = uae("eval", "geneval", "manifests/eval/geneval-official.yaml", "--generator", "random",
+            "--out", str(tmp_path / "g"), env=OFFLINE)
+    assert r.returncode == 2 and "detector.checkpoint=PATH" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "g").exists()
     (tmp_path / "imgs").mkdir()
     r = uae("build-corpus", "--source", "folder", "--input", str(tmp_path / "imgs"), "--captioner", "hf",
             "--caption-model", str(tmp_path / "missing"), "--out", str(tmp_path / "c"), env=OFFLINE)

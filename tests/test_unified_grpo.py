@@ -196,3 +196,16 @@ def test_stage1_and_stage2_run_with_the_shuffled_reward_control(world, tmp_path)
     stage2(s2cfg(world, "shuffle_reward_images=true"), tmp_path / "s2")
     assert json.loads((tmp_path / "s1/results/results.json").read_text())["config"]["shuffle_reward_images"] is True
     assert json.loads((tmp_path / "s2/results/results.json").read_text())["config"]["shuffle_reward_images"] is True
+
+
+def test_stage2_paints_short_prompts_and_is_rewarded_by_geneval(world, tmp_path):
+    out = tmp_path / "s2g"
+    stage2(s2cfg(world, "prompts=short", "reward={geneval: 1.0, geneval-partial: 1.0}"), out)
+    log = rows(out / "metrics.jsonl")
+    assert [r["step"] for r in log] == [1, 2] and {"reward_geneval", "reward_geneval-partial"} <= log[0].keys()
+    assert all(0.0 <= r["reward_geneval"] <= r["reward_geneval-partial"] <= 1.0 for r in log)
+    ev = rows(out / "eval.jsonl")
+    assert "heldout_geneval" in ev[0] and "exact_caption_reward" not in ev[0]
+    assert max_change(Decoder.from_pretrained(out / "decoder"), Decoder.from_pretrained(world / "init" / "decoder")) > 0
+    with pytest.raises(Exception, match="set prompts: short"):
+        s2cfg(world, "reward={geneval: 1.0}")

@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 
 from uae_data.errors import ConfigError
-from uae_data.scenes import Scene
+from uae_data.scenes import SHAPES, Scene
 
+GENEVAL_TERMS = ("geneval", "geneval-partial")
 RewardFn = Callable[[Sequence[Image.Image], Sequence[Image.Image]], torch.Tensor]
 
 
@@ -43,14 +44,41 @@ class Reward:
             raise ConfigError("reward: give at least one metric weight, e.g. {scene-soft: 1.0}")
         from uae_eval.metrics import build_metric, metric_names
 
-        known = set(metric_names()) | {"pixel", "constant"}
+        known = set(metric_names()) | {"pixel", "constant", *GENEVAL_TERMS}
         unknown = sorted(set(weights) - known)
         if unknown:
             raise ConfigError(f"reward: unknown metric(s) {unknown}; choose from {sorted(known)}")
         self.weights = {k: float(v) for k, v in weights.items()}
         options = metric_options or {}
-        self.metrics = {k: build_metric(k, **options.get(k, {})) for k in weights if k not in ("pixel", "constant")}
+        self.metrics = {k: build_metric(k, **options.get(k, {})) for k in weights
+                        if k not in ("pixel", "constant", *GENEVAL_TERMS)}
+        self.geneval = None
+        if set(weights) & set(GENEVAL_TERMS):
+            from uae_eval.geneval.reward import GenEvalReward
+
+            self.geneval = GenEvalReward(**options.get("geneval", {}))
+            namer = getattr(self.geneval.detector, "class_names", None)
+            self.geneval_classes = namer() if callable(namer) else list(SHAPES)
         self.parts: dict[str, list[float]] = {}
+
+    @property
+    def needs_prompts(self) -> bool:
+        return self.geneval is not None
+
+    def _geneval(self, recons, prompts: Sequence[str] | None) -> dict[str, list[float]]:
+        from uae_eval.geneval.prompts import prompt_metadata
+
+        if prompts is None or len(prompts) != len(recons):
+            raise ConfigError("reward geneval: needs the prompt of every painting (stage2 prompts: short)")
+        metadata = []
+        for p in prompts:
+            meta = prompt_metadata(p, self.geneval_classes)
+            if meta is None:
+                raise ConfigError(f"reward geneval: {p!r} is not a GenEval-template prompt of the detector's classes "
+                                  f"('a photo of ...'); use stage2 prompts: short on a corpus with short captions")
+            metadata.append(meta)
+        self.geneval(list(recons), metadata)
+        return {"geneval": self.geneval.parts["strict"], "geneval-partial": self.geneval.parts["partial"]}
 
     def _term(self, name: str, originals, recons, scenes: Sequence[Scene] | None) -> list[float]:
         if name == "pixel":
@@ -67,13 +95,15 @@ class Reward:
         return values
 
     def __call__(self, originals: Sequence[Image.Image], recons: Sequence[Image.Image],
-                 scenes: Sequence[Scene] | None = None) -> torch.Tensor:
+                 scenes: Sequence[Scene] | None = None, prompts: Sequence[str] | None = None) -> torch.Tensor:
+        """prompts: what each painting was painted from; only the geneval terms read them."""
         if len(originals) != len(recons):
             raise ValueError(f"reward needs pairs: {len(originals)} originals, {len(recons)} reconstructions")
         total = np.zeros(len(recons), dtype=np.float64)
         self.parts = {}
+        judged = self._geneval(recons, prompts) if self.geneval is not None else {}
         for name, w in self.weights.items():
-            values = self._term(name, originals, recons, scenes)
+            values = judged[name] if name in judged else self._term(name, originals, recons, scenes)
             self.parts[name] = values
             total += w * np.asarray(values, dtype=np.float64)
         return torch.tensor(total, dtype=torch.float32)

@@ -256,3 +256,6 @@ class Mask2FormerDetector:
             "label_map": self.label_map,
             "classes_not_in_geneval": [n for n in self.class_names() if n not in geneval],
         }
+
+
+from uae_eval.geneval import official_mask2former  # noqa: E402,F401  registers "geneval-mask2former"

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 
 from uae_data.config import config_kind, help_field, to_dict
 from uae_data.detection import Detection
-from uae_data.errors import InputError
+from uae_data.errors import ConfigError, InputError
 from uae_eval.geneval import rules
 from uae_eval.geneval.prompts import load_metadata, validate_metadata
 
@@ -46,7 +46,9 @@ class GenEvalConfig:
     pipeline_image_size: int | None = help_field(None, help="--pipeline: image side (null: the pipeline's default resolution)")
     pipeline_options: dict = help_field({}, help="--pipeline: extra keyword arguments for every pipeline call, e.g. {max_sequence_length: 256}")
     dtype: str = help_field("auto", help="--pipeline: auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
-    detector: str = help_field("scene", help="detector backend: scene | mask2former")
+    detector: str | dict = help_field("scene", help="detector backend: scene | mask2former | geneval-mask2former, "
+                                      "or a section {name: BACKEND, option: value, ...} (so detector.checkpoint=PATH "
+                                      "works as an override)")
     detector_options: dict = help_field({}, help="detector options (e.g. model: name or local path, device)")
     colour: str = help_field("scene", help="colour classifier: scene | clip")
     colour_options: dict = help_field({}, help="colour classifier options (e.g. model, pretrained, device)")
@@ -58,6 +60,13 @@ class GenEvalConfig:
 
     def __post_init__(self) -> None:
         self.rules = self.rules or rules.RulesConfig()
+        if isinstance(self.detector, dict):  # section form: name + backend options
+            section = dict(self.detector)
+            name = section.pop("name", None)
+            if not isinstance(name, str) or not name:
+                raise ConfigError("detector: a detector section needs name: BACKEND (scene | mask2former | "
+                                  "geneval-mask2former)")
+            self.detector, self.detector_options = name, {**self.detector_options, **section}
 
     def validate(self) -> None:
         if self.images_per_prompt < 1:

@@ -125,3 +125,51 @@ def load_class_names(path: str | Path) -> list[str]:
     if not names:
         raise ValueError(f"{path}: no class names (empty file)")
     return names
+
+
+_NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
+
+
+def prompt_metadata(prompt: str, classes: list[str] | tuple[str, ...]) -> dict | None:
+    """The GenEval metadata of a prompt written in GenEval's six templates, or None for any other text.
+
+    Why: a GenEval reward needs each training prompt's metadata; corpora carry short prompts written in these
+    templates (the scene world's `short_caption`), so reading the template back gives exactly the metadata
+    create_prompts.py would have written (counting excludes N+1; position includes [B, A]).
+    """
+    import re
+
+    from uae_eval.geneval.scene_prompts import make_plural
+
+    text = " ".join(prompt.strip().lower().rstrip(".").split())
+    if not text.startswith("a photo of "):
+        return None
+    rest = text[len("a photo of "):]
+    names = sorted(classes, key=len, reverse=True)
+    cls = "|".join(map(re.escape, names))
+    col = "|".join(_COLOURS)
+
+    def obj(i: int) -> str:
+        return rf"an? (?:(?P<c{i}>{col}) )?(?P<o{i}>{cls})"
+
+    plural = {make_plural(n): n for n in names}
+    m = re.fullmatch(rf"(?P<n>{'|'.join(_NUMBER_WORDS)}) (?P<p>{'|'.join(map(re.escape, plural))})", rest)
+    if m:
+        n, name = _NUMBER_WORDS[m["n"]], plural[m["p"]]
+        return {"tag": "counting", "include": [{"class": name, "count": n}],
+                "exclude": [{"class": name, "count": n + 1}], "prompt": prompt}
+    m = re.fullmatch(rf"{obj(1)} (?P<rel>{'|'.join(RELATIONS)}) {obj(2)}", rest)
+    if m and not m["c1"] and not m["c2"]:
+        return {"tag": "position", "include": [{"class": m["o2"], "count": 1},
+                                               {"class": m["o1"], "count": 1, "position": [m["rel"], 0]}],
+                "prompt": prompt}
+    m = re.fullmatch(rf"{obj(1)} and {obj(2)}", rest)
+    if m and bool(m["c1"]) == bool(m["c2"]):
+        items = [{"class": m[f"o{i}"], "count": 1, **({"color": m[f"c{i}"]} if m[f"c{i}"] else {})} for i in (1, 2)]
+        return {"tag": "color_attr" if m["c1"] else "two_object", "include": items, "prompt": prompt}
+    m = re.fullmatch(obj(1), rest)
+    if m:
+        item = {"class": m["o1"], "count": 1, **({"color": m["c1"]} if m["c1"] else {})}
+        return {"tag": "colors" if m["c1"] else "single_object", "include": [item], "prompt": prompt}
+    return None

@@ -128,7 +128,19 @@ def evaluate(metadata: dict, detections_by_class: dict[str, list[Detection]], cf
     `detections_by_class` is filter_detections' output (each list best first). Include items AND,
     exclude items OR; colour and position are judged on the top-`count` detections only.
     """
+    items, reason = judge_items(metadata, detections_by_class, cfg)
+    return all(items), reason
+
+
+def judge_items(metadata: dict, detections_by_class: dict[str, list[Detection]],
+                cfg: RulesConfig | None = None) -> tuple[list[bool], str]:
+    """Per item of the prompt (each include item, then each exclude item): did it pass? And the official reason.
+
+    The image is correct when every item passes (`evaluate`); the share of passing items is the looser
+    reward `uae_eval.geneval.reward` reports beside the strict one.
+    """
     cfg = cfg or RulesConfig()
+    items: list[bool] = []
     objects = detections_by_class
     correct = True
     reason: list[str] = []
@@ -167,13 +179,15 @@ def evaluate(metadata: dict, detections_by_class: dict[str, list[Detection]], cf
                         if not matched:
                             break
         matched_groups.append(found if matched else None)
+        items.append(matched)
     for req in metadata.get("exclude", []):
         classname = req["class"]
         n_found = len(objects.get(classname, []))
+        items.append(n_found < req["count"])
         if n_found >= req["count"]:
             correct = False
             reason.append(f"expected {classname}<{req['count']}, found {n_found}")
-    return correct, "\n".join(reason)
+    return items, "\n".join(reason)
 
 
 def image_details(detections_by_class: dict[str, list[Detection]]) -> dict[str, list[list[float]]]:

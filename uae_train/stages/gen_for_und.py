@@ -241,7 +241,7 @@ def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
             records.evaluate(held_out_eval, 0)
         while step < cfg.steps:
             t0 = time.perf_counter()
-            all_images, all_scenes = rl.global_batch(stream, cfg.images_per_step, cfg.image_size)
+            all_images, all_scenes, _ = rl.global_batch(stream, cfg.images_per_step, cfg.image_size)
             seen += len(all_images)
             images = all_images[lo:hi]
             G = cfg.group_size

@@ -190,12 +190,12 @@ def restore(out: Path, ckpt: Path, module, optimizer, scheduler, resume: bool) -
     return step, seen
 
 
-def global_batch(stream: Iterator[dict], n: int, image_size: int) -> tuple[list, list[Scene | None]]:
-    """The next n samples of the stream (every rank reads the same ones): RGB images at image_size and
-    their scene specs."""
+def global_batch(stream: Iterator[dict], n: int, image_size: int) -> tuple[list, list[Scene | None], list[str | None]]:
+    """The next n samples of the stream (every rank reads the same ones): RGB images at image_size, their
+    scene specs and their short prompts (meta short_caption; None where a row has none)."""
     batch = [next(stream) for _ in range(n)]
     return ([s["image"].convert("RGB").resize((image_size, image_size)) for s in batch],
-            [scene_of(s) for s in batch])
+            [scene_of(s) for s in batch], [(s.get("meta") or {}).get("short_caption") for s in batch])
 
 
 def rank_seed(base: int, rank: int) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from uae_data.config import config_kind, help_field
+from uae_data.errors import InputError
 from uae_data.scenes import write_caption
 from uae_train import flow_sde, grpo
 from uae_train.models.decoder import tensor_to_pil
@@ -53,7 +54,11 @@ class Stage2Config:
     caption_temperature: float = help_field(0.0, help="frozen encoder's caption sampling temperature (0 = greedy)")
     max_new_tokens: int = help_field(160, help="caption token limit")
     max_text_tokens: int = help_field(256, help="caption tokens the decoder reads")
-    reward: dict = help_field({"scene-soft": 1.0}, help="metric weights, as stage 1")
+    prompts: str = help_field("captions", help="what the decoder paints from: captions (UAE: the frozen encoder's "
+                                               "caption of each image) | short (each image's short GenEval-template "
+                                               "prompt from the corpus, for the geneval reward: Flow-GRPO's GenEval task)")
+    reward: dict = help_field({"scene-soft": 1.0}, help="metric weights, as stage 1; geneval / geneval-partial judge "
+                                                        "each painting against its prompt (prompts: short)")
     shuffle_reward_images: bool = help_field(False, help="control: score each painting against another image of "
                                                          "the batch (a reward that says nothing about the caption)")
     reward_options: dict = help_field({}, help="per-metric options")
@@ -80,6 +85,10 @@ class Stage2Config:
         for name in self.log_with:
             if name not in TRACKERS:
                 raise ValueError(f"log_with: unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+        if self.prompts not in ("captions", "short"):
+            raise ValueError(f"prompts must be captions or short; got {self.prompts!r}")
+        if set(self.reward) & {"geneval", "geneval-partial"} and self.prompts != "short":
+            raise ValueError("reward geneval judges a painting against its GenEval prompt: set prompts: short")
         if self.advantage not in ("flow_grpo", "group"):
             raise ValueError(f"advantage must be flow_grpo or group; got {self.advantage!r}")
         for name in ("steps", "images_per_step", "rollout_steps", "num_iterations", "micro_batch", "checkpoint_every"):
@@ -91,6 +100,14 @@ class Stage2Config:
             raise ValueError("timestep_fraction must be in (0, 1]")
         if self.noise_level <= 0:
             raise ValueError("noise_level must be > 0: an ODE step has no log-probability")
+
+
+def short_prompts(prompts: list[str | None], corpus: str) -> list[str]:
+    """The batch's short prompts (prompts: short); a corpus row without one is an input error."""
+    if any(p is None for p in prompts):
+        raise InputError(f"{corpus}: prompts: short needs every row's meta.short_caption (scene corpora carry "
+                         f"one); this corpus has rows without")
+    return list(prompts)
 
 
 def captions(cfg: Stage2Config, encoder, images, seed: int) -> list[str]:
@@ -139,7 +156,7 @@ def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, re
     seeds = [cfg.eval_seed + i for i in range(len(images))]
     known = all(s is not None for s in scenes)
     paintings = paint(cfg, encoder, decoder, eval_texts, seeds)
-    r = reward(images, paintings, scenes if known else None)
+    r = reward(images, paintings, scenes if known else None, eval_texts if cfg.prompts == "short" else None)
     row = {"step": step, "heldout_reward": float(r.mean())}
     row.update({f"heldout_{k}": sum(v) / len(v) for k, v in reward.parts.items()})
     from uae_eval.metrics import build_metric
@@ -149,7 +166,7 @@ def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, re
     for name in ("ssim", "psnr"):
         values = build_metric(name)(list(images), paintings)
         row[f"heldout_{name}"] = sum(values) / len(values)
-    if known:  # generation from exact long captions: how well the decoder follows text alone
+    if known and cfg.prompts == "captions":  # generation from exact long captions: how well the decoder follows text
         exact = [write_caption(s, cfg.eval_seed + i) for i, s in enumerate(scenes)]
         r2 = reward(images, paint(cfg, encoder, decoder, exact, seeds), scenes)
         row["exact_caption_reward"] = float(r2.mean())
@@ -270,8 +287,15 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
     ckpt = out / "checkpoints" / "decoder"
     step, seen = rl.restore(out, ckpt, decoder, optimizer, scheduler, resume)
     eval_images, eval_scenes = rl.heldout(cfg.eval_corpus, cfg.eval_images, cfg.eval_seed, cfg.image_size)
-    with autocast(cfg, device):
-        eval_texts = captions(cfg, encoder, eval_images, cfg.eval_seed)
+    if cfg.prompts == "short":  # held-out short prompts, true of each held-out scene
+        from uae_data.short_captions import short_caption
+
+        if any(s is None for s in eval_scenes):
+            raise InputError(f"{cfg.eval_corpus}: prompts: short evaluates on scene-world images (eval_corpus: '')")
+        eval_texts = [short_caption(s, cfg.eval_seed + i) for i, s in enumerate(eval_scenes)]
+    else:
+        with autocast(cfg, device):
+            eval_texts = captions(cfg, encoder, eval_images, cfg.eval_seed)
     stream = rl.train_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen)
     eval_rows = rl.read_jsonl(out / "eval.jsonl")
     lo, hi = dist.bounds(cfg.images_per_step, "images_per_step")  # this rank's whole groups
@@ -287,13 +311,14 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
             records.evaluate(held_out_eval, 0)
         while step < cfg.steps:
             t0 = time.perf_counter()
-            all_images, all_scenes = rl.global_batch(stream, cfg.images_per_step, cfg.image_size)
+            all_images, all_scenes, all_short = rl.global_batch(stream, cfg.images_per_step, cfg.image_size)
             seen += len(all_images)
             images = all_images[lo:hi]
             G = cfg.group_size
             base = cfg.seed * 1_000_003 + step * 7_919
             with autocast(cfg, device):
-                texts = captions(cfg, encoder, images, rl.rank_seed(base, dist.rank))
+                texts = (short_prompts(all_short[lo:hi], cfg.corpus) if cfg.prompts == "short"
+                         else captions(cfg, encoder, images, rl.rank_seed(base, dist.rank)))
                 with torch.no_grad():
                     hidden, mask = decoder.reader(encoder).encode_text(texts, max_length=cfg.max_text_tokens)
                 hidden = hidden.float().repeat_interleave(G, 0)  # (b·G, T, H): row i·G+g = caption i
@@ -307,7 +332,9 @@ def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
                 ref_images, ref_scenes = rl.reward_references(all_images, all_scenes, cfg.shuffle_reward_images)
                 originals = [im for im in ref_images[lo:hi] for _ in range(G)]
                 rep = [s for s in ref_scenes[lo:hi] for _ in range(G)]
-                r = reward(originals, paintings, rep if all(s is not None for s in all_scenes) else None)
+                ref_short = rl.reward_references(all_short, all_short, cfg.shuffle_reward_images)[0]  # control: shuffled
+                prompts = [t for t in ref_short[lo:hi] for _ in range(G)] if cfg.prompts == "short" else None
+                r = reward(originals, paintings, rep if all(s is not None for s in all_scenes) else None, prompts)
                 rewards = r.view(len(images), G)  # (b, G)
                 adv = (grpo.flow_grpo_advantages(rewards, clip=cfg.adv_clip) if cfg.advantage == "flow_grpo"
                        else grpo.group_advantages(rewards)).flatten().to(device)  # (b·G,), groups whole
