@@ -22,7 +22,6 @@ checkpoint's shapes, so a small random checkpoint in the same key layout (tests)
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from PIL import Image
 
 from uae_data.detection import Detection
+from uae_data.shards import file_sha256
 from uae_data.errors import InputError
 from uae_eval.geneval.detect import DETECTORS, default_device, label_namer, mask_instances, upright_rgb
 
@@ -76,14 +76,6 @@ class Architecture:
     levels: int
     points: int
     attention_heads: int
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -342,7 +334,7 @@ class OfficialMask2FormerDetector:
             raise InputError(f"geneval-mask2former: dtype must be float32, bfloat16 or float16, got {dtype!r}")
         self.path = Path(checkpoint)
         state = read_checkpoint(self.path)
-        self.sha256 = sha256(self.path)
+        self.sha256 = file_sha256(self.path)
         self.device = device or default_device()
         self.dtype = getattr(torch, dtype)
         self.max_detections, self.min_score = max_detections, min_score
