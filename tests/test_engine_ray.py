@@ -12,9 +12,12 @@ from test_corpus_sources import www  # noqa: F401  (fixture: photos served on 12
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(tmp_path_factory):
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # workers are killed at shutdown: their import-time temp folders (wandb's) go to a folder pytest owns
+    scratch = tmp_path_factory.mktemp("ray-workers")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"TMPDIR": str(scratch)}})
     yield ray
     ray.shutdown()
 
