@@ -81,8 +81,9 @@ class Architecture:
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The mmdet checkpoint's state dict, read with weights_only=True (no code runs while reading).
 
-    mmdet checkpoints are {"meta": {...}, "state_dict": {...}}; meta holds only Python builtins (strings,
-    numbers, tuples, dicts), so no extra type is allow-listed: a file that needs one is refused, naming it.
+    mmdet checkpoints are {"meta": {...}, "state_dict": {...}}, meta normally of strings, numbers, tuples and
+    dicts; no extra type is allow-listed, so a file that needs one is refused in one line naming it (the official
+    file could not be downloaded where this was written, so that its meta loads is not yet confirmed).
     """
     path = Path(path)
     if not path.is_file():
@@ -322,7 +323,7 @@ class OfficialMask2FormerDetector:
     max_detections  top (query, class) pairs kept per image (the config's max_per_image: 100)
     min_score       drop detections scoring below this (default 0: keep all; the GenEval rules filter)
 
-    One image per forward pass, as GenEval calls mmdet, so padding never depends on the batch.
+    One image per forward pass, so an image's padding (and so its detections) never depends on its batch.
     """
 
     def __init__(self, checkpoint: str | None = None, device: str | None = None, dtype: str = "float32",
