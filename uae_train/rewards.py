@@ -61,23 +61,17 @@ class Reward:
             self.geneval_classes = namer() if callable(namer) else list(SHAPES)
         self.parts: dict[str, list[float]] = {}
 
-    @property
-    def needs_prompts(self) -> bool:
-        return self.geneval is not None
-
     def _geneval(self, recons, prompts: Sequence[str] | None) -> dict[str, list[float]]:
         from uae_eval.geneval.prompts import prompt_metadata
 
         if prompts is None or len(prompts) != len(recons):
             raise ConfigError("reward geneval: needs the prompt of every painting (stage2 prompts: short)")
-        metadata = []
-        for p in prompts:
-            meta = prompt_metadata(p, self.geneval_classes)
+        parsed = {p: prompt_metadata(p, self.geneval_classes) for p in set(prompts)}  # a group shares its prompt
+        for p, meta in parsed.items():
             if meta is None:
                 raise ConfigError(f"reward geneval: {p!r} is not a GenEval-template prompt of the detector's classes "
                                   f"('a photo of ...'); use stage2 prompts: short on a corpus with short captions")
-            metadata.append(meta)
-        self.geneval(list(recons), metadata)
+        self.geneval(list(recons), [parsed[p] for p in prompts])
         return {"geneval": self.geneval.parts["strict"], "geneval-partial": self.geneval.parts["partial"]}
 
     def _term(self, name: str, originals, recons, scenes: Sequence[Scene] | None) -> list[float]:

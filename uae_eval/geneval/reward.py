@@ -10,7 +10,8 @@ with uae's port of the official detector (`geneval-mask2former`) the same scores
 
 `metadata_rows` are GenEval metadata lines (tag, include, exclude). In the scene world (`detector="scene"`,
 `colour="scene"`) it needs no weights at all. `uae train stage2` uses it as the reward term `geneval`
-(and `geneval-partial`) on scene corpora, whose rows carry the metadata of their short prompts.
+(and `geneval-partial`) with `prompts: short`: each row's short prompt is read back to its metadata
+(`prompts.prompt_metadata`).
 """
 from __future__ import annotations
 

@@ -142,7 +142,6 @@ def judge_items(metadata: dict, detections_by_class: dict[str, list[Detection]],
     cfg = cfg or RulesConfig()
     items: list[bool] = []
     objects = detections_by_class
-    correct = True
     reason: list[str] = []
     matched_groups: list[list[Detection] | None] = []
     for req in metadata.get("include", []):
@@ -150,14 +149,14 @@ def judge_items(metadata: dict, detections_by_class: dict[str, list[Detection]],
         matched = True
         found = objects.get(classname, [])[:count]
         if len(found) < count:
-            correct = matched = False
+            matched = False
             reason.append(f"expected {classname}>={count}, found {len(found)}")
         else:
             if "color" in req:
                 colors = [d.color for d in found]
                 n_target = colors.count(req["color"])
                 if n_target < count:
-                    correct = matched = False
+                    matched = False
                     reason.append(
                         f"expected {req['color']} {classname}>={count}, found {n_target} {req['color']}; and "
                         + ", ".join(f"{colors.count(c)} {c}" for c in COLORS if c in colors)
@@ -165,14 +164,14 @@ def judge_items(metadata: dict, detections_by_class: dict[str, list[Detection]],
             if "position" in req and matched:
                 expected_rel, target_group = req["position"]
                 if matched_groups[target_group] is None:
-                    correct = matched = False
+                    matched = False
                     reason.append(f"no target for {classname} to be {expected_rel}")
                 else:
                     for obj in found:
                         for target in matched_groups[target_group]:
                             true_rels = relative_position(obj.box, target.box, cfg.position_threshold)
                             if expected_rel not in true_rels:
-                                correct = matched = False
+                                matched = False
                                 reason.append(f"expected {classname} {expected_rel} target, found "
                                               f"{' and '.join(_ordered(true_rels))} target")
                                 break
@@ -185,7 +184,6 @@ def judge_items(metadata: dict, detections_by_class: dict[str, list[Detection]],
         n_found = len(objects.get(classname, []))
         items.append(n_found < req["count"])
         if n_found >= req["count"]:
-            correct = False
             reason.append(f"expected {classname}<{req['count']}, found {n_found}")
     return items, "\n".join(reason)
 

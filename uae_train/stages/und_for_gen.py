@@ -23,7 +23,7 @@ from uae_data.errors import InputError
 from uae_data.scenes import write_caption
 from uae_train import flow_sde, grpo
 from uae_train.models.decoder import tensor_to_pil
-from uae_train.rewards import build_reward
+from uae_train.rewards import GENEVAL_TERMS, build_reward
 from uae_train.stages import rl_common as rl
 from uae_train.checkpoint import save_checkpoint
 from uae_train.stages.pretrain import autocast, resolve_device
@@ -87,7 +87,7 @@ class Stage2Config:
                 raise ValueError(f"log_with: unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
         if self.prompts not in ("captions", "short"):
             raise ValueError(f"prompts must be captions or short; got {self.prompts!r}")
-        if set(self.reward) & {"geneval", "geneval-partial"} and self.prompts != "short":
+        if set(self.reward) & set(GENEVAL_TERMS) and self.prompts != "short":
             raise ValueError("reward geneval judges a painting against its GenEval prompt: set prompts: short")
         if self.advantage not in ("flow_grpo", "group"):
             raise ValueError(f"advantage must be flow_grpo or group; got {self.advantage!r}")
