@@ -52,7 +52,7 @@ err = Console(stderr=True)
 out = Console()
 
 def _manifests() -> Path:
-    from uae_data.paths import manifests_dir
+    from uae_data.core.paths import manifests_dir
 
     return manifests_dir()
 
@@ -63,7 +63,7 @@ CORPUS_DEFAULTS = {"scenes": "scenes.yaml", "urls": "urls-example.yaml", "folder
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from uae_data.errors import UserError
+    from uae_data.core.errors import UserError
     from uae_eval.results import ResultsError
 
     return (UserError, ResultsError, FileNotFoundError)
@@ -77,7 +77,7 @@ def friendly(fn: Callable) -> Callable:
         try:
             folder = kwargs.get("out_dir")  # every command that writes a folder names its --out `out_dir`
             if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
-                from uae_data.errors import ConfigError
+                from uae_data.core.errors import ConfigError
 
                 raise ConfigError(f"--out {folder} is a file; give a folder to write into (nothing was written)")
             return fn(*args, **kwargs)
@@ -159,9 +159,9 @@ def build_corpus(
     Example: uae build-corpus --source urls --input urls.csv --captioner keep --out /tmp/corpus
     """
     import json
-    from uae_data.config import load_config
+    from uae_data.core.config import load_config
     from uae_data.pipeline import CorpusConfig, build
-    from uae_data.progress import progress_bar
+    from uae_data.core.progress import progress_bar
 
     manifest, overrides = split_args(args)
     if limit is not None:
@@ -192,8 +192,8 @@ def train_pretrain(
 
     Example: uae train pretrain manifests/train/pretrain-scene.yaml --corpus out/corpus --out runs/pre
     """
-    from uae_data.config import load_config
-    from uae_data.progress import progress_bar
+    from uae_data.core.config import load_config
+    from uae_data.core.progress import progress_bar
     from uae_train.stages.pretrain import PretrainConfig, pretrain
 
     manifest, overrides = split_args(args)
@@ -212,8 +212,8 @@ def train_pretrain(
 
 def _rl_stage(stage: str, args: Optional[List[str]], out_dir: Path, init: Optional[Path], corpus: Optional[Path],
               resume: bool) -> None:
-    from uae_data.config import load_config
-    from uae_data.progress import progress_bar
+    from uae_data.core.config import load_config
+    from uae_data.core.progress import progress_bar
 
     if stage == "stage1":
         from uae_train.stages.gen_for_und import Stage1Config as Config, stage1 as run
@@ -243,8 +243,8 @@ def train_yfork(
 
     Example: uae train yfork manifests/train/shared-scene.yaml --corpus out/corpus --out runs/shared
     """
-    from uae_data.config import load_config
-    from uae_data.progress import progress_bar
+    from uae_data.core.config import load_config
+    from uae_data.core.progress import progress_bar
     from uae_train.stages.yfork_train import YForkTrainConfig, train_yfork as train
 
     manifest, overrides = split_args(args)
@@ -321,8 +321,8 @@ def eval_geneval(
     Any diffusers model, official prompts, images in the official layout (rerunning continues an interrupted run):
     uae eval geneval manifests/eval/geneval-official.yaml --pipeline MY_PIPELINE detector.checkpoint=M2F.pth --out runs/ge
     """
-    from uae_data.config import load_config
-    from uae_data.progress import progress_bar
+    from uae_data.core.config import load_config
+    from uae_data.core.progress import progress_bar
     from uae_eval.geneval.harness import GenEvalConfig, run
 
     dist = _ranks()
@@ -334,7 +334,7 @@ def eval_geneval(
     cfg = load_config(GenEvalConfig, manifest or MANIFESTS / "eval" / "geneval-scene.yaml", overrides, kind="geneval")
     generate, model_info = None, None
     if decoder is not None and pipeline is not None:
-        from uae_data.errors import ConfigError
+        from uae_data.core.errors import ConfigError
 
         raise ConfigError("give --decoder or --pipeline, not both")
     if decoder is not None:
@@ -373,7 +373,7 @@ def eval_mmt(
 
     Example: uae eval mmt-bench --tsv manifests/mmt_bench/scene_mmt.tsv --model random --out runs/mmt
     """
-    from uae_data.config import load_config
+    from uae_data.core.config import load_config
     from uae_eval.mmt_bench.answerers import ANSWERERS, build_answerer
     from uae_eval.mmt_bench.harness import MMTConfig, run
 
@@ -382,7 +382,7 @@ def eval_mmt(
     overrides += [f"tsv={tsv}"] * (tsv is not None) + [f"model={model}"] * (model is not None)
     overrides += ["allow_missing=true"] * allow_missing
     if predictions is not None and model is not None:
-        from uae_data.errors import ConfigError
+        from uae_data.core.errors import ConfigError
 
         raise ConfigError("give --model or --predictions, not both (the predictions file holds the answers)")
     cfg = load_config(MMTConfig, manifest or MANIFESTS / "eval" / "mmt-bench-scene.yaml", overrides, kind="mmt-bench")
@@ -421,8 +421,8 @@ def eval_recon(
     Unified-Bench for your own model (four backbones, their mean is the score):
     uae eval recon manifests/eval/unified-bench.yaml --data PHOTOS --encoder VLM --decoder PIPELINE --out runs/ub
     """
-    from uae_data.config import load_config
-    from uae_data.errors import ConfigError
+    from uae_data.core.config import load_config
+    from uae_data.core.errors import ConfigError
     from uae_eval.recon import ReconConfig, build_metrics, load_items, run
 
     dist = _ranks()
@@ -459,7 +459,7 @@ def eval_alignment(
 
     Example: uae eval alignment --model runs/pre/encoder --data out/corpus --out runs/align
     """
-    from uae_data.config import load_config
+    from uae_data.core.config import load_config
     from uae_eval.alignment import AlignmentConfig, run
     from uae_train.models.layer_features import load_pairs, model_features
 
@@ -522,7 +522,7 @@ def validate(manifests: Optional[List[Path]] = typer.Argument(None, help="manife
 
     Example: uae validate manifests/corpus/scenes.yaml
     """
-    from uae_data.config import ConfigError, validate_manifest
+    from uae_data.core.config import ConfigError, validate_manifest
     _register_config_kinds()
     paths = list(manifests or sorted(MANIFESTS.rglob("*.yaml")))
     bad = 0
@@ -553,9 +553,9 @@ def demo(
     --from-scratch. Every stage sits beside its controls (constant reward, blind encoder, object-free
     images, shuffled captions). Example: uae demo --out runs/demo --seeds 3
     """
-    from uae_data.config import load_config
-    from uae_data.errors import ConfigError
-    from uae_data.progress import progress_bar
+    from uae_data.core.config import load_config
+    from uae_data.core.errors import ConfigError
+    from uae_data.core.progress import progress_bar
     from uae_train.demo import DemoConfig, demo as run_demo
 
     if scale not in ("cpu", "gpu"):

@@ -25,7 +25,7 @@ import webdataset as wds
 
 from uae_data import scenes
 from uae_data import shards as sh
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 from uae_data.phash import phash_many
 from uae_data.pipeline import CorpusConfig, build
 from uae_data.sources.scenes import item_rng

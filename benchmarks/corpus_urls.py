@@ -80,7 +80,7 @@ def main() -> None:
     import pandas as pd
     from img2dataset import download
 
-    from uae_data.config import load_config
+    from uae_data.core.config import load_config
     from uae_data.pipeline import CorpusConfig, build
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

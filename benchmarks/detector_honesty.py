@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 from uae_data.scenes import render, sample_scene
 from uae_eval.geneval.generators import NOISE_FAMILIES, build_generator
 from uae_eval.geneval.harness import GenEvalConfig, run

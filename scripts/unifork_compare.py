@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from uae_data.config import load_config  # noqa: E402
+from uae_data.core.config import load_config  # noqa: E402
 
 MODELS = ("yfork", "shared")
 

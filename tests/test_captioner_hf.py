@@ -13,7 +13,7 @@ import pytest
 
 from uae_data import scenes
 from uae_data.captioners import CaptionerConfig, build_captioner
-from uae_data.errors import ModelLoadError
+from uae_data.core.errors import ModelLoadError
 from uae_data.sources import SourceItem
 
 from test_corpus_sources import CASES, TEST_OPTS, read_corpus, write_url_list, www  # noqa: F401  (fixture)

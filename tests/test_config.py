@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from uae_data.config import ConfigError, apply_overrides, load_config, validate_manifest
+from uae_data.core.config import ConfigError, apply_overrides, load_config, validate_manifest
 from uae_data.pipeline import CorpusConfig
 
 pytestmark = pytest.mark.unit

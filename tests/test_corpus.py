@@ -12,7 +12,7 @@ import pytest
 import webdataset as wds
 
 from uae_data import scenes, shards
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 from uae_data.pipeline import CorpusConfig, build
 from uae_data.shards import CorpusError
 

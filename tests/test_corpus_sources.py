@@ -22,8 +22,8 @@ import skimage.data
 import webdataset as wds
 from PIL import Image
 
-from uae_data.config import load_config
-from uae_data.errors import ConfigError
+from uae_data.core.config import load_config
+from uae_data.core.errors import ConfigError
 from uae_data.pipeline import CorpusConfig, build
 
 from conftest import ROOT

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 from uae_data.scene_detect import read_scene
 from uae_data.scenes import render, sample_scene
 from uae_eval.geneval.generators import NOISE_FAMILIES, GENERATORS, build_generator, noise_family, paint_noise

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 from uae_data.pipeline import CorpusConfig, build
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 from uae_data.pipeline import CorpusConfig, build
 
 from conftest import ROOT

@@ -12,7 +12,7 @@ import pytest
 
 from uae_data import scenes
 from uae_data.clip_score import ClipScorer, count_tokens, split_caption
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 from uae_data.filters import ClipFilterConfig, FilterConfig, near_duplicates, size_reason
 from uae_data.pipeline import CorpusConfig, build
 
@@ -114,7 +114,7 @@ def test_clip_filter_records_scores_and_drops_below_threshold(tmp_path, tiny_cli
 
 @pytest.mark.unit
 def test_missing_clip_checkpoint_is_a_one_line_model_error(tmp_path):
-    from uae_data.errors import ModelLoadError
+    from uae_data.core.errors import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="nope.pt: CLIP checkpoint not found"):
         ClipScorer(ClipFilterConfig(model="ViT-B-32", pretrained=str(tmp_path / "nope.pt")))

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 from uae_eval.geneval.harness import GenEvalConfig, run
 from uae_eval.geneval.prompts import official_metadata_path
 from uae_eval.results import read_results, read_samples

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from uae_data import scenes
-from uae_data.errors import ConfigError
+from uae_data.core.errors import ConfigError
 from uae_data.short_captions import short_caption
 from uae_eval.geneval.generators import build_generator
 from uae_eval.geneval.prompts import (load_class_names, load_metadata, official_class_names_path,

@@ -112,7 +112,7 @@ def _preds(path, pairs):
     ([(1, "A")], r"2 of 3 rows have no prediction \(e\.g\. index 2, 3\); pass --allow-missing"),
 ])
 def test_predictions_with_unknown_duplicate_or_missing_indexes_are_refused(tmp_path, pairs, message):
-    from uae_data.errors import InputError
+    from uae_data.core.errors import InputError
     from uae_eval.mmt_bench.harness import MMTConfig, run
     with pytest.raises(InputError, match=message):
         run(MMTConfig(tsv=str(_mini(tmp_path))), tmp_path / "o", predictions=_preds(tmp_path / "P.jsonl", pairs))
@@ -132,7 +132,7 @@ def test_allow_missing_scores_unanswered_rows_as_failed_and_names_the_answerer(t
 
 
 def test_image_references_resolve_exactly_as_vlmevalkit_does(tmp_path):
-    from uae_data.errors import InputError
+    from uae_data.core.errors import InputError
     from uae_eval.mmt_bench.data import load_tsv
     img = _png_b64()
     row = lambda i, im: dict(index=i, image=im, question="q", A="x", answer="A", category="c", **{"l2-category": "VR"})
@@ -165,7 +165,7 @@ def test_answer_mode_gets_rgb_images_and_the_prompt(tmp_path):
 
 
 def test_dangling_image_reference_names_the_row(tmp_path):
-    from uae_data.errors import InputError
+    from uae_data.core.errors import InputError
     from uae_eval.mmt_bench.data import load_tsv
     _write_tsv(tmp_path / "b.tsv", [dict(index=3, image="99", question="q", A="x", answer="A",
                                          category="c", **{"l2-category": "VR"})])
@@ -190,7 +190,7 @@ def test_scene_mmt_oracle_is_perfect_and_random_is_near_chance(tmp_path):
 
 def test_manifest_loads_as_mmt_config():
     from pathlib import Path
-    from uae_data.config import load_config
+    from uae_data.core.config import load_config
     from uae_eval.mmt_bench.harness import MMTConfig
     cfg = load_config(MMTConfig, Path("manifests/eval/mmt-bench-scene.yaml"), kind="mmt-bench")
     assert cfg.tsv.endswith("scene_mmt.tsv") and cfg.rules == "vlmevalkit-2026"
@@ -208,7 +208,7 @@ def test_caption_reader_answers_from_a_perfect_caption():
 
 
 def test_undecodable_image_fails_before_the_model_runs(tmp_path):
-    from uae_data.errors import InputError
+    from uae_data.core.errors import InputError
     from uae_eval.mmt_bench.harness import MMTConfig, run
     _write_tsv(tmp_path / "b.tsv", [dict(index=1, image=_png_b64(), question="q", A="x", answer="A", category="c",
                                          **{"l2-category": "VR"}),

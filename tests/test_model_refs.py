@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from uae_data import model_refs
-from uae_data.errors import ModelLoadError
+from uae_data.core.errors import ModelLoadError
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from uae_eval.geneval import official_layout, official_mask2former as port
-from uae_data.errors import InputError
+from uae_data.core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "geneval_detector_parity.npz"

@@ -26,7 +26,7 @@ def test_wheel_installed_elsewhere_finds_its_manifests(tmp_path):
         return subprocess.run([sys.executable, "-c", "import cli; cli.main()", *args], cwd=elsewhere, env=env,
                               capture_output=True, text=True, timeout=600)
 
-    where = subprocess.run([sys.executable, "-c", "import cli, uae_data.paths as p; print(cli.__file__, p.manifests_dir())"],
+    where = subprocess.run([sys.executable, "-c", "import cli, uae_data.core.paths as p; print(cli.__file__, p.manifests_dir())"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout
     assert where.split() == [str(target / "cli.py"), str(target / "uae_manifests")]  # the wheel, not the checkout
     v = uae("validate")

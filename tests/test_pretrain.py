@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from uae_data.config import ConfigError, load_config
+from uae_data.core.config import ConfigError, load_config
 from uae_data.pipeline import CorpusConfig, build
 from uae_train.stages.pretrain import PretrainConfig, pretrain
 
@@ -141,7 +141,7 @@ class _Payload:
 def test_resume_refuses_an_optimizer_state_that_would_run_code(corpus, tmp_path):
     import torch
 
-    from uae_data.errors import InputError
+    from uae_data.core.errors import InputError
 
     c = cfg(corpus, "model=decoder", "decoder_steps=2", "checkpoint_every=1", "decoder_options={patch_size: 4}")
     pretrain(c, tmp_path / "run")
@@ -162,7 +162,7 @@ def test_resume_refuses_an_optimizer_state_that_would_run_code(corpus, tmp_path)
     ("state.json", lambda b: b[:5]),
 ])
 def test_resume_from_a_corrupt_checkpoint_names_the_file_and_loads_nothing(corpus, tmp_path, name, damage):
-    from uae_data.errors import InputError
+    from uae_data.core.errors import InputError
 
     c = cfg(corpus, "model=decoder", "decoder_steps=2", "checkpoint_every=1", "decoder_options={patch_size: 4}")
     pretrain(c, tmp_path / "run")

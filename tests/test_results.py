@@ -135,7 +135,7 @@ def test_missing_samples_file_yields_nothing(tmp_path):
 
 
 def test_git_hash_outside_git_is_none_without_crashing(monkeypatch):
-    import uae_data.versions as v
+    import uae_data.core.versions as v
 
     def boom(*a, **k):
         raise FileNotFoundError("git")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 from uae_data.pipeline import CorpusConfig, build
 from uae_train.stages.pretrain import PretrainConfig, pretrain
 

@@ -16,8 +16,8 @@ from PIL import Image
 from tests.test_report import chromium, screenshot
 from tests.tiny_backbones import tiny_backbones, tiny_longclip_file, tiny_longclip_hf
 from tests.tiny_pipelines import CALL_OPTIONS, tiny_flux, tiny_sana, tiny_sd3
-from uae_data.config import load_config
-from uae_data.errors import ModelLoadError
+from uae_data.core.config import load_config
+from uae_data.core.errors import ModelLoadError
 from uae_eval.metrics import build_metric
 from uae_eval.recon import ReconConfig, run
 

@@ -129,7 +129,7 @@ def corpus(tmp_path_factory):
 
 @pytest.mark.integration
 def test_cli_trains_a_yfork_and_reports_its_alignment_with_pretrain_checkpoints(uae, corpus, tmp_path):
-    from uae_data.config import load_config
+    from uae_data.core.config import load_config
     from uae_train.stages.pretrain import PretrainConfig, pretrain
 
     pre = tmp_path / "pre"  # RUN/encoder and RUN/decoder as `uae train pretrain` writes them
@@ -167,7 +167,7 @@ def _alignment_in_process(model, corpus, out) -> None:
 
 @pytest.mark.unit
 def test_alignment_refuses_a_folder_that_is_no_model(tmp_path):
-    from uae_data.errors import ModelLoadError
+    from uae_data.core.errors import ModelLoadError
     from uae_train.models.layer_features import model_features
 
     with pytest.raises(ModelLoadError, match="not an encoder, decoder or Y-fork folder"):

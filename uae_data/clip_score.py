@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from uae_data.errors import ModelLoadError
+from uae_data.core.errors import ModelLoadError
 from uae_data.filters import ClipFilterConfig
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")

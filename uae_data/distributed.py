@@ -46,7 +46,7 @@ class Dist:
         """[lo, hi) of this rank's contiguous share of n items; n must divide evenly (equal shares keep
         every rank's step in lock-step and the normalisers exact)."""
         if n % self.world:
-            from uae_data.errors import ConfigError
+            from uae_data.core.errors import ConfigError
 
             raise ConfigError(f"{what} of {n} does not split over {self.world} processes; make it a multiple of {self.world}")
         k = n // self.world

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from uae_data.captioners import Caption
-from uae_data.config import from_dict, to_dict
+from uae_data.core.config import from_dict, to_dict
 from uae_data.stages import ShardResult, item_to_row, load_shard, row_to_item, shard_range, write_shard_outputs
 
 

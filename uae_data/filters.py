@@ -13,7 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
-from uae_data.config import help_field
+from uae_data.core.config import help_field
 from uae_data.sources import SourceItem
 
 

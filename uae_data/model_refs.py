@@ -12,7 +12,7 @@ import socket
 import threading
 from pathlib import Path
 
-from uae_data.errors import ModelLoadError
+from uae_data.core.errors import ModelLoadError
 
 HUB_HOST = "huggingface.co"
 

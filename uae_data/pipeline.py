@@ -30,13 +30,13 @@ import yaml
 
 from uae_data import shards as sh
 from uae_data.captioners import CaptionerConfig, build_captioner
-from uae_data.errors import UserError
-from uae_data.config import config_kind, dump_yaml, from_dict, help_field, to_dict
+from uae_data.core.errors import UserError
+from uae_data.core.config import config_kind, dump_yaml, from_dict, help_field, to_dict
 from uae_data.filters import FilterConfig, near_duplicates
 from uae_data.sources import SourceConfig, build_source
 from uae_data.stages import (STATS_COLUMNS, ShardResult, apply_clip, dedup_path, hash_shard, load_shard,  # noqa: F401
                              phash_part, shard_range, source_context, write_shard_outputs)
-from uae_data.versions import git_hash, package_versions
+from uae_data.core.versions import git_hash, package_versions
 
 ENGINES = ("local", "ray")
 

@@ -24,7 +24,7 @@ SHARD_GLOB = f"{SHARD_PREFIX}*.tar"
 FIXED_MTIME = 0  # reproducible tars; an int (a float forces a PAX header per file, 2x slower)
 
 
-from uae_data.errors import CorpusError  # noqa: E402  (re-exported)
+from uae_data.core.errors import CorpusError  # noqa: E402  (re-exported)
 
 
 def shard_name(index: int) -> str:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uae_data.config import config_kind, help_field, to_dict
-from uae_data.errors import InputError
+from uae_data.core.config import config_kind, help_field, to_dict
+from uae_data.core.errors import InputError
 
 BENCHMARK = "alignment"
 BENCHMARK_VERSION = "platonic-rep-mknn@v1"

@@ -21,7 +21,8 @@ from typing import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from uae_eval.results import (SCHEMA_VERSION, Results, ResultsError, atomic_write_text, load_json, read_results,
+from uae_data.core.io import atomic_write_text
+from uae_eval.results import (SCHEMA_VERSION, Results, ResultsError, load_json, read_results,
                               results_file, results_from_dict, to_json_text, utc_now)
 
 

@@ -24,8 +24,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps
 
-from uae_data.config import config_kind, help_field, to_dict
-from uae_data.errors import InputError
+from uae_data.core.config import config_kind, help_field, to_dict
+from uae_data.core.errors import InputError
 
 BENCHMARK = "recon"
 BENCHMARK_VERSION = "recon-v1"

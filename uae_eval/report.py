@@ -35,7 +35,8 @@ from uae_eval.report_plots import (DB, bar_chart, ci_bound_names, ci_pairs, is_c
                                    unit_groups)
 from uae_eval.report_samples import (MAX_TRIPLES, pick_samples, recon_triples, sample_cards, sample_ok,  # noqa: F401
                                      thumbnail)
-from uae_eval.results import Results, atomic_write_text, read_results, results_file, to_json_text
+from uae_data.core.io import atomic_write_text
+from uae_eval.results import Results, read_results, results_file, to_json_text
 
 __all__ = ["build_report", "ReportError", "HeadlineError", "METRIC_TABLES", "metric_tables", "generic_tables",
            "tables_for", "load_runs", "report_blocks", "pick_samples", "sample_ok", "render_html", "render_markdown",

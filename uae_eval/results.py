@@ -21,17 +21,17 @@ import json
 import math
 import numbers
 import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from uae_data.versions import git_hash, package_versions
+from uae_data.core.io import atomic_write, atomic_write_text
+from uae_data.core.versions import git_hash, package_versions
 
 __all__ = ["Results", "ResultsError", "write_results", "read_results", "read_samples", "results_file",
            "samples_file", "results_from_dict", "git_hash", "package_versions", "utc_now", "to_json_text",
-           "atomic_write_text", "SCHEMA_VERSION"]
+           "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 RESULTS_NAME = "results.json"
@@ -107,28 +107,6 @@ def to_json_text(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(_encode(obj), indent=indent, allow_nan=False, ensure_ascii=False)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and os.replace, so readers never see half a file."""
-    _atomic_write(Path(path), lambda f: f.write(text))
-
-
-def _atomic_write(path: Path, fill) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # open() keeps the umask
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            fill(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_results(out_dir: str | os.PathLike, results: Results, samples: Iterable[dict] = ()) -> Path:
     """Write samples.jsonl then results.json into `out_dir`, each atomically; returns the results.json path.
 
@@ -145,8 +123,8 @@ def write_results(out_dir: str | os.PathLike, results: Results, samples: Iterabl
                 raise ResultsError(f"{out / SAMPLES_NAME}: sample {i} must be a dict, got {type(s).__name__}")
             f.write(to_json_text(s, indent=None) + "\n")
 
-    _atomic_write(out / SAMPLES_NAME, fill_samples)
-    _atomic_write(out / RESULTS_NAME, lambda f: f.write(json.dumps(data, indent=2, allow_nan=False,
+    atomic_write(out / SAMPLES_NAME, fill_samples)
+    atomic_write(out / RESULTS_NAME, lambda f: f.write(json.dumps(data, indent=2, allow_nan=False,
                                                                    ensure_ascii=False) + "\n"))
     return out / RESULTS_NAME
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from uae_data.errors import InputError
+from uae_data.core.errors import InputError
 
 
 def _trainable(module) -> dict[str, torch.nn.Parameter]:

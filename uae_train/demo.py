@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from uae_data.config import config_kind, help_field, load_config
+from uae_data.core.config import config_kind, help_field, load_config
 from uae_train import demo_evals as ev
 from uae_train.demo_headline import headline_rows, seed_root
 
@@ -63,7 +63,7 @@ def install_shipped(run: Path, what: str = "scene") -> None:
     names = {"scene": ("encoder", "decoder"), "blind": ("blind-encoder", "decoder")}[what]
     for src, dst in zip(names, ("encoder", "decoder")):
         if not (SHIPPED / src).is_dir():
-            from uae_data.errors import InputError
+            from uae_data.core.errors import InputError
 
             raise InputError(f"{SHIPPED / src} is missing (a source checkout without the shipped scene models?); "
                              "run `uae demo from_scratch=true` to pretrain them")

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-from uae_data.config import load_config
+from uae_data.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-from uae_data.paths import manifests_dir
+from uae_data.core.paths import manifests_dir
 
 MANIFESTS = manifests_dir()
 BENCHMARKS = ("geneval", "mmt-bench", "recon", "scene-captions")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uae_data.errors import ConfigError
+from uae_data.core.errors import ConfigError
 from uae_data.scenes import SHAPES, Scene
 
 GENEVAL_TERMS = ("geneval", "geneval-partial")

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from uae_data.errors import ConfigError
+from uae_data.core.errors import ConfigError
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # name -> package it needs
 

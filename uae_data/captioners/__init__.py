@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from uae_data.config import help_field
-from uae_data.registry import Registry
+from uae_data.core.config import help_field
+from uae_data.core.registry import Registry
 from uae_data.sources import SourceItem
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from uae_data.captioners import CAPTIONERS, Caption, CaptionerConfig
-from uae_data.errors import ModelLoadError
+from uae_data.core.errors import ModelLoadError
 from uae_data.sources import SourceItem
 
 LONG_CAPTION_PROMPT = (

@@ -16,8 +16,8 @@ from typing import Any, Iterator, Protocol
 
 from PIL import Image
 
-from uae_data.config import help_field
-from uae_data.registry import Registry
+from uae_data.core.config import help_field
+from uae_data.core.registry import Registry
 
 SOURCE_NAMES = ("scenes", "urls", "folder", "parquet", "shards")
 

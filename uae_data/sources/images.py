@@ -11,7 +11,7 @@ import io
 import os
 from typing import Any
 
-from uae_data.errors import ConfigError
+from uae_data.core.errors import ConfigError
 from uae_data.sources import SourceContext, SourceItem
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations (img2dataset) phones home on import

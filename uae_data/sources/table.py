@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pyarrow.parquet as pq
 
-from uae_data.errors import ConfigError
+from uae_data.core.errors import ConfigError
 from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem
 from uae_data.sources.images import load_bytes, make_resizer
 

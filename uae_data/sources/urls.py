@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from uae_data.errors import ConfigError, CorpusError
+from uae_data.core.errors import ConfigError, CorpusError
 from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations (img2dataset) phones home on import

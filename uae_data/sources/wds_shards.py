@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from uae_data.errors import ConfigError
+from uae_data.core.errors import ConfigError
 from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
 from uae_data.sources.images import load_bytes, make_resizer
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from uae_data import scene_detect, scenes
 from uae_data.detection import Detection
-from uae_data.registry import Registry
+from uae_data.core.registry import Registry
 from uae_eval.geneval.detect import build_from_registry, default_device, upright_rgb
 
 COLOR_CLASSES: list[str] = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white"]

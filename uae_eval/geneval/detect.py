@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 
 from uae_data import scene_detect
 from uae_data.detection import Detection
-from uae_data.registry import Registry
+from uae_data.core.registry import Registry
 
 DEFAULT_MASK2FORMER = "facebook/mask2former-swin-small-coco-instance"
 

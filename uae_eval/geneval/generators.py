@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from uae_data import scenes
-from uae_data.registry import Registry
+from uae_data.core.registry import Registry
 
 
 class Generator(Protocol):

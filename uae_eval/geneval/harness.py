@@ -20,9 +20,9 @@ from typing import Callable, Iterator
 import pandas as pd
 from PIL import Image, ImageOps
 
-from uae_data.config import config_kind, help_field, to_dict
+from uae_data.core.config import config_kind, help_field, to_dict
 from uae_data.detection import Detection
-from uae_data.errors import ConfigError, InputError
+from uae_data.core.errors import ConfigError, InputError
 from uae_eval.geneval import rules
 from uae_eval.geneval.prompts import load_metadata, validate_metadata
 
@@ -79,7 +79,7 @@ class GenEvalConfig:
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
     def metadata_path(self) -> Path:
-        from uae_data.paths import shipped
+        from uae_data.core.paths import shipped
 
         return shipped(self.metadata)
 

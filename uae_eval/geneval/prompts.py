@@ -11,7 +11,7 @@ from pathlib import Path
 
 GENEVAL_TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
-from uae_data.paths import manifests_dir
+from uae_data.core.paths import manifests_dir
 
 MANIFEST_DIR = manifests_dir() / "geneval"
 

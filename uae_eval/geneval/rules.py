@@ -18,7 +18,7 @@ from typing import Iterable
 
 import numpy as np
 
-from uae_data.config import help_field
+from uae_data.core.config import help_field
 from uae_data.detection import Detection
 from uae_eval.geneval.prompts import GENEVAL_TAGS
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from uae_data.registry import Registry
+from uae_data.core.registry import Registry
 
 if TYPE_CHECKING:
     import torch

@@ -4,7 +4,7 @@ folder. Each model is fed through its own saved image processor (DINOv2: resize 
 DINOv3: resize to 224×224, no crop; both ImageNet mean/std), which provenance records."""
 from __future__ import annotations
 
-from uae_data.errors import ModelLoadError
+from uae_data.core.errors import ModelLoadError
 from uae_eval.metrics import METRICS, EmbeddingCosine, default_device, embed_in_batches
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",

@@ -122,9 +122,9 @@ ANSWERERS: dict[str, Callable[..., Callable]] = {
 def build_answerer(name: str, seed: int = 0, caption: Callable | None = None) -> Callable:
     """The named scene answerer; a model path is not handled here (the CLI wraps the model itself)."""
     if name not in ANSWERERS:
-        from uae_data.errors import ConfigError
+        from uae_data.core.errors import ConfigError
         raise ConfigError(f"mmt-bench: unknown answerer {name!r}; choose {', '.join(ANSWERERS)} or let the CLI load a model")
     if name == "caption-reader" and caption is None:
-        from uae_data.errors import ConfigError
+        from uae_data.core.errors import ConfigError
         raise ConfigError("mmt-bench: caption-reader needs a caption(images) -> texts callable (a model)")
     return ANSWERERS[name](seed=seed, caption=caption)

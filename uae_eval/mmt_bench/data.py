@@ -9,7 +9,7 @@ import base64
 import io
 from pathlib import Path
 
-from uae_data.errors import InputError
+from uae_data.core.errors import InputError
 
 REQUIRED = ("index", "image", "question", "answer", "category", "l2-category")
 
@@ -18,7 +18,7 @@ def load_tsv(path: str | Path):
     """DataFrame of the TSV with NaN-image rows dropped and image references resolved to base64 text."""
     import pandas as pd
 
-    from uae_data.paths import shipped
+    from uae_data.core.paths import shipped
 
     path = shipped(path)
     try:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from uae_data.config import config_kind, help_field, to_dict
-from uae_data.errors import InputError
+from uae_data.core.config import config_kind, help_field, to_dict
+from uae_data.core.errors import InputError
 from uae_eval.results import Results, write_results
 
 from .data import check_images, decode_images, load_tsv

@@ -48,7 +48,7 @@ _HUB_PATTERNS = [CONFIG_FILE, CONNECTOR_FILE, LORA_FILE, "model_index.json", "tr
 TextCondition = tuple[torch.Tensor, torch.Tensor]  # hidden (B, T, H) float, mask (B, T) bool
 
 
-from uae_data.errors import ModelLoadError  # noqa: E402  (re-exported)
+from uae_data.core.errors import ModelLoadError  # noqa: E402  (re-exported)
 
 
 class TextConditioner(Protocol):

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from uae_data.errors import UserError
+from uae_data.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 ImageLike = Image.Image | np.ndarray
 
 
-from uae_data.errors import ModelLoadError  # noqa: E402  (re-exported)
+from uae_data.core.errors import ModelLoadError  # noqa: E402  (re-exported)
 
 
 @dataclass

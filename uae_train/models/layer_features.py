@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uae_data.errors import CorpusError
+from uae_data.core.errors import CorpusError
 from uae_data.shards import iter_samples
 
 LayerFeatures = dict[str, list[np.ndarray]]
@@ -157,7 +157,7 @@ def model_features(model_path: Path, pairs: list[dict], encoder_path: Path | Non
     """(task features, model info) for a saved folder: an encoder (config.json) → understanding; a decoder
     (decoder_config.json; its encoder from `encoder_path` or the sibling encoder/) → generation; a Y-fork
     (yfork_config.json) → both. Raises ModelLoadError for anything else."""
-    from uae_data.errors import ModelLoadError
+    from uae_data.core.errors import ModelLoadError
     from uae_train.models.decoder import CONFIG_FILE as DECODER_CONFIG
     from uae_train.models.yfork import CONFIG_FILE as YFORK_CONFIG
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from uae_data.errors import InputError
+from uae_data.core.errors import InputError
 
 
 def load_autoencoder(encoder_dir: Path | None, decoder_dir: Path, steps: int = 20, guidance: float = 1.0):
@@ -55,7 +55,7 @@ def pipeline_generator(pipe, steps: int, guidance: float | None, size: int | Non
                        options: dict | None = None):
     """generate(prompts, seeds) -> images through a PipelineDecoder, `batch_size` prompts per call, with a
     progress bar; each image's noise comes from its own seed, so batching does not change an image."""
-    from uae_data.progress import progress_bar
+    from uae_data.core.progress import progress_bar
 
     def generate(prompts: list[str], seeds: list[int]):
         images = []
@@ -72,7 +72,7 @@ def pipeline_generator(pipe, steps: int, guidance: float | None, size: int | Non
 
 def captioner(enc, max_new_tokens: int, batch_size: int):
     """caption(images) -> texts, greedy, `batch_size` images per generate call, with a progress bar."""
-    from uae_data.progress import progress_bar
+    from uae_data.core.progress import progress_bar
 
     def caption(images):
         texts: list[str] = []

@@ -27,7 +27,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from uae_data.errors import ModelLoadError
+from uae_data.core.errors import ModelLoadError
 from uae_data.scenes import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject, render, render_array, scene_vocabulary, tokenize_words
 
 CONFIG_FILE = "yfork_config.json"

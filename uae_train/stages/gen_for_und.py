@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from uae_data.config import config_kind, help_field
+from uae_data.core.config import config_kind, help_field
 from uae_data.scenes import parse_caption
 from uae_train import grpo
 from uae_train.rewards import build_reward

@@ -20,8 +20,8 @@ from typing import Callable, Iterator
 import torch
 from PIL import Image
 
-from uae_data.config import config_kind, help_field, to_dict
-from uae_data.errors import ConfigError, CorpusError
+from uae_data.core.config import config_kind, help_field, to_dict
+from uae_data.core.errors import ConfigError, CorpusError
 from uae_data.shards import corpus_dataset, list_shards
 from uae_train.checkpoint import _trainable, load_checkpoint, save_checkpoint
 
@@ -378,7 +378,7 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
     """Run the configured phases into `out`; returns {phase: {first_loss, last_loss, ...}}.
 
     progress(description) must return a context manager yielding update(done, total, **fields)
-    (uae_data.progress.progress_bar); None draws nothing.
+    (uae_data.core.progress.progress_bar); None draws nothing.
     """
     out = Path(out)
     list_shards(Path(cfg.corpus))  # fail early, one line, if the corpus has no shards

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uae_data.config import dump_yaml, to_dict
-from uae_data.errors import ConfigError, InputError
+from uae_data.core.config import dump_yaml, to_dict
+from uae_data.core.errors import ConfigError, InputError
 from uae_data.scenes import Scene, render, sample_scene
 from uae_data.shards import corpus_dataset, list_shards
 
@@ -283,7 +283,7 @@ def write_stage_results(out: Path, stage: str, cfg: Any, eval_rows: list[dict], 
 
 def repo_path(path: str) -> str:
     """A manifest path as given when it exists, else relative to the repo root (shipped data such as the scene TSV)."""
-    from uae_data.paths import shipped
+    from uae_data.core.paths import shipped
 
     return str(shipped(path))
 

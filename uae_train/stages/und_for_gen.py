@@ -18,8 +18,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from uae_data.config import config_kind, help_field
-from uae_data.errors import InputError
+from uae_data.core.config import config_kind, help_field
+from uae_data.core.errors import InputError
 from uae_data.scenes import write_caption
 from uae_train import flow_sde, grpo
 from uae_train.models.decoder import tensor_to_pil

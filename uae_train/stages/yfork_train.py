@@ -19,8 +19,8 @@ from typing import Callable
 
 import torch
 
-from uae_data.config import config_kind, dump_yaml, help_field, to_dict
-from uae_data.errors import ConfigError
+from uae_data.core.config import config_kind, dump_yaml, help_field, to_dict
+from uae_data.core.errors import ConfigError
 from uae_train.models.layer_features import load_pairs
 
 

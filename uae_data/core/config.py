@@ -23,7 +23,7 @@ T = TypeVar("T")
 CONFIG_KINDS: dict[str, type] = {}
 
 
-from uae_data.errors import ConfigError  # noqa: E402  (re-exported: callers import it from here)
+from uae_data.core.errors import ConfigError  # noqa: E402  (re-exported: callers import it from here)
 
 
 def config_kind(name: str) -> Callable[[type[T]], type[T]]:

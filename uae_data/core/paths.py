@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SOURCE_TREE = Path(__file__).resolve().parents[1] / "manifests"
+SOURCE_TREE = Path(__file__).resolve().parents[2] / "manifests"
 
 
 def manifests_dir() -> Path:
