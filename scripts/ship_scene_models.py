@@ -31,7 +31,7 @@ def measure(run: Path, blind: Path | None, work: Path, n_scenes: int = 256) -> d
     from uae_train.models.caption_reliance import caption_reliance
     from uae_train.models.decoder import Decoder
     from uae_train.models.encoder import Encoder
-    from uae_train.stages.rl_common import heldout
+    from uae_train.training.data import heldout
 
     torch.manual_seed(0)
     cfg = SimpleNamespace(image_size=48, geneval_images_per_prompt=1, geneval_limit=None, seed=0, mmt_limit=None,

@@ -55,9 +55,9 @@ def test_reward_terms_read_the_prompts():
     metas = load_metadata(scene_metadata_path())[::100]
     images = build_generator("oracle", image_size=64)(metas, list(range(len(metas))))
     reward = build_reward({"geneval": 1.0, "geneval-partial": 0.5})
-    r = reward(images, images, None, [m["prompt"] for m in metas])
-    assert r.tolist() == [1.5] * len(metas) and set(reward.parts) == {"geneval", "geneval-partial"}
-    wrong = reward(images, images, None, [metas[(i + 1) % len(metas)]["prompt"] for i in range(len(metas))])
+    r, parts = reward(images, images, None, [m["prompt"] for m in metas])
+    assert r.tolist() == [1.5] * len(metas) and set(parts) == {"geneval", "geneval-partial"}
+    wrong, _ = reward(images, images, None, [metas[(i + 1) % len(metas)]["prompt"] for i in range(len(metas))])
     assert wrong.mean() < r.mean()
     with pytest.raises(ConfigError, match="needs the prompt of every painting"):
         reward(images, images)

@@ -234,7 +234,7 @@ def recon_run(folder: Path, name: str, scale: float) -> Path:
 
 
 def stage_run(folder: Path, n_evals: int = 6) -> Path:
-    """A Unified-GRPO stage folder as rl_common writes it: eval.jsonl, metrics.jsonl, results/."""
+    """A Unified-GRPO stage folder as the RL loop writes it: eval.jsonl, metrics.jsonl, results/."""
     folder.mkdir(parents=True)
     rows = [{"step": 10 * i, "heldout_reward": 0.3 + 0.05 * i, "heldout_ssim": 0.5 + 0.01 * i,
              "heldout_psnr": 13.0 + 0.5 * i, "caption_exact_scene": 0.0} for i in range(n_evals)]

@@ -182,12 +182,12 @@ def test_cli_stage_without_init_models_is_one_line_exit_2(tmp_path, uae):
 
 @pytest.mark.unit
 def test_shuffled_reward_control_scores_against_the_next_image_and_stage1_still_scores_the_policy_image():
-    from uae_train.stages.rl_common import reward_references
+    from uae_train.training.data import shift_by_one
 
     imgs, scs = ["a", "b", "c"], [1, 2, 3]
-    assert reward_references(imgs, scs, False) == (imgs, scs)
-    assert reward_references(imgs, scs, True) == (["b", "c", "a"], [2, 3, 1])
-    assert reward_references(["a"], [1], True) == (["a"], [1])  # one image: nothing to shuffle with
+    assert shift_by_one(imgs, False) == imgs and shift_by_one(scs, False) == scs
+    assert shift_by_one(imgs, True) == ["b", "c", "a"] and shift_by_one(scs, True) == [2, 3, 1]
+    assert shift_by_one(["a"], True) == ["a"]  # one image: nothing to shuffle with
 
 
 @pytest.mark.unit

@@ -40,7 +40,7 @@ def load_models(run: Path):
 def heldout_scenes(corpus: Path, n: int, image_size: int):
     """(images, scenes) of the first n samples of the held-out corpus."""
     from uae_data.shards import corpus_dataset
-    from uae_train.stages.rl_common import scene_of
+    from uae_train.training.data import scene_of
 
     samples = [s for _, s in zip(range(n), corpus_dataset(Path(corpus), shuffle=0))]
     return ([s["image"].convert("RGB").resize((image_size, image_size)) for s in samples],
@@ -108,12 +108,13 @@ def mmt(cfg, enc, out: Path, label: str) -> None:
     """MMT-scene with the caption-reader answering from `enc`'s captions; the model named `label`."""
     from uae_eval.mmt_bench import harness
     from uae_eval.mmt_bench.answerers import build_answerer
-    from uae_train.stages.rl_common import mmt_captioner, repo_path
+    from uae_data.core.paths import shipped
+    from uae_train.stages.gen_for_und import mmt_captioner
 
     mcfg = load_config(harness.MMTConfig, MANIFESTS / "eval" / "mmt-bench-scene.yaml",
                        ["model=caption-reader"] + ([f"limit={cfg.mmt_limit}"] if cfg.mmt_limit else []),
                        kind="mmt-bench")
-    mcfg.tsv = repo_path(mcfg.tsv)
+    mcfg.tsv = str(shipped(mcfg.tsv))
     captioner = mmt_captioner(enc, mcfg.tsv, cfg.mmt_limit, cfg.caption_tokens)
     harness.run(mcfg, out, answer=build_answerer("caption-reader", caption=captioner))
     p = out / "results.json"  # the MMT harness records the answerer's name only: name the model too

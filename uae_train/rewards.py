@@ -8,7 +8,7 @@ the reconstruction is resized to the original's size inside each metric (facts Â
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,6 @@ from uae_data.core.errors import ConfigError
 from uae_data.scenes import SHAPES, Scene
 
 GENEVAL_TERMS = ("geneval", "geneval-partial")
-RewardFn = Callable[[Sequence[Image.Image], Sequence[Image.Image]], torch.Tensor]
 
 
 def _pixel(originals: Sequence[Image.Image], recons: Sequence[Image.Image]) -> list[float]:
@@ -32,22 +31,48 @@ def _pixel(originals: Sequence[Image.Image], recons: Sequence[Image.Image]) -> l
     return out
 
 
+def reward_terms() -> list[str]:
+    """Every reward term: the uae_eval metric registry plus pixel, constant and the GenEval judges."""
+    from uae_eval.metrics import metric_names
+
+    return sorted({*metric_names(), "pixel", "constant", *GENEVAL_TERMS})
+
+
+def check_reward(weights: dict[str, float], options: dict[str, dict]) -> None:
+    """Weights and per-term options against the terms and what each term's constructor takes (ConfigError)."""
+    from uae_data.core.config import check_options
+    from uae_eval.metrics import METRICS, metric_names
+
+    if not weights:
+        raise ConfigError("reward: give at least one metric weight, e.g. {scene-soft: 1.0}")
+    known = reward_terms()
+    unknown = sorted(set(weights) - set(known))
+    if unknown:
+        raise ConfigError(f"reward: unknown metric(s) {unknown}; choose from {known}")
+    for name, opts in options.items():
+        if name not in known:
+            raise ConfigError(f"unknown key 'reward_options.{name}' (known: {', '.join(known)})")
+        if name in GENEVAL_TERMS:
+            from uae_eval.geneval.reward import GenEvalReward
+
+            target = GenEvalReward
+        else:
+            target = METRICS.get(name) if name in metric_names() else (lambda: None)  # pixel, constant: none
+        check_options(f"reward_options.{name}", opts or {}, target)
+
+
 class Reward:
-    """reward(originals, reconstructions, scenes=None) -> (N,) float32 tensor; `parts` keeps the last terms.
+    """reward(originals, reconstructions, scenes=None, prompts=None) -> (total, parts): the (N,) float32
+    weighted total and each term's N values (unweighted), a plain callable as TRL's reward functions.
 
     scenes: exact specs of the originals (scene corpora carry them), used by scene metrics instead of
     re-detecting the original.
     """
 
     def __init__(self, weights: dict[str, float], metric_options: dict | None = None) -> None:
-        if not weights:
-            raise ConfigError("reward: give at least one metric weight, e.g. {scene-soft: 1.0}")
-        from uae_eval.metrics import build_metric, metric_names
+        from uae_eval.metrics import build_metric
 
-        known = set(metric_names()) | {"pixel", "constant", *GENEVAL_TERMS}
-        unknown = sorted(set(weights) - known)
-        if unknown:
-            raise ConfigError(f"reward: unknown metric(s) {unknown}; choose from {sorted(known)}")
+        check_reward(weights, metric_options or {})
         self.weights = {k: float(v) for k, v in weights.items()}
         options = metric_options or {}
         self.metrics = {k: build_metric(k, **options.get(k, {})) for k in weights
@@ -59,7 +84,6 @@ class Reward:
             self.geneval = GenEvalReward(**options.get("geneval", {}))
             namer = getattr(self.geneval.detector, "class_names", None)
             self.geneval_classes = namer() if callable(namer) else list(SHAPES)
-        self.parts: dict[str, list[float]] = {}
 
     def _geneval(self, recons, prompts: Sequence[str] | None) -> dict[str, list[float]]:
         from uae_eval.geneval.prompts import prompt_metadata
@@ -89,18 +113,19 @@ class Reward:
         return values
 
     def __call__(self, originals: Sequence[Image.Image], recons: Sequence[Image.Image],
-                 scenes: Sequence[Scene] | None = None, prompts: Sequence[str] | None = None) -> torch.Tensor:
+                 scenes: Sequence[Scene] | None = None,
+                 prompts: Sequence[str] | None = None) -> tuple[torch.Tensor, dict[str, list[float]]]:
         """prompts: what each painting was painted from; only the geneval terms read them."""
         if len(originals) != len(recons):
             raise ValueError(f"reward needs pairs: {len(originals)} originals, {len(recons)} reconstructions")
         total = np.zeros(len(recons), dtype=np.float64)
-        self.parts = {}
+        parts: dict[str, list[float]] = {}
         judged = self._geneval(recons, prompts) if self.geneval is not None else {}
         for name, w in self.weights.items():
             values = judged[name] if name in judged else self._term(name, originals, recons, scenes)
-            self.parts[name] = values
+            parts[name] = values
             total += w * np.asarray(values, dtype=np.float64)
-        return torch.tensor(total, dtype=torch.float32)
+        return torch.tensor(total, dtype=torch.float32), parts
 
 
 def build_reward(weights: dict[str, float], metric_options: dict | None = None) -> Reward:

@@ -1,6 +1,6 @@
 """Encoder probe: caption SFT of Encoder.tiny(cell_embedding=True) on a scene corpus (corpus=DIR; in memory,
 random batches; AdamW, warmup + cosine, clip 1.0, as pretrain.py), with optional auxiliary losses; greedy captions
-of held-out scenes (rl_common.heldout("", n, 2024, size)) scored by uae_eval.scene_captions every `every` steps.
+of held-out scenes (training.data.heldout("", n, 2024, size)) scored by uae_eval.scene_captions every `every` steps.
 
 usage: python scripts/probes/encoder_aux_probe.py corpus=DIR out=DIR key=value ...
   (the scene corpus of the recipe: uae build-corpus manifests/corpus/scenes.yaml --out DIR --limit 3000 source.n=3000 image_size=48)
@@ -24,7 +24,7 @@ from uae_data import scenes
 from uae_data.shards import corpus_dataset
 from uae_eval import scene_captions
 from uae_train.models.encoder import Encoder
-from uae_train.stages.rl_common import heldout, scene_of
+from uae_train.training.data import heldout, scene_of
 
 args = dict(steps=3000, batch=16, lr=3e-3, warmup=40, every=500, n_eval=128, minutes=8.0, seed=0,
             cell=0.0, ls=0.0, word=0.0, pos=0.0, up=1.0, size_px=48, blind=0, tag="run", sched_steps=0, corpus="out/c48", out="out/encoder-probes")

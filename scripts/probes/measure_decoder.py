@@ -13,7 +13,7 @@ from uae_train.models.autoencoder import text_to_image
 from uae_train.models.caption_reliance import caption_reliance
 from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
-from uae_train.stages.rl_common import heldout
+from uae_train.training.data import heldout
 
 dec_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
 guidance = float(sys.argv[3]) if len(sys.argv) > 3 else 5.0

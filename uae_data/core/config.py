@@ -212,3 +212,50 @@ def validate_manifest(path: Path) -> str:
         raise ConfigError(f"{path}: unknown kind '{kind}' (one of: {', '.join(sorted(CONFIG_KINDS))})")
     load_config(CONFIG_KINDS[kind], path, kind=kind)
     return kind
+
+
+def require_at_least_one(cfg: Any, *names: str) -> None:
+    """The common check: each named integer field is >= 1 (ValueError naming the first that is not)."""
+    for name in names:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1")
+
+
+def accepted_options(*targets: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """{option name: annotation} a free-form options mapping may hold: the keyword parameters of functions
+    and classes (their __init__) and the fields of dataclasses, in the order given, minus `exclude`."""
+    import inspect
+
+    accepted: dict[str, Any] = {}
+    for target in targets:
+        try:
+            hints = typing.get_type_hints(target if dataclasses.is_dataclass(target) or not isinstance(target, type)
+                                          else target.__init__)
+        except Exception:  # noqa: BLE001 - an unresolvable annotation only loses its type check
+            hints = {}
+        if dataclasses.is_dataclass(target):
+            names = [f.name for f in dataclasses.fields(target) if f.init]
+        else:
+            kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            names = [p.name for p in inspect.signature(target).parameters.values() if p.kind in kinds]
+        for name in names:
+            if name not in exclude and name not in ("self", "cls"):
+                accepted.setdefault(name, hints.get(name, Any))
+    return accepted
+
+
+def check_options(where: str, options: dict, *targets: Any, exclude: tuple[str, ...] = ()) -> dict:
+    """Check an options section against what its targets accept (see accepted_options): an unknown key is a
+    ConfigError naming `where.key` and the known keys, a value of the wrong type one naming its type.
+
+    Why: sections such as decoder_options are passed as keywords into a constructor; checked here, a typo
+    fails `uae validate` in one line instead of a TypeError deep in a run. The accepted names come from the
+    constructor itself, so no list of options is kept twice.
+    """
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: expected a section (mapping), got {options!r}")
+    accepted = accepted_options(*targets, exclude=exclude)
+    for key in options:
+        if key not in accepted:
+            raise ConfigError(f"unknown key '{where}.{key}' (known: {', '.join(sorted(accepted))})")
+    return {key: _coerce(value, accepted[key], f"{where}.{key}") for key, value in options.items()}

@@ -53,7 +53,10 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return atomic_write(path, lambda f: f.writelines(json.dumps(r) + "\n" for r in rows))
 
 
-def truncate_jsonl(path: str | os.PathLike, step: int) -> None:
-    """Drop rows logged after `step` (the last checkpoint): a resumed run logs them again."""
+def truncate_jsonl(path: str | os.PathLike, step: int, **match: object) -> None:
+    """Drop rows logged after `step` (the last checkpoint): a resumed run logs them again. With `match`
+    (e.g. phase="decoder") only rows whose fields equal it are dropped."""
     if Path(path).exists():
-        write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= step])
+        rows = read_jsonl(path)
+        write_jsonl(path, [r for r in rows if not (r.get("step", 0) > step
+                                                   and all(r.get(k) == v for k, v in match.items()))])

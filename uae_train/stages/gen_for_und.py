@@ -20,7 +20,7 @@ stage 2, and resumes bit for bit on CPU.
 """
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,82 +29,57 @@ from typing import Callable
 import torch
 
 from uae_data.core.config import config_kind, help_field
+from uae_data.core.paths import shipped
 from uae_data.scenes import parse_caption
 from uae_train import grpo
-from uae_train.rewards import build_reward
-from uae_train.stages import rl_common as rl
-from uae_train.checkpoint import save_checkpoint
-from uae_train.stages.pretrain import autocast, resolve_device
+from uae_train.training import data, rl_loop
+from uae_train.training.config import RLConfig, check_lora
 
 
 @config_kind("stage1")
 @dataclass
-class Stage1Config:
-    init: str = help_field("", help="run folder with encoder/ and decoder/ (pretrain output); --init overrides")
-    corpus: str = help_field("out/corpus", help="training images (uae build-corpus output)")
-    image_size: int = help_field(32, help="images are resized to this side (the decoder's size)")
-    steps: int = help_field(20, help="optimizer steps (one rollout batch each)")
-    images_per_step: int = help_field(8, help="B: images per step")
-    group_size: int = help_field(8, help="G: captions sampled per image (TRL num_generations default 8)")
+class Stage1Config(RLConfig):
     temperature: float = help_field(1.0, help="caption sampling temperature (TRL default 1.0; UAE demo 0.7)")
-    max_new_tokens: int = help_field(160, help="caption token limit (UAE demo: 512)")
-    lr: float = help_field(1e-4, help="AdamW lr. UAE's is unknown (facts); TRL's 1e-6 is for billion-scale "
-                                      "LoRA-free LMs, the tiny encoder needs far more")
-    weight_decay: float = help_field(0.0, help="AdamW weight decay")
-    grad_clip: float = help_field(1.0, help="max gradient norm (0 = off)")
     epsilon: float = help_field(0.2, help="clip ε_low (TRL default 0.2)")
     epsilon_high: float | None = help_field(None, help="clip ε_high (default ε; DAPO uses 0.28)")
     beta: float = help_field(0.0, help="k3 KL weight to the initial encoder (TRL default 0; UAE unknown)")
     loss_type: str = help_field("dapo", help="grpo | bnpo | dr_grpo | dapo (TRL's aggregations; dapo = TRL default)")
     scale_rewards: str = help_field("group", help="group | batch | none (none = Dr. GRPO)")
-    num_iterations: int = help_field(1, help="μ: updates per rollout batch (TRL default 1: ratio ≡ 1)")
-    micro_batch: int = help_field(16, help="captions per forward/backward (memory knob; the loss does not change)")
-    reward: dict = help_field({"scene-soft": 1.0}, help="metric weights, e.g. {clip: 1.0} or {scene-soft: 1, pixel: 0.5}")
-    reward_options: dict = help_field({}, help="per-metric options, e.g. {clip: {model: ViT-L-14, pretrained: PATH}}")
-    shuffle_reward_images: bool = help_field(False, help="control: score each reconstruction against another image "
-                                                         "of the batch (a reward that says nothing about the image)")
     decoder_steps: int = help_field(10, help="ODE steps of each reconstruction")
     decoder_guidance: float = help_field(1.0, help="CFG scale of reconstructions (1 = off)")
-    max_text_tokens: int = help_field(256, help="caption tokens the decoder reads")
     encoder_lora: dict = help_field({}, help="LoRA for the policy, e.g. {r: 32, alpha: 64} (UAE's); {} = full fine-tune")
-    eval_every: int = help_field(0, help="held-out eval every N steps (0 = at start and end only)")
-    eval_images: int = help_field(48, help="held-out images per eval")
-    eval_corpus: str = help_field("", help="held-out corpus folder; '' = fresh scene-world images")
-    eval_seed: int = help_field(2024, help="seed of the held-out scenes and reconstruction noise")
     mmt_tsv: str = help_field("manifests/mmt_bench/scene_mmt.tsv", help="MMT TSV for the caption-reader eval ('' = off)")
     mmt_limit: int = help_field(120, help="MMT rows per eval")
-    checkpoint_every: int = help_field(10, help="resumable checkpoint every N steps (and at the end)")
-    shuffle_buffer: int = help_field(500, help="webdataset sample shuffle buffer")
-    mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA) | no | bf16")
-    device: str = help_field("auto", help="auto | cpu | cuda")
-    seed: int = help_field(0, help="seed of data order, sampling and noise")
-    log_with: list[str] = help_field([], help="experiment trackers beside metrics.jsonl, rank 0 only, under RUN/trackers: tensorboard, wandb (offline), mlflow (local)")
 
     def validate(self) -> None:
-        from uae_train.tracking import TRACKERS
-
-        for name in self.log_with:
-            if name not in TRACKERS:
-                raise ValueError(f"log_with: unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+        super().validate()
         if self.loss_type not in grpo.LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {', '.join(grpo.LOSS_TYPES)}; got {self.loss_type!r}")
         if self.scale_rewards not in ("group", "batch", "none"):
             raise ValueError(f"scale_rewards must be group, batch or none; got {self.scale_rewards!r}")
-        for name in ("steps", "images_per_step", "group_size", "num_iterations", "micro_batch", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.group_size < 2:
-            raise ValueError("group_size must be >= 2: a group of one has no relative advantage")
+        check_lora("encoder_lora", self.encoder_lora)
+
+
+def mmt_captioner(encoder, tsv: str, limit: int | None, max_new_tokens: int):
+    """A caption-reader's captioner with the TSV's images captioned up front in batches (see prefetched_captioner)."""
+    from uae_eval.mmt_bench.data import decode_images, load_tsv
+    from uae_train.models.autoencoder import prefetched_captioner
+
+    df = load_tsv(tsv)
+    if limit:
+        df = df.head(limit)
+    images = [im for field in df["image"] for im in decode_images(field)[:1]]
+    return prefetched_captioner(encoder, images, max_new_tokens=max_new_tokens)
 
 
 def evaluate(cfg: Stage1Config, policy, reader, decoder, images, scenes, reward, out: Path, step: int) -> dict:
     """Greedy captions of the held-out images → reconstructions → reward; exact-scene rate; MMT caption-reader."""
     texts = policy.caption(images, n=1, sample=False, max_new_tokens=cfg.max_new_tokens, batch_size=32)
     recons = reconstruct(cfg, reader, decoder, texts, [cfg.eval_seed + i for i in range(len(texts))])
-    r = reward(images, recons, scenes if all(s is not None for s in scenes) else None)
+    r, parts = reward(images, recons, scenes if all(s is not None for s in scenes) else None)
     row = {"step": step, "heldout_reward": float(r.mean()),
            "caption_words": sum(len(t.split()) for t in texts) / len(texts)}
-    row.update({f"heldout_{k}": sum(v) / len(v) for k, v in reward.parts.items()})
+    row.update({f"heldout_{k}": sum(v) / len(v) for k, v in parts.items()})
     if all(s is not None for s in scenes):
         exact = 0
         for t, s in zip(texts, scenes):
@@ -117,9 +92,9 @@ def evaluate(cfg: Stage1Config, policy, reader, decoder, images, scenes, reward,
         from uae_eval.mmt_bench import harness as mmt
         from uae_eval.mmt_bench.answerers import build_answerer
 
-        tsv = rl.repo_path(cfg.mmt_tsv)
+        tsv = str(shipped(cfg.mmt_tsv))
         mcfg = mmt.MMTConfig(tsv=tsv, model="caption-reader", limit=cfg.mmt_limit)
-        captioner = rl.mmt_captioner(policy, tsv, cfg.mmt_limit, cfg.max_new_tokens)
+        captioner = mmt_captioner(policy, tsv, cfg.mmt_limit, cfg.max_new_tokens)
         res = mmt.run(mcfg, out / "evals" / f"step-{step:06d}" / "mmt-bench",
                       answer=build_answerer("caption-reader", caption=captioner))
         row["mmt_caption_reader"] = float(res.metrics["overall"])
@@ -188,8 +163,6 @@ def update(cfg: Stage1Config, policy, reference, images, token_ids, advantages, 
         if it == 0:
             stats = {f"first_{k}": v for k, v in merged.items() if k.startswith("ratio")}
             if abs(merged["ratio_max"] - 1) > 1e-5 or abs(merged["ratio_min"] - 1) > 1e-5:
-                import logging
-
                 logging.getLogger(__name__).warning(
                     "stage1: importance ratio is not 1 on the first update (%.6f..%.6f): old log-probs "
                     "were computed differently from the new ones", merged["ratio_min"], merged["ratio_max"])
@@ -197,96 +170,56 @@ def update(cfg: Stage1Config, policy, reference, images, token_ids, advantages, 
     return stats
 
 
+class Stage1:
+    """Stage 1's hooks into the RL loop: the encoder samples G captions per image, the frozen decoder paints
+    them back through the frozen reader, the reward compares each painting with the image."""
+
+    name, policy_part = "stage1", "encoder"
+
+    def setup(self, ctx: rl_loop.RLContext, encoder, decoder):
+        self.policy, self.decoder = encoder, decoder
+        reader = rl_loop.frozen_copy(encoder.model)
+        self.reader = decoder.reader(type(encoder)(reader, encoder.processor, prompt=encoder.prompt,
+                                                   name_or_path=encoder.name_or_path))
+        for p in decoder.parameters():
+            p.requires_grad_(False)
+        return encoder, decoder
+
+    def prepare_eval(self, ctx: rl_loop.RLContext) -> None:
+        pass
+
+    def evaluate(self, ctx: rl_loop.RLContext, step: int) -> dict:
+        return evaluate(ctx.cfg, self.policy, self.reader, self.decoder, ctx.eval_images, ctx.eval_scenes,
+                        ctx.reward, ctx.out, step)
+
+    def step(self, ctx: rl_loop.RLContext, batch: tuple, base: int, step: int) -> rl_loop.StepResult:
+        cfg, dist, lo, hi, policy = ctx.cfg, ctx.dist, ctx.lo, ctx.hi, self.policy
+        all_images, all_scenes, _ = batch
+        images, G = all_images[lo:hi], cfg.group_size
+        t0 = time.perf_counter()
+        samples = policy.sample_captions(images, n=G, sample=True, temperature=cfg.temperature,
+                                         max_new_tokens=cfg.max_new_tokens, seed=data.rank_seed(base, dist.rank))
+        t_gen = time.perf_counter()
+        seeds = [base + lo + i for i in range(len(images)) for _ in range(G)]  # shared within a group
+        recons = reconstruct(cfg, self.reader, self.decoder, samples.texts, seeds)
+        originals = [im for im in images for _ in range(G)]  # what the policy saw
+        targets = [im for im in data.shift_by_one(all_images, cfg.shuffle_reward_images)[lo:hi] for _ in range(G)]
+        ref_scenes = data.shift_by_one(all_scenes, cfg.shuffle_reward_images)  # what the reward compares with
+        rep_scenes = [s for s in ref_scenes[lo:hi] for _ in range(G)]
+        r, parts = ctx.reward(targets, recons, rep_scenes if all(s is not None for s in all_scenes) else None)
+        t_rew = time.perf_counter()
+        rewards = r.view(len(images), G)  # (b, G): row i = image lo+i's G captions
+        adv = grpo.group_advantages(rewards, scale=cfg.scale_rewards).flatten()  # (b·G,), groups whole
+        policy.train()
+        st = update(cfg, policy, self.reader, originals, samples.token_ids, adv, ctx.optimizer, ctx.params, dist)
+        policy.eval()
+        words, cut, count = dist.sum(sum(len(t.split()) for t in samples.texts), sum(samples.truncated),
+                                     len(samples.texts))
+        return rl_loop.StepResult(rewards, parts, st, t_gen - t0, t_rew - t_gen,
+                                  {"caption_words": words / count, "truncated": cut / count})
+
+
 def stage1(cfg: Stage1Config, out: Path, resume: bool = False,
            progress: Callable[[str], object] | None = None) -> dict:
     """Run stage 1 into `out` (encoder/ decoder/ checkpoints/ metrics.jsonl eval.jsonl results/)."""
-    from uae_data import distributed
-
-    out = Path(out)
-    init = rl.check_init(cfg.init)
-    from uae_train.tracking import check_trackers
-
-    check_trackers(cfg.log_with)
-    dist = distributed.setup(cfg.device)
-    resume = rl.prepare_run(out, cfg, "stage1", resume, main=dist.main)
-    device = dist.device if dist.active else resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    policy, decoder = rl.load_pair(init, device, encoder_lora=cfg.encoder_lora)
-    reader = rl.frozen_copy(policy.model)
-    reader_enc = decoder.reader(type(policy)(reader, policy.processor, prompt=policy.prompt,
-                                             name_or_path=policy.name_or_path))
-    for p in decoder.parameters():
-        p.requires_grad_(False)
-    decoder_digest = rl.parameters_digest(decoder)
-    reward = build_reward(cfg.reward, cfg.reward_options)
-    params = policy.trainable_parameters()
-    dist.broadcast_params(params)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    ckpt = out / "checkpoints" / "encoder"
-    step, seen = rl.restore(out, ckpt, policy, optimizer, scheduler, resume)
-    eval_images, eval_scenes = rl.heldout(cfg.eval_corpus, cfg.eval_images, cfg.eval_seed, cfg.image_size)
-    stream = rl.train_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen)
-    eval_rows = rl.read_jsonl(out / "eval.jsonl")
-    lo, hi = dist.bounds(cfg.images_per_step, "images_per_step")  # this rank's whole groups
-
-    def held_out_eval(at: int) -> dict:
-        with autocast(cfg, device):
-            return evaluate(cfg, policy, reader_enc, decoder, eval_images, eval_scenes, reward, out, at)
-
-    main = dist.main
-    with (progress("stage1 (encoder policy)") if progress and main else contextlib.nullcontext()) as update_bar, \
-            rl.RunLog(out, cfg, "stage1", dist, eval_rows) as records:
-        if step == 0 and not eval_rows:
-            records.evaluate(held_out_eval, 0)
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            all_images, all_scenes, _ = rl.global_batch(stream, cfg.images_per_step, cfg.image_size)
-            seen += len(all_images)
-            images = all_images[lo:hi]
-            G = cfg.group_size
-            base = cfg.seed * 1_000_003 + step * 7_919
-            with autocast(cfg, device):
-                samples = policy.sample_captions(images, n=G, sample=True, temperature=cfg.temperature,
-                                                 max_new_tokens=cfg.max_new_tokens, seed=rl.rank_seed(base, dist.rank))
-                t_gen = time.perf_counter()
-                seeds = [base + lo + i for i in range(len(images)) for _ in range(G)]  # shared within a group
-                recons = reconstruct(cfg, reader_enc, decoder, samples.texts, seeds)
-                originals = [im for im in images for _ in range(G)]  # what the policy saw
-                ref_images, ref_scenes = rl.reward_references(all_images, all_scenes, cfg.shuffle_reward_images)
-                targets = [im for im in ref_images[lo:hi] for _ in range(G)]  # what the reward compares with
-                rep_scenes = [s for s in ref_scenes[lo:hi] for _ in range(G)]
-                r = reward(targets, recons, rep_scenes if all(s is not None for s in all_scenes) else None)
-                t_rew = time.perf_counter()
-                rewards = r.view(len(images), G)  # (b, G): row i = image lo+i's G captions
-                adv = grpo.group_advantages(rewards, scale=cfg.scale_rewards).flatten()  # (b·G,), groups whole
-                policy.train()
-                st = update(cfg, policy, reader_enc, originals, samples.token_ids, adv, optimizer, params, dist)
-                policy.eval()
-            scheduler.step()
-            step += 1
-            now = time.perf_counter()
-            all_rewards, parts = rl.gather_rewards(dist, rewards, reward.parts)
-            words, cut, count = dist.sum(sum(len(t.split()) for t in samples.texts), sum(samples.truncated),
-                                         len(samples.texts))
-            row = {"step": step, "reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
-                   "zero_std_groups": grpo.zero_std_fraction(all_rewards),
-                   "caption_words": words / count, "truncated": cut / count,
-                   **{f"reward_{k}": sum(v) / len(v) for k, v in parts.items()},
-                   **st, "rollout_s": t_gen - t0, "reward_s": t_rew - t_gen, "step_time_s": now - t0,
-                   "samples_seen": seen}
-            if row["zero_std_groups"] == 1.0 and main:
-                import logging
-
-                logging.getLogger(__name__).warning("stage1 step %d: every group's rewards are equal: no signal", step)
-            records.train(row)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                rl.main_only(dist, save_checkpoint, ckpt, policy, optimizer, scheduler,
-                             {"step": step, "samples_seen": seen})
-            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-                records.evaluate(held_out_eval, step)
-            if update_bar:
-                update_bar(step, cfg.steps, reward=row["reward_mean"])
-    if rl.parameters_digest(decoder) != decoder_digest:
-        raise RuntimeError("stage1: the frozen decoder changed during training")
-    return rl.main_only(dist, rl.finish, out, "stage1", cfg, policy, decoder, eval_rows, step, init, "encoder") or {}
+    return rl_loop.run(Stage1(), cfg, out, resume, progress, encoder_lora=cfg.encoder_lora)

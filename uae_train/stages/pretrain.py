@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from PIL import Image
 
-from uae_data.core.config import config_kind, help_field, to_dict
+from uae_data.core.config import check_options, config_kind, help_field, require_at_least_one, to_dict
+from uae_data.core.device import resolve_device
 from uae_data.core.errors import ConfigError, CorpusError
-from uae_data.shards import corpus_dataset, list_shards
-from uae_train.checkpoint import _trainable, load_checkpoint, save_checkpoint
+from uae_data.core.io import atomic_write_text, truncate_jsonl
+from uae_data.shards import list_shards
+from uae_train.training.checkpoint import _trainable, load_checkpoint, save_checkpoint
+from uae_train.training.config import RunConfig, check_lora
+from uae_train.training.data import sample_stream, scene_of
+from uae_train.training.precision import make_accelerator
+from uae_train.training.run_folder import prepare_run
+from uae_train.training.schedules import SCHEDULES, warmup_schedule
 
 PHASES = ("encoder", "decoder")
 BLIND_GREY = (128, 128, 128)  # the blind control's constant image
@@ -31,13 +37,14 @@ BLIND_GREY = (128, 128, 128)  # the blind control's constant image
 
 @config_kind("pretrain")
 @dataclass
-class PretrainConfig:
-    corpus: str = help_field("out/corpus", help="corpus folder (uae build-corpus output)")
+class PretrainConfig(RunConfig):
     model: str = help_field("both", help="what to train: encoder | decoder | both (encoder first, then decoder)")
     encoder: str = help_field("tiny", help="'tiny' (from config) or a model name/path (AutoModelForImageTextToText)")
     decoder: str = help_field("tiny", help="'tiny' (from config) or a saved decoder / diffusers SD3 folder")
-    encoder_options: dict = help_field({}, help="extra options for the encoder (e.g. lora: {r: 32, alpha: 64})")
-    decoder_options: dict = help_field({}, help="extra options for the decoder (e.g. lora_rank: 32)")
+    encoder_options: dict = help_field({}, help="extra options for the encoder (Encoder.tiny's or from_pretrained's "
+                                                "keywords, e.g. cell_embedding: true, lora: {r: 32, alpha: 64})")
+    decoder_options: dict = help_field({}, help="extra options for the decoder (Decoder.tiny's or from_pretrained's "
+                                                "keywords and DecoderConfig fields, e.g. lora_rank: 32)")
     image_size: int = help_field(64, help="training image side; corpus images are resized to it")
     encoder_steps: int = help_field(200, help="optimizer steps of encoder SFT")
     decoder_steps: int = help_field(300, help="optimizer steps of decoder pretraining")
@@ -65,31 +72,18 @@ class PretrainConfig:
                                                     "at that cell's image token (0 = off)")
     short_caption_prob: float = help_field(0.3, help="decoder: share of samples conditioned on their short caption")
     max_text_tokens: int = help_field(256, help="decoder: caption tokens kept for conditioning (longer ones are cut and counted)")
-    mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA, fp32 on CPU) | no | bf16")
-    device: str = help_field("auto", help="auto | cpu | cuda")
-    shuffle_buffer: int = help_field(500, help="webdataset sample shuffle buffer")
     checkpoint_every: int = help_field(100, help="save a resumable checkpoint every N steps (and at the end)")
     log_every: int = help_field(10, help="write metrics.jsonl every N steps")
     reliance_samples: int = help_field(64, help="decoder: corpus samples for the caption-reliance check at the end "
                                                 "(flow loss with true vs shuffled captions; 0 = skip)")
-    seed: int = help_field(0, help="seed of model init, data order, noise and timesteps")
-    log_with: list[str] = help_field([], help="experiment trackers beside metrics.jsonl, rank 0 only, under RUN/trackers: tensorboard, wandb (offline), mlflow (local)")
 
     def validate(self) -> None:
-        from uae_train.tracking import TRACKERS
-
-        for name in self.log_with:
-            if name not in TRACKERS:
-                raise ValueError(f"log_with: unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+        super().validate()
         if self.model not in ("encoder", "decoder", "both"):
             raise ValueError(f"model must be encoder, decoder or both; got {self.model!r}")
-        if self.lr_schedule not in ("cosine", "constant"):
+        if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be cosine or constant; got {self.lr_schedule!r}")
-        if self.mixed_precision not in ("auto", "no", "bf16"):
-            raise ValueError(f"mixed_precision must be auto, no or bf16; got {self.mixed_precision!r}")
-        for name in ("batch_size", "grad_accum", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        require_at_least_one(self, "batch_size", "grad_accum", "log_every")
         if self.decoder_batch_size is not None and self.decoder_batch_size < 1:
             raise ValueError("decoder_batch_size must be >= 1 (or null for batch_size)")
         if not 0 <= self.ema_decay < 1:
@@ -102,62 +96,23 @@ class PretrainConfig:
             raise ValueError("attribute_word_weight must be > 0")
         if not 0 <= self.short_caption_prob <= 1:
             raise ValueError("short_caption_prob must be in [0, 1]")
+        self.check_model_options()
+
+    def check_model_options(self) -> None:
+        """encoder_options / decoder_options against the constructors they are passed to (a typo fails here)."""
+        from uae_train.models.decoder import Decoder, DecoderConfig
+        from uae_train.models.encoder import Encoder
+
+        given = ("image_size", "seed", "device", "name_or_path", "text_hidden_size", "vocab_size")
+        check_options("encoder_options", self.encoder_options,
+                      Encoder.tiny if self.encoder == "tiny" else Encoder.from_pretrained, exclude=given)
+        check_lora("encoder_options.lora", self.encoder_options.get("lora") or {})
+        check_options("decoder_options", self.decoder_options,
+                      Decoder.tiny if self.decoder == "tiny" else Decoder.from_pretrained, DecoderConfig,
+                      exclude=given[:-1])
 
     def phases(self) -> list[str]:
         return list(PHASES) if self.model == "both" else [self.model]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda requested but no CUDA device is visible")
-    return torch.device(name)
-
-
-def make_accelerator(cfg: PretrainConfig, device: torch.device):
-    """accelerate's Accelerator for precision (bf16 autocast on CUDA), backward and gradient clipping.
-
-    Models stay unwrapped (the Encoder/Decoder APIs call generate/sample on them); several processes
-    synchronise gradients through uae_data.distributed instead of DDP (docs/distributed.md says why).
-    """
-    from accelerate import Accelerator
-
-    use_bf16 = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")
-    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if use_bf16 else "no")
-
-
-def autocast(cfg: PretrainConfig, device: torch.device):
-    use_bf16 = cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-
-
-def sample_stream(corpus: Path, cfg: PretrainConfig, skip: int) -> Iterator[dict]:
-    """Endless, seeded sample stream (epoch e shuffles with seed+e); the first `skip` are dropped."""
-    epoch = 0
-    seen = 0
-    while True:
-        any_sample = False
-        for s in corpus_dataset(corpus, shuffle=cfg.shuffle_buffer, seed=cfg.seed + epoch):
-            any_sample = True
-            seen += 1
-            if seen > skip:
-                yield s
-        if not any_sample:
-            raise CorpusError(f"{corpus}: the shards hold no samples")
-        epoch += 1
-
-
-def lr_lambda(cfg: PretrainConfig, total: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.lr_schedule == "constant":
-            return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
 
 
 def load_models(cfg: PretrainConfig, out: Path, device: torch.device):
@@ -208,7 +163,6 @@ def word_ids(encoder) -> dict[str, int]:
 def cell_targets(batch: list[dict], ids: dict[str, int]) -> list[list[list[int]]]:
     """Per sample, per grid cell (row-major, the image tokens' order): its words' token ids."""
     from uae_data.scenes import GRID
-    from uae_train.stages.rl_common import scene_of
 
     out = []
     for s in batch:
@@ -220,15 +174,6 @@ def cell_targets(batch: list[dict], ids: dict[str, int]) -> list[list[list[int]]
         out.append([[ids[o.size], ids[o.color], ids[o.shape]] if (o := cell.get(k)) else [ids["empty"]]
                     for k in range(GRID * GRID)])
     return out
-
-
-def truncate_metrics(path: Path, phase: str, step: int) -> None:
-    """Drop this phase's rows logged after its last checkpoint: a resumed run logs them again."""
-    if not path.exists():
-        return
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    keep = [r for r in rows if not (r["phase"] == phase and r["step"] > step)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
 
 def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, device: torch.device,
@@ -266,7 +211,7 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
     params = list(_trainable(module).values())
     dist.broadcast_params([p for p in params if not sharded or not fsdp.is_sharded(p)])
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    scheduler = warmup_schedule(optimizer, cfg.lr_schedule, cfg.warmup_steps, total)
     ckpt = out / "checkpoints" / phase
     accelerator = make_accelerator(cfg, device)
     ema = None
@@ -279,9 +224,9 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
         state = load_checkpoint(ckpt, module, optimizer, scheduler, ema, sharded=sharded)
         step, samples_seen, truncated = state["step"], state["samples_seen"], state.get("truncated", 0)
     if resume and dist.main:
-        truncate_metrics(out / "metrics.jsonl", phase, step)
+        truncate_jsonl(out / "metrics.jsonl", step, phase=phase)
     dist.barrier()
-    stream = sample_stream(Path(cfg.corpus), cfg, samples_seen)
+    stream = sample_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, samples_seen)
     batch_size = cfg.decoder_batch_size if phase == "decoder" and cfg.decoder_batch_size else cfg.batch_size
     lo, hi = dist.bounds(batch_size, f"{phase} batch_size")
     reader = decoder.reader(encoder)  # the frozen encoder, or the decoder's own words
@@ -383,8 +328,6 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
     out = Path(out)
     list_shards(Path(cfg.corpus))  # fail early, one line, if the corpus has no shards
     from uae_data import distributed
-    from uae_train.stages.rl_common import prepare_run
-
     from uae_train.tracking import Trackers, check_trackers
 
     check_trackers(cfg.log_with)
@@ -405,7 +348,7 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
             rows = run_phase(phase, cfg, out, encoder, decoder, device, resume, update, trackers)
         if not dist.main:
             continue
-        done_marker.write_text("ok\n")
+        atomic_write_text(done_marker, "ok\n")
         if rows:
             k = max(1, len(rows) // 10)
             first = sum(r["loss"] for r in rows[:k]) / k
@@ -424,6 +367,6 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
                 summary[phase]["last_token_accuracy"] = sum(r["token_accuracy"] for r in rows[-k:]) / k
     trackers.close()
     if dist.main:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     dist.barrier()
     return summary

@@ -10,34 +10,33 @@ diffusers models (DESIGN.md), so this loop is ours; the formulas are tested in g
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
-from uae_data.core.config import config_kind, help_field
+from uae_data.core.config import check_options, config_kind, help_field
 from uae_data.core.errors import InputError
+from uae_data.core.paths import shipped
 from uae_data.scenes import write_caption
 from uae_train import flow_sde, grpo
 from uae_train.models.decoder import tensor_to_pil
-from uae_train.rewards import GENEVAL_TERMS, build_reward
-from uae_train.stages import rl_common as rl
-from uae_train.checkpoint import save_checkpoint
-from uae_train.stages.pretrain import autocast, resolve_device
+from uae_train.rewards import GENEVAL_TERMS
+from uae_train.training import data, rl_loop
+from uae_train.training.config import RLConfig
 
 
 @config_kind("stage2")
 @dataclass
-class Stage2Config:
-    init: str = help_field("", help="run folder with encoder/ and decoder/ (pretrain or stage1 output); --init overrides")
-    corpus: str = help_field("out/corpus", help="training images (uae build-corpus output)")
-    image_size: int = help_field(32, help="images are resized to this side (the decoder's size)")
-    steps: int = help_field(20, help="optimizer steps (one rollout batch each)")
+class Stage2Config(RLConfig):
     images_per_step: int = help_field(4, help="B: captions (images) per step")
     group_size: int = help_field(8, help="G: paintings per caption (Flow-GRPO: 24)")
+    micro_batch: int = help_field(32, help="images per training forward (memory knob)")
+    lr: float = help_field(1e-4, help="AdamW lr (Flow-GRPO LoRA: 3e-4; UAE unknown)")
+    weight_decay: float = help_field(1e-4, help="AdamW weight decay (Flow-GRPO: 1e-4)")
     rollout_steps: int = help_field(10, help="SDE steps per rollout (Flow-GRPO: 10 for training, 40 ODE for eval)")
     noise_level: float = help_field(0.7, help="a in σ_t = a·√(t/(1−t)) (Flow-GRPO: 0.7)")
     timestep_fraction: float = help_field(0.99, help="share of rollout steps trained (Flow-GRPO 0.99: 9 of 10)")
@@ -46,60 +45,35 @@ class Stage2Config:
     clip_range: float = help_field(1e-4, help="ρ clip (Flow-GRPO: 1e-4)")
     adv_clip: float = help_field(5.0, help="advantage clip (Flow-GRPO: 5)")
     beta: float = help_field(0.04, help="KL weight to the reference decoder (Flow-GRPO: 0.04 GenEval, 0.01 PickScore)")
-    num_iterations: int = help_field(1, help="updates per rollout batch")
-    lr: float = help_field(1e-4, help="AdamW lr (Flow-GRPO LoRA: 3e-4; UAE unknown)")
-    weight_decay: float = help_field(1e-4, help="AdamW weight decay (Flow-GRPO: 1e-4)")
-    grad_clip: float = help_field(1.0, help="max gradient norm (Flow-GRPO: 1)")
-    micro_batch: int = help_field(32, help="images per training forward (memory knob)")
     caption_temperature: float = help_field(0.0, help="frozen encoder's caption sampling temperature (0 = greedy)")
-    max_new_tokens: int = help_field(160, help="caption token limit")
-    max_text_tokens: int = help_field(256, help="caption tokens the decoder reads")
     prompts: str = help_field("captions", help="what the decoder paints from: captions (UAE: the frozen encoder's "
                                                "caption of each image) | short (each image's short GenEval-template "
                                                "prompt from the corpus, for the geneval reward: Flow-GRPO's GenEval task)")
-    reward: dict = help_field({"scene-soft": 1.0}, help="metric weights, as stage 1; geneval / geneval-partial judge "
-                                                        "each painting against its prompt (prompts: short)")
-    shuffle_reward_images: bool = help_field(False, help="control: score each painting against another image of "
-                                                         "the batch (a reward that says nothing about the caption)")
-    reward_options: dict = help_field({}, help="per-metric options")
     decoder_options: dict = help_field({}, help="decoder load options, e.g. {lora_rank: 32} (LoRA policy; reference = adapter off)")
-    eval_every: int = help_field(0, help="held-out eval every N steps (0 = at start and end only)")
-    eval_images: int = help_field(48, help="held-out images per eval")
     eval_steps: int = help_field(20, help="ODE steps of eval paintings")
-    eval_corpus: str = help_field("", help="held-out corpus folder; '' = fresh scene-world images")
     eval_geneval_prompts: int = help_field(0, help="GenEval-scene prompts painted at every eval, every k-th of the 553 "
                                                    "so all six tags appear (0 = off; a subset is not comparable "
                                                    "with a full run)")
     geneval_metadata: str = help_field("manifests/geneval/scene_metadata.jsonl", help="GenEval prompt metadata for the eval hook")
-    eval_seed: int = help_field(2024, help="seed of held-out scenes and eval noise")
-    checkpoint_every: int = help_field(10, help="resumable checkpoint every N steps (and at the end)")
-    shuffle_buffer: int = help_field(500, help="webdataset sample shuffle buffer")
-    mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA) | no | bf16")
-    device: str = help_field("auto", help="auto | cpu | cuda")
-    seed: int = help_field(0, help="seed of data order, captions and noise")
-    log_with: list[str] = help_field([], help="experiment trackers beside metrics.jsonl, rank 0 only, under RUN/trackers: tensorboard, wandb (offline), mlflow (local)")
 
     def validate(self) -> None:
-        from uae_train.tracking import TRACKERS
-
-        for name in self.log_with:
-            if name not in TRACKERS:
-                raise ValueError(f"log_with: unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+        super().validate()
         if self.prompts not in ("captions", "short"):
             raise ValueError(f"prompts must be captions or short; got {self.prompts!r}")
         if set(self.reward) & set(GENEVAL_TERMS) and self.prompts != "short":
             raise ValueError("reward geneval judges a painting against its GenEval prompt: set prompts: short")
         if self.advantage not in ("flow_grpo", "group"):
             raise ValueError(f"advantage must be flow_grpo or group; got {self.advantage!r}")
-        for name in ("steps", "images_per_step", "rollout_steps", "num_iterations", "micro_batch", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.group_size < 2:
-            raise ValueError("group_size must be >= 2: a group of one has no relative advantage")
+        if self.rollout_steps < 1:
+            raise ValueError("rollout_steps must be >= 1")
         if not 0 < self.timestep_fraction <= 1:
             raise ValueError("timestep_fraction must be in (0, 1]")
         if self.noise_level <= 0:
             raise ValueError("noise_level must be > 0: an ODE step has no log-probability")
+        from uae_train.models.decoder import Decoder, DecoderConfig
+
+        check_options("decoder_options", self.decoder_options, Decoder.from_pretrained, DecoderConfig,
+                      exclude=("name_or_path", "text_hidden_size", "device", "seed"))
 
 
 def short_prompts(prompts: list[str | None], corpus: str) -> list[str]:
@@ -127,7 +101,7 @@ def paint(cfg: Stage2Config, encoder, decoder, texts: list[str], seeds: list[int
 
 def geneval_subset(metadata: str, n: int, out: Path) -> Path:
     """Every k-th prompt of a GenEval metadata file (all tags kept, as the file is grouped by tag) → out."""
-    lines = [line for line in Path(rl.repo_path(metadata)).read_text().splitlines() if line.strip()]
+    lines = [line for line in shipped(metadata).read_text().splitlines() if line.strip()]
     stride = max(1, -(-len(lines) // n))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines[::stride]) + "\n")
@@ -156,9 +130,9 @@ def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, re
     seeds = [cfg.eval_seed + i for i in range(len(images))]
     known = all(s is not None for s in scenes)
     paintings = paint(cfg, encoder, decoder, eval_texts, seeds)
-    r = reward(images, paintings, scenes if known else None, eval_texts if cfg.prompts == "short" else None)
+    r, parts = reward(images, paintings, scenes if known else None, eval_texts if cfg.prompts == "short" else None)
     row = {"step": step, "heldout_reward": float(r.mean())}
-    row.update({f"heldout_{k}": sum(v) / len(v) for k, v in reward.parts.items()})
+    row.update({f"heldout_{k}": sum(v) / len(v) for k, v in parts.items()})
     from uae_eval.metrics import build_metric
 
     # Fidelity monitors in their own units (PSNR in dB, not the reward's /50 part): a detector reward can rise
@@ -168,7 +142,7 @@ def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, re
         row[f"heldout_{name}"] = sum(values) / len(values)
     if known and cfg.prompts == "captions":  # generation from exact long captions: how well the decoder follows text
         exact = [write_caption(s, cfg.eval_seed + i) for i, s in enumerate(scenes)]
-        r2 = reward(images, paint(cfg, encoder, decoder, exact, seeds), scenes)
+        r2, _ = reward(images, paint(cfg, encoder, decoder, exact, seeds), scenes)
         row["exact_caption_reward"] = float(r2.mean())
     if cfg.eval_geneval_prompts > 0 and out is not None:
         row["geneval_subset"] = geneval_hook(cfg, encoder, decoder, out, step)
@@ -246,119 +220,84 @@ def update(cfg: Stage2Config, decoder, reference, hidden, mask, traj, old_logps,
     return stats
 
 
+class Stage2:
+    """Stage 2's hooks into the RL loop: the frozen encoder captions each image (or the corpus gives its short
+    prompt), the decoder paints G images per text through the SDE sampler, the reward scores each painting."""
+
+    name, policy_part = "stage2", "decoder"
+
+    def setup(self, ctx: rl_loop.RLContext, encoder, decoder):
+        self.encoder, self.decoder = encoder, decoder
+        for p in encoder.parameters():
+            p.requires_grad_(False)
+        if decoder.has_lora or ctx.cfg.beta <= 0:
+            @contextlib.contextmanager
+            def reference():
+                with decoder.adapter_disabled():
+                    yield decoder
+        else:
+            frozen = rl_loop.frozen_copy(decoder)
+
+            @contextlib.contextmanager
+            def reference():
+                yield frozen
+        self.reference = reference
+        return decoder, encoder
+
+    def prepare_eval(self, ctx: rl_loop.RLContext) -> None:
+        cfg = ctx.cfg
+        if cfg.prompts == "short":  # held-out short prompts, true of each held-out scene
+            from uae_data.short_captions import short_caption
+
+            if any(s is None for s in ctx.eval_scenes):
+                raise InputError(f"{cfg.eval_corpus}: prompts: short evaluates on scene-world images (eval_corpus: '')")
+            self.eval_texts = [short_caption(s, cfg.eval_seed + i) for i, s in enumerate(ctx.eval_scenes)]
+        else:
+            from uae_train.training.precision import autocast
+
+            with autocast(cfg, ctx.device):
+                self.eval_texts = captions(cfg, self.encoder, ctx.eval_images, cfg.eval_seed)
+
+    def evaluate(self, ctx: rl_loop.RLContext, step: int) -> dict:
+        return evaluate(ctx.cfg, self.encoder, self.decoder, ctx.eval_images, ctx.eval_scenes, self.eval_texts,
+                        ctx.reward, step, ctx.out)
+
+    def step(self, ctx: rl_loop.RLContext, batch: tuple, base: int, step: int) -> rl_loop.StepResult:
+        cfg, dist, lo, hi, decoder = ctx.cfg, ctx.dist, ctx.lo, ctx.hi, self.decoder
+        all_images, all_scenes, all_short = batch
+        images, G = all_images[lo:hi], cfg.group_size
+        t0 = time.perf_counter()
+        texts = (short_prompts(all_short[lo:hi], cfg.corpus) if cfg.prompts == "short"
+                 else captions(cfg, self.encoder, images, data.rank_seed(base, dist.rank)))
+        with torch.no_grad():
+            hidden, mask = decoder.reader(self.encoder).encode_text(texts, max_length=cfg.max_text_tokens)
+        hidden = hidden.float().repeat_interleave(G, 0)  # (b·G, T, H): row i·G+g = caption i
+        mask = mask.repeat_interleave(G, 0)
+        seeds = [base + lo * G + j for j in range(len(images) * G)]  # every painting its own noise
+        decoder.eval()
+        with torch.no_grad():
+            context = decoder.context(hidden, mask)
+        traj, logps, sigmas, paintings = rollout(cfg, decoder, context, seeds)
+        t_roll = time.perf_counter()
+        shuffle = cfg.shuffle_reward_images
+        originals = [im for im in data.shift_by_one(all_images, shuffle)[lo:hi] for _ in range(G)]
+        rep = [s for s in data.shift_by_one(all_scenes, shuffle)[lo:hi] for _ in range(G)]
+        prompts = ([t for t in data.shift_by_one(all_short, shuffle)[lo:hi] for _ in range(G)]  # control: shuffled
+                   if cfg.prompts == "short" else None)
+        r, parts = ctx.reward(originals, paintings, rep if all(s is not None for s in all_scenes) else None, prompts)
+        rewards = r.view(len(images), G)  # (b, G)
+        adv = (grpo.flow_grpo_advantages(rewards, clip=cfg.adv_clip) if cfg.advantage == "flow_grpo"
+               else grpo.group_advantages(rewards)).flatten().to(ctx.device)  # (b·G,), groups whole
+        t_rew = time.perf_counter()
+        decoder.train()
+        st = update(cfg, decoder, self.reference, hidden, mask, traj, logps, sigmas, adv, ctx.optimizer, ctx.params,
+                    dist)
+        decoder.eval()
+        return rl_loop.StepResult(rewards, parts, st, t_roll - t0, t_rew - t_roll,
+                                  {"images_per_s": dist.sum(len(paintings))[0] / max(1e-9, t_roll - t0)})
+
+
 def stage2(cfg: Stage2Config, out: Path, resume: bool = False,
            progress: Callable[[str], object] | None = None) -> dict:
     """Run stage 2 into `out` (encoder/ decoder/ checkpoints/ metrics.jsonl eval.jsonl results/)."""
-    import contextlib
-
-    from uae_data import distributed
-
-    out = Path(out)
-    init = rl.check_init(cfg.init)
-    from uae_train.tracking import check_trackers
-
-    check_trackers(cfg.log_with)
-    dist = distributed.setup(cfg.device)
-    resume = rl.prepare_run(out, cfg, "stage2", resume, main=dist.main)
-    device = dist.device if dist.active else resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    encoder, decoder = rl.load_pair(init, device, decoder_options=cfg.decoder_options)
-    for p in encoder.parameters():
-        p.requires_grad_(False)
-    encoder_digest = rl.parameters_digest(encoder)
-    if decoder.has_lora or cfg.beta <= 0:
-        frozen = None
-
-        @contextlib.contextmanager
-        def reference():
-            with decoder.adapter_disabled():
-                yield decoder
-    else:
-        frozen = rl.frozen_copy(decoder)
-
-        @contextlib.contextmanager
-        def reference():
-            yield frozen
-    reward = build_reward(cfg.reward, cfg.reward_options)
-    params = decoder.trainable_parameters()
-    dist.broadcast_params(params)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    ckpt = out / "checkpoints" / "decoder"
-    step, seen = rl.restore(out, ckpt, decoder, optimizer, scheduler, resume)
-    eval_images, eval_scenes = rl.heldout(cfg.eval_corpus, cfg.eval_images, cfg.eval_seed, cfg.image_size)
-    if cfg.prompts == "short":  # held-out short prompts, true of each held-out scene
-        from uae_data.short_captions import short_caption
-
-        if any(s is None for s in eval_scenes):
-            raise InputError(f"{cfg.eval_corpus}: prompts: short evaluates on scene-world images (eval_corpus: '')")
-        eval_texts = [short_caption(s, cfg.eval_seed + i) for i, s in enumerate(eval_scenes)]
-    else:
-        with autocast(cfg, device):
-            eval_texts = captions(cfg, encoder, eval_images, cfg.eval_seed)
-    stream = rl.train_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen)
-    eval_rows = rl.read_jsonl(out / "eval.jsonl")
-    lo, hi = dist.bounds(cfg.images_per_step, "images_per_step")  # this rank's whole groups
-
-    def held_out_eval(at: int) -> dict:
-        with autocast(cfg, device):
-            return evaluate(cfg, encoder, decoder, eval_images, eval_scenes, eval_texts, reward, at, out)
-
-    main = dist.main
-    with (progress("stage2 (decoder policy)") if progress and main else contextlib.nullcontext()) as update_bar, \
-            rl.RunLog(out, cfg, "stage2", dist, eval_rows) as records:
-        if step == 0 and not eval_rows:
-            records.evaluate(held_out_eval, 0)
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            all_images, all_scenes, all_short = rl.global_batch(stream, cfg.images_per_step, cfg.image_size)
-            seen += len(all_images)
-            images = all_images[lo:hi]
-            G = cfg.group_size
-            base = cfg.seed * 1_000_003 + step * 7_919
-            with autocast(cfg, device):
-                texts = (short_prompts(all_short[lo:hi], cfg.corpus) if cfg.prompts == "short"
-                         else captions(cfg, encoder, images, rl.rank_seed(base, dist.rank)))
-                with torch.no_grad():
-                    hidden, mask = decoder.reader(encoder).encode_text(texts, max_length=cfg.max_text_tokens)
-                hidden = hidden.float().repeat_interleave(G, 0)  # (b·G, T, H): row i·G+g = caption i
-                mask = mask.repeat_interleave(G, 0)
-                seeds = [base + lo * G + j for j in range(len(images) * G)]  # every painting its own noise
-                decoder.eval()
-                with torch.no_grad():
-                    context = decoder.context(hidden, mask)
-                traj, logps, sigmas, paintings = rollout(cfg, decoder, context, seeds)
-                t_roll = time.perf_counter()
-                ref_images, ref_scenes = rl.reward_references(all_images, all_scenes, cfg.shuffle_reward_images)
-                originals = [im for im in ref_images[lo:hi] for _ in range(G)]
-                rep = [s for s in ref_scenes[lo:hi] for _ in range(G)]
-                ref_short = rl.reward_references(all_short, all_short, cfg.shuffle_reward_images)[0]  # control: shuffled
-                prompts = [t for t in ref_short[lo:hi] for _ in range(G)] if cfg.prompts == "short" else None
-                r = reward(originals, paintings, rep if all(s is not None for s in all_scenes) else None, prompts)
-                rewards = r.view(len(images), G)  # (b, G)
-                adv = (grpo.flow_grpo_advantages(rewards, clip=cfg.adv_clip) if cfg.advantage == "flow_grpo"
-                       else grpo.group_advantages(rewards)).flatten().to(device)  # (b·G,), groups whole
-                t_rew = time.perf_counter()
-                decoder.train()
-                st = update(cfg, decoder, reference, hidden, mask, traj, logps, sigmas, adv, optimizer, params, dist)
-                decoder.eval()
-            scheduler.step()
-            step += 1
-            now = time.perf_counter()
-            all_rewards, parts = rl.gather_rewards(dist, rewards, reward.parts)
-            row = {"step": step, "reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
-                   "zero_std_groups": grpo.zero_std_fraction(all_rewards),
-                   **{f"reward_{k}": float(np.mean(v)) for k, v in parts.items()},
-                   **st, "rollout_s": t_roll - t0, "reward_s": t_rew - t_roll, "step_time_s": now - t0,
-                   "images_per_s": dist.sum(len(paintings))[0] / max(1e-9, t_roll - t0), "samples_seen": seen}
-            records.train(row)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                rl.main_only(dist, save_checkpoint, ckpt, decoder, optimizer, scheduler,
-                             {"step": step, "samples_seen": seen})
-            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-                records.evaluate(held_out_eval, step)
-            if update_bar:
-                update_bar(step, cfg.steps, reward=row["reward_mean"])
-    if rl.parameters_digest(encoder) != encoder_digest:
-        raise RuntimeError("stage2: the frozen encoder changed during training")
-    return rl.main_only(dist, rl.finish, out, "stage2", cfg, encoder, decoder, eval_rows, step, init, "decoder") or {}
+    return rl_loop.run(Stage2(), cfg, out, resume, progress, decoder_options=cfg.decoder_options)

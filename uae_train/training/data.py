@@ -1,0 +1,83 @@
+"""Data for every recipe: the endless seeded training stream, global batches, held-out images.
+
+Every rank of a multi-process run reads the same stream and takes its slice, so a run's samples do not
+depend on the number of processes; a resumed run fast-forwards the stream by the samples it had seen.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from uae_data.core.errors import CorpusError, InputError
+from uae_data.scenes import Scene, render, sample_scene
+from uae_data.shards import corpus_dataset, list_shards
+
+
+def sample_stream(corpus: Path, shuffle: int, seed: int, skip: int = 0) -> Iterator[dict]:
+    """Endless seeded sample stream over the corpus (epoch e reshuffles with seed + e); skips `skip` samples."""
+    list_shards(corpus)  # one line, early, when the folder has no shards
+    epoch, seen = 0, 0
+    while True:
+        empty = True
+        for s in corpus_dataset(corpus, shuffle=shuffle, seed=seed + epoch):
+            empty = False
+            seen += 1
+            if seen > skip:
+                yield s
+        if empty:
+            raise CorpusError(f"{corpus}: the shards hold no samples")
+        epoch += 1
+
+
+def scene_of(sample: dict) -> Scene | None:
+    """The exact scene a scene-corpus sample was rendered from (its meta), or None for other corpora."""
+    spec = (sample.get("meta") or {}).get("scene")
+    if not spec:
+        return None
+    return Scene.from_dict(spec) if isinstance(spec, dict) else None
+
+
+def global_batch(stream: Iterator[dict], n: int, image_size: int) -> tuple[list, list[Scene | None], list[str | None]]:
+    """The next n samples of the stream (every rank reads the same ones): RGB images at image_size, their
+    scene specs and their short prompts (meta short_caption; None where a row has none)."""
+    batch = [next(stream) for _ in range(n)]
+    return ([s["image"].convert("RGB").resize((image_size, image_size)) for s in batch],
+            [scene_of(s) for s in batch], [(s.get("meta") or {}).get("short_caption") for s in batch])
+
+
+def heldout(eval_corpus: str, n: int, seed: int, image_size: int) -> tuple[list[Image.Image], list[Scene | None]]:
+    """Held-out images (+ scene specs when known).
+
+    eval_corpus "" = the scene world: n scenes drawn from generators seeded (seed, i), a stream the corpus
+    builder never uses (it seeds by row from the corpus seed), rendered at image_size. Otherwise the first
+    n samples of that corpus folder (keep it out of the training corpus).
+    """
+    if not eval_corpus:
+        scenes = [sample_scene(np.random.default_rng([seed, 7919, i])) for i in range(n)]
+        return [render(s, image_size) for s in scenes], list(scenes)
+    images, scenes = [], []
+    for s in corpus_dataset(Path(eval_corpus), shuffle=0):
+        images.append(s["image"].convert("RGB").resize((image_size, image_size)))
+        scenes.append(scene_of(s))
+        if len(images) == n:
+            break
+    if not images:
+        raise InputError(f"{eval_corpus}: no held-out samples")
+    return images, scenes
+
+
+def shift_by_one(items: list, shuffle: bool) -> list:
+    """The shuffled-reward control: each item's reference is the next item of the batch, so the reward no
+    longer says anything about the image the policy saw. As given when off or with fewer than 2 items."""
+    if not shuffle or len(items) < 2:
+        return items
+    return items[1:] + items[:1]
+
+
+def rank_seed(base: int, rank: int) -> int:
+    """A rank's sampling seed: rank 0 keeps the 1-process seed, others get their own stream (a run is
+    reproducible for a given number of processes)."""
+    return base if rank == 0 else (base + rank * 1_000_000_007) % (2**62)
