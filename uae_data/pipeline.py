@@ -16,6 +16,7 @@ tasks and CLIP scoring / recaptioning as Ray Data `map_batches` actor pools (uae
 """
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing as mp
 import os
@@ -23,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 import yaml
@@ -31,6 +32,7 @@ import yaml
 from uae_data import shards as sh
 from uae_data.captioners import CaptionerConfig, build_captioner
 from uae_data.core.errors import UserError
+from uae_data.core.io import atomic_write, atomic_write_text
 from uae_data.core.config import config_kind, dump_yaml, from_dict, help_field, to_dict
 from uae_data.filters import FilterConfig, near_duplicates
 from uae_data.sources import SourceConfig, build_source
@@ -157,9 +159,7 @@ def _dedup(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, workers: in
     hashes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"index": [], "phash": []})
     dups = near_duplicates(hashes["index"].tolist(), hashes["phash"].tolist(), cfg.filters.dedup_threshold)
     table = pd.DataFrame([(i, f, d) for i, (f, d) in sorted(dups.items())], columns=["index", "dup_of", "distance"])
-    tmp = dedup_path(out).with_name("dedup.parquet.tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, dedup_path(out))
+    atomic_write(dedup_path(out), lambda f: table.to_parquet(f, index=False), binary=True)
 
 
 def check_models(cfg: CorpusConfig) -> None:
@@ -195,7 +195,7 @@ def build(
     (out / "shards").mkdir(parents=True, exist_ok=True)
     (out / ".parts").mkdir(exist_ok=True)
     if not (out / "config.yaml").exists():
-        (out / "config.yaml").write_text(dump_yaml(cfg, kind="corpus"))
+        atomic_write_text(out / "config.yaml", dump_yaml(cfg, kind="corpus"))
     try:
         source.prepare()  # downloads / snapshots the input (resumable); one-line errors for bad input
     except UserError:
@@ -236,10 +236,9 @@ def finalize(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, seconds: 
     """Write sizes.json, stats.parquet and manifest.json from the finished shards."""
     names = [sh.shard_name(k) for k in range(n_shards)]
     stats = pd.concat([pd.read_parquet(out / ".parts" / f"{n}.parquet") for n in names], ignore_index=True)
-    stats.to_parquet(out / "stats.parquet.tmp", index=False)
-    os.replace(out / "stats.parquet.tmp", out / "stats.parquet")
+    atomic_write(out / "stats.parquet", lambda f: stats.to_parquet(f, index=False), binary=True)
     sizes = {n: int((stats["shard"] == n).sum()) for n in names}
-    sh.write_json_atomic(out / "sizes.json", sizes)
+    _write_json(out / "sizes.json", sizes)
     if "stage" not in stats:
         stats["stage"] = ""  # parts written before stages were recorded
     not_ok = stats[stats["status"] != "ok"]
@@ -259,5 +258,9 @@ def finalize(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, seconds: 
         "git_hash": git_hash(),
         "build_seconds_last_run": round(seconds, 3),
     }
-    sh.write_json_atomic(out / "manifest.json", manifest)
+    _write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -8,7 +8,6 @@ boundaries as plain dicts (`item_to_row` / `row_to_item`) so Ray can move them.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pandas as pd
 
 from uae_data import shards as sh
 from uae_data.captioners import Caption
+from uae_data.core.io import atomic_write
 from uae_data.filters import apply_size_filters
 from uae_data.phash import phash_many
 from uae_data.sources import SourceContext, SourceItem, build_source
@@ -64,11 +64,8 @@ def load_items(cfg: Any, k: int, n_rows: int, out: Path) -> list[SourceItem]:
 def hash_shard(cfg: Any, k: int, n_rows: int, out: Path) -> int:
     """Dedup pre-pass for one shard: pHash of every ok row, saved for `dedup` and reused when writing."""
     items = [it for it in load_items(cfg, k, n_rows, out) if it.status == "ok"]
-    part = phash_part(out, k)
-    part.parent.mkdir(parents=True, exist_ok=True)
-    tmp = part.with_name(part.name + ".tmp")
-    pd.DataFrame({"index": [it.index for it in items], "phash": phash_many([it.pil() for it in items])}).to_parquet(tmp, index=False)
-    os.replace(tmp, part)
+    table = pd.DataFrame({"index": [it.index for it in items], "phash": phash_many([it.pil() for it in items])})
+    atomic_write(phash_part(out, k), lambda f: table.to_parquet(f, index=False), binary=True)
     return k
 
 
@@ -139,7 +136,7 @@ def _image_bytes(cfg: Any, item: SourceItem) -> bytes:
 
 
 def write_shard_outputs(cfg: Any, k: int, items: list[SourceItem], captions: list[Caption], out: Path) -> ShardResult:
-    """Shard k's tar and stats part (each written to a temp name, then renamed); `captions` match the ok items."""
+    """Shard k's tar and stats part (each written atomically); `captions` match the ok items."""
     out = Path(out)
     name = sh.shard_name(k)
     ok = [it for it in items if it.status == "ok"]
@@ -148,10 +145,8 @@ def write_shard_outputs(cfg: Any, k: int, items: list[SourceItem], captions: lis
     rows = [{"key": sh.sample_key(it.index), "status": it.status, "reason": it.reason,
              "shard": name if it.status == "ok" else "", "url": it.url or "", "stage": it.meta.get("stage", ""),
              "source_status": it.source_status} for it in items]
-    part = out / ".parts" / f"{name}.parquet"
-    tmp = part.with_name(part.name + ".tmp")
-    pd.DataFrame(rows, columns=STATS_COLUMNS).to_parquet(tmp, index=False)
-    os.replace(tmp, part)
+    stats = pd.DataFrame(rows, columns=STATS_COLUMNS)
+    atomic_write(out / ".parts" / f"{name}.parquet", lambda f: stats.to_parquet(f, index=False), binary=True)
     count, digest = sh.write_shard(out / "shards" / name, samples)
     statuses: dict[str, int] = {}
     for r in rows:
