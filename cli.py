@@ -123,7 +123,7 @@ def split_args(args: Optional[List[str]]) -> tuple[Optional[Path], list[str]]:
 
 def _register_config_kinds() -> None:
     """Import every module that defines a manifest kind, so `validate` knows them all."""
-    import uae_data.pipeline  # noqa: F401  (corpus)
+    import uae_data.corpus_config  # noqa: F401  (corpus)
     import uae_eval.geneval.harness  # noqa: F401  (geneval)
     import uae_eval.mmt_bench.harness  # noqa: F401  (mmt-bench)
     import uae_eval.recon  # noqa: F401  (recon)
@@ -160,7 +160,8 @@ def build_corpus(
     """
     import json
     from uae_data.core.config import load_config
-    from uae_data.pipeline import CorpusConfig, build
+    from uae_data.corpus_config import CorpusConfig
+    from uae_data.pipeline import build
     from uae_data.core.progress import progress_bar
 
     manifest, overrides = split_args(args)

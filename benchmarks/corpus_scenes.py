@@ -27,7 +27,8 @@ from uae_data import scenes
 from uae_data import shards as sh
 from uae_data.core.config import load_config
 from uae_data.phash import phash_many
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 from uae_data.sources.scenes import item_rng
 
 ROOT = Path(__file__).resolve().parents[1]

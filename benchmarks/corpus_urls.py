@@ -81,7 +81,8 @@ def main() -> None:
     from img2dataset import download
 
     from uae_data.core.config import load_config
-    from uae_data.pipeline import CorpusConfig, build
+    from uae_data.corpus_config import CorpusConfig
+    from uae_data.pipeline import build
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=400)

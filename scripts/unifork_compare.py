@@ -30,7 +30,8 @@ MODELS = ("yfork", "shared")
 
 
 def build_corpus(out: Path, n: int) -> Path:
-    from uae_data.pipeline import CorpusConfig, build
+    from uae_data.corpus_config import CorpusConfig
+    from uae_data.pipeline import build
 
     if not (out / "sizes.json").exists():
         cfg = load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", [f"limit={n}"], kind="corpus")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from uae_data.core.config import ConfigError, apply_overrides, load_config, validate_manifest
-from uae_data.pipeline import CorpusConfig
+from uae_data.corpus_config import CorpusConfig
 
 pytestmark = pytest.mark.unit
 

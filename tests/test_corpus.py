@@ -13,7 +13,8 @@ import webdataset as wds
 
 from uae_data import scenes, shards
 from uae_data.core.config import load_config
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 from uae_data.shards import CorpusError
 
 from conftest import ROOT

@@ -24,7 +24,8 @@ from PIL import Image
 
 from uae_data.core.config import load_config
 from uae_data.core.errors import ConfigError
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 
 from conftest import ROOT
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from uae_data.core.config import load_config
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from uae_data.core.config import load_config
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 
 from conftest import ROOT
 from test_corpus_sources import www  # noqa: F401  (fixture: photos served on 127.0.0.1)

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from uae_data.core.config import load_config
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
 

@@ -14,7 +14,8 @@ from uae_data import scenes
 from uae_data.clip_score import ClipScorer, count_tokens, split_caption
 from uae_data.core.config import load_config
 from uae_data.filters import ClipFilterConfig, FilterConfig, near_duplicates, size_reason
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 
 from conftest import ROOT
 

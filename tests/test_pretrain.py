@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from uae_data.core.config import ConfigError, load_config
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 from uae_train.stages.pretrain import PretrainConfig, pretrain
 
 from conftest import ROOT

@@ -11,7 +11,8 @@ import pytest
 from conftest import ROOT
 from uae_data.core.config import load_config
 from uae_data.core.errors import ConfigError, InputError
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 from uae_data.scenes import render, sample_scene
 from uae_eval.recon import ReconConfig, bootstrap_ci, derangement, run
 from uae_eval.recon_oracles import OracleCaptioner, OracleDecoder
@@ -148,7 +149,8 @@ def test_embedding_metric_from_options_scores_oracle_at_one(folder, tmp_path):
 @pytest.mark.integration
 def test_cli_recon_oracle_and_shuffled_control(tmp_path, uae):
     from uae_data.core.config import load_config as _load
-    from uae_data.pipeline import CorpusConfig, build as _build
+    from uae_data.corpus_config import CorpusConfig
+    from uae_data.pipeline import build as _build
 
     corpus = tmp_path / "c"
     _build(_load(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", ["source.n=40", "shard_size=20"]), corpus, workers=1)

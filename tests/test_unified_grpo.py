@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from uae_data.core.config import load_config
-from uae_data.pipeline import CorpusConfig, build
+from uae_data.corpus_config import CorpusConfig
+from uae_data.pipeline import build
 from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
 from uae_train.stages.gen_for_und import Stage1Config, stage1

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from uae_data.core.device import resolve_device
 from uae_data.core.errors import ModelLoadError
 from uae_data.filters import ClipFilterConfig
 
@@ -83,7 +84,7 @@ class ClipScorer:
         from uae_data.model_refs import require_open_clip
 
         require_open_clip(cfg.model, cfg.pretrained, "filters.clip.model / filters.clip.pretrained")
-        self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(cfg.device)
         try:
             model, _, self.preprocess = open_clip.create_model_and_transforms(cfg.model, pretrained=cfg.pretrained,
                                                                              device=self.device)

@@ -11,18 +11,18 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pandas as pd
 
-from uae_data.captioners import Caption
+from uae_data.captioners import Caption, build_captioner
 from uae_data.core.config import from_dict, to_dict
-from uae_data.stages import ShardResult, item_to_row, load_shard, row_to_item, shard_range, write_shard_outputs
+from uae_data.corpus_config import CorpusConfig
+from uae_data.stages import (ShardResult, apply_clip, item_to_row, load_shard, row_to_item, shard_range,
+                             write_shard_outputs)
 
 
-def _cfg(cfg_dict: dict) -> Any:
-    from uae_data.pipeline import CorpusConfig
-
+def _cfg(cfg_dict: dict) -> CorpusConfig:
     return from_dict(CorpusConfig, cfg_dict)
 
 
@@ -43,8 +43,6 @@ class ClipActor:
         self.scorer = ClipScorer(self.cfg.filters.clip)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from uae_data.stages import apply_clip
-
         items = [row_to_item(r) for r in batch.to_dict("records")]
         apply_clip(self.cfg, self.scorer, items)
         batch = batch.copy()
@@ -59,8 +57,6 @@ class CaptionActor:
     """Actor: one captioner (e.g. a VLM on one GPU); writes caption columns for the ok rows of a batch."""
 
     def __init__(self, cfg_dict: dict) -> None:
-        from uae_data.captioners import build_captioner
-
         self.cfg = _cfg(cfg_dict)
         self.captioner = build_captioner(self.cfg.captioner, self.cfg.seed)
 
@@ -83,7 +79,7 @@ def _resources() -> dict:
     return {"num_gpus": 1, "concurrency": gpus} if gpus else {"num_cpus": 1, "concurrency": 1}
 
 
-def build_shards_ray(cfg: Any, out: Path, todo: list[int], n_rows: int) -> Iterator[ShardResult]:
+def build_shards_ray(cfg: CorpusConfig, out: Path, todo: list[int], n_rows: int) -> Iterator[ShardResult]:
     """Build the shards in `todo` on Ray; yields each ShardResult once its shard is written."""
     import ray
 

@@ -16,61 +16,32 @@ tasks and CLIP scoring / recaptioning as Ray Data `map_batches` actor pools (uae
 """
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing as mp
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 import yaml
 
 from uae_data import shards as sh
-from uae_data.captioners import CaptionerConfig, build_captioner
+from uae_data.captioners import build_captioner
 from uae_data.core.errors import UserError
-from uae_data.core.config import config_kind, dump_yaml, from_dict, help_field, to_dict
-from uae_data.filters import FilterConfig, near_duplicates
-from uae_data.sources import SourceConfig, build_source
-from uae_data.stages import (STATS_COLUMNS, ShardResult, apply_clip, dedup_path, hash_shard, load_shard,  # noqa: F401
-                             phash_part, shard_range, source_context, write_shard_outputs)
+from uae_data.core.io import atomic_write, atomic_write_text
+from uae_data.core.config import dump_yaml, from_dict, to_dict
+from uae_data.corpus_config import CorpusConfig
+from uae_data.engine_ray import build_shards_ray
+from uae_data.filters import near_duplicates
+from uae_data.sources import build_source
+from uae_data.stages import (ShardResult, apply_clip, dedup_path, hash_shard, load_shard, phash_part, shard_range,
+                             source_context, write_shard_outputs)
 from uae_data.core.versions import git_hash, package_versions
 
 ENGINES = ("local", "ray")
-
-
-@config_kind("corpus")
-@dataclass
-class CorpusConfig:
-    name: str = help_field("corpus", help="corpus name, recorded in manifest.json")
-    seed: int = help_field(0, help="seed of every random choice (scene sampling, caption paraphrase)")
-    source: SourceConfig = help_field(None, help="where items come from")
-    filters: FilterConfig = help_field(None, help="quality filters and near-duplicate removal (all off by default)")
-    captioner: CaptionerConfig = help_field(None, help="how long captions are written")
-    image_size: int = help_field(64, help="side of stored images in pixels (urls/folder/...: img2dataset's image_size)")
-    image_format: str = help_field("png", help="png (lossless) or jpg")
-    shard_size: int = help_field(1000, help="samples per shard (input rows per shard)")
-    limit: int | None = help_field(None, help="use at most this many input rows (CLI --limit)")
-
-    def __post_init__(self) -> None:
-        self.source = self.source or SourceConfig()
-        self.filters = self.filters or FilterConfig()
-        self.captioner = self.captioner or CaptionerConfig()
-
-    def validate(self) -> None:
-        if self.image_size < 8:
-            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
-        if self.image_format not in ("png", "jpg"):
-            raise ValueError(f"image_format must be png or jpg, got {self.image_format!r}")
-        if self.shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if self.captioner.name == "scene" and self.source.name != "scenes":
-            raise ValueError(f"captioner 'scene' writes exact captions of scene items only; source '{self.source.name}' "
-                             "needs captioner keep or hf")
 
 
 def build_shard(cfg: CorpusConfig, shard_index: int, n_rows: int, out: Path) -> ShardResult:
@@ -157,9 +128,7 @@ def _dedup(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, workers: in
     hashes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"index": [], "phash": []})
     dups = near_duplicates(hashes["index"].tolist(), hashes["phash"].tolist(), cfg.filters.dedup_threshold)
     table = pd.DataFrame([(i, f, d) for i, (f, d) in sorted(dups.items())], columns=["index", "dup_of", "distance"])
-    tmp = dedup_path(out).with_name("dedup.parquet.tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, dedup_path(out))
+    atomic_write(dedup_path(out), lambda f: table.to_parquet(f, index=False), binary=True)
 
 
 def check_models(cfg: CorpusConfig) -> None:
@@ -195,7 +164,7 @@ def build(
     (out / "shards").mkdir(parents=True, exist_ok=True)
     (out / ".parts").mkdir(exist_ok=True)
     if not (out / "config.yaml").exists():
-        (out / "config.yaml").write_text(dump_yaml(cfg, kind="corpus"))
+        atomic_write_text(out / "config.yaml", dump_yaml(cfg, kind="corpus"))
     try:
         source.prepare()  # downloads / snapshots the input (resumable); one-line errors for bad input
     except UserError:
@@ -220,8 +189,6 @@ def build(
         on_progress(rows_done, n_rows)
     t0 = time.perf_counter()
     if engine == "ray":
-        from uae_data.engine_ray import build_shards_ray
-
         results = build_shards_ray(cfg, out, todo, n_rows)
     else:
         results = _run_jobs(_build_shard_job, [(to_dict(cfg), k, n_rows, str(out)) for k in todo], workers)
@@ -236,10 +203,9 @@ def finalize(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, seconds: 
     """Write sizes.json, stats.parquet and manifest.json from the finished shards."""
     names = [sh.shard_name(k) for k in range(n_shards)]
     stats = pd.concat([pd.read_parquet(out / ".parts" / f"{n}.parquet") for n in names], ignore_index=True)
-    stats.to_parquet(out / "stats.parquet.tmp", index=False)
-    os.replace(out / "stats.parquet.tmp", out / "stats.parquet")
+    atomic_write(out / "stats.parquet", lambda f: stats.to_parquet(f, index=False), binary=True)
     sizes = {n: int((stats["shard"] == n).sum()) for n in names}
-    sh.write_json_atomic(out / "sizes.json", sizes)
+    _write_json(out / "sizes.json", sizes)
     if "stage" not in stats:
         stats["stage"] = ""  # parts written before stages were recorded
     not_ok = stats[stats["status"] != "ok"]
@@ -259,5 +225,9 @@ def finalize(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, seconds: 
         "git_hash": git_hash(),
         "build_seconds_last_run": round(seconds, 3),
     }
-    sh.write_json_atomic(out / "manifest.json", manifest)
+    _write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ FIXED_MTIME = 0  # reproducible tars; an int (a float forces a PAX header per fi
 
 
 from uae_data.core.errors import CorpusError  # noqa: E402  (re-exported)
+from uae_data.core.io import atomic_write  # noqa: E402
 
 
 def shard_name(index: int) -> str:
@@ -147,22 +147,18 @@ _FAST_HEADERS = all(
 
 def write_shard(path: Path, samples: Iterable[Sample]) -> tuple[int, str]:
     """Write samples to `path` atomically; returns (count, sha256 of the file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    try:
-        with open(tmp, "wb") as f:
-            writer = ShardTarWriter(f)  # = wds.TarWriter(f, mtime=FIXED_MTIME, encoder=False), byte for byte
-            for s in samples:
-                writer.write(s.as_wds())
-                n += 1
-            writer.close()
-        digest = file_sha256(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return n, digest
+
+    def fill(f) -> None:
+        nonlocal n
+        writer = ShardTarWriter(f)  # = wds.TarWriter(f, mtime=FIXED_MTIME, encoder=False), byte for byte
+        for s in samples:
+            writer.write(s.as_wds())
+            n += 1
+        writer.close()
+
+    path = atomic_write(path, fill, binary=True)
+    return n, file_sha256(path)
 
 
 def file_sha256(path: Path) -> str:
@@ -171,13 +167,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def list_shards(corpus_dir: Path) -> list[Path]:

@@ -8,18 +8,24 @@ boundaries as plain dicts (`item_to_row` / `row_to_item`) so Ray can move them.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
 from uae_data import shards as sh
 from uae_data.captioners import Caption
+from uae_data.core.io import atomic_write
+from uae_data.corpus_config import CorpusConfig
 from uae_data.filters import apply_size_filters
 from uae_data.phash import phash_many
 from uae_data.sources import SourceContext, SourceItem, build_source
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from uae_data.clip_score import ClipScore
 
 STATS_COLUMNS = ["key", "status", "reason", "shard", "url", "stage", "source_status"]
 STAGING = ".staging"
@@ -33,12 +39,12 @@ class ShardResult:
     statuses: dict[str, int]
 
 
-def source_context(cfg: Any, out: Path, distributor: str | None = None) -> SourceContext:
+def source_context(cfg: CorpusConfig, out: Path, distributor: str | None = None) -> SourceContext:
     return SourceContext(image_size=cfg.image_size, seed=cfg.seed, image_format=cfg.image_format,
                          shard_size=cfg.shard_size, staging=Path(out) / STAGING, distributor=distributor, limit=cfg.limit)
 
 
-def shard_range(cfg: Any, k: int, n_rows: int) -> tuple[int, int]:
+def shard_range(cfg: CorpusConfig, k: int, n_rows: int) -> tuple[int, int]:
     return k * cfg.shard_size, min((k + 1) * cfg.shard_size, n_rows)
 
 
@@ -50,7 +56,7 @@ def dedup_path(out: Path) -> Path:
     return Path(out) / STAGING / "dedup.parquet"
 
 
-def load_items(cfg: Any, k: int, n_rows: int, out: Path) -> list[SourceItem]:
+def load_items(cfg: CorpusConfig, k: int, n_rows: int, out: Path) -> list[SourceItem]:
     """Shard k's source rows with the size filters applied (no dedup, no model)."""
     source = build_source(cfg.source, source_context(cfg, out))
     items = list(source.items(*shard_range(cfg, k, n_rows)))
@@ -61,18 +67,15 @@ def load_items(cfg: Any, k: int, n_rows: int, out: Path) -> list[SourceItem]:
     return items
 
 
-def hash_shard(cfg: Any, k: int, n_rows: int, out: Path) -> int:
+def hash_shard(cfg: CorpusConfig, k: int, n_rows: int, out: Path) -> int:
     """Dedup pre-pass for one shard: pHash of every ok row, saved for `dedup` and reused when writing."""
     items = [it for it in load_items(cfg, k, n_rows, out) if it.status == "ok"]
-    part = phash_part(out, k)
-    part.parent.mkdir(parents=True, exist_ok=True)
-    tmp = part.with_name(part.name + ".tmp")
-    pd.DataFrame({"index": [it.index for it in items], "phash": phash_many([it.pil() for it in items])}).to_parquet(tmp, index=False)
-    os.replace(tmp, part)
+    table = pd.DataFrame({"index": [it.index for it in items], "phash": phash_many([it.pil() for it in items])})
+    atomic_write(phash_part(out, k), lambda f: table.to_parquet(f, index=False), binary=True)
     return k
 
 
-def load_shard(cfg: Any, k: int, n_rows: int, out: Path) -> list[SourceItem]:
+def load_shard(cfg: CorpusConfig, k: int, n_rows: int, out: Path) -> list[SourceItem]:
     """Shard k's rows after size filters and (when on) the global near-duplicate decisions; ok rows carry a phash."""
     items = load_items(cfg, k, n_rows, out)
     ok = [it for it in items if it.status == "ok"]
@@ -91,7 +94,8 @@ def load_shard(cfg: Any, k: int, n_rows: int, out: Path) -> list[SourceItem]:
     return items
 
 
-def apply_clip(cfg: Any, scorer: Any, items: list[SourceItem]) -> None:
+def apply_clip(cfg: CorpusConfig, scorer: Callable[[list[Image.Image], list[str]], list[ClipScore]],
+               items: list[SourceItem]) -> None:
     """Score ok rows against their source caption; record clip_score and drop those below min_score."""
     ok = [it for it in items if it.status == "ok"]
     if not ok:
@@ -107,7 +111,7 @@ def apply_clip(cfg: Any, scorer: Any, items: list[SourceItem]) -> None:
             it.reason = f"clip score {s.score:.4f} < {limit:g}"
 
 
-def sample_meta(cfg: Any, item: SourceItem, caption: Caption) -> dict:
+def sample_meta(cfg: CorpusConfig, item: SourceItem, caption: Caption) -> dict:
     width, height = item.size
     meta = {
         "key": sh.sample_key(item.index),
@@ -132,14 +136,15 @@ def sample_meta(cfg: Any, item: SourceItem, caption: Caption) -> dict:
     return meta
 
 
-def _image_bytes(cfg: Any, item: SourceItem) -> bytes:
+def _image_bytes(cfg: CorpusConfig, item: SourceItem) -> bytes:
     if item.image_bytes is not None and item.image_ext == cfg.image_format:
         return item.image_bytes  # the source already encoded it in the corpus format: no lossy round trip
     return sh.encode_image(item.pil(), cfg.image_format)
 
 
-def write_shard_outputs(cfg: Any, k: int, items: list[SourceItem], captions: list[Caption], out: Path) -> ShardResult:
-    """Shard k's tar and stats part (each written to a temp name, then renamed); `captions` match the ok items."""
+def write_shard_outputs(cfg: CorpusConfig, k: int, items: list[SourceItem], captions: list[Caption],
+                        out: Path) -> ShardResult:
+    """Shard k's tar and stats part (each written atomically); `captions` match the ok items."""
     out = Path(out)
     name = sh.shard_name(k)
     ok = [it for it in items if it.status == "ok"]
@@ -148,10 +153,8 @@ def write_shard_outputs(cfg: Any, k: int, items: list[SourceItem], captions: lis
     rows = [{"key": sh.sample_key(it.index), "status": it.status, "reason": it.reason,
              "shard": name if it.status == "ok" else "", "url": it.url or "", "stage": it.meta.get("stage", ""),
              "source_status": it.source_status} for it in items]
-    part = out / ".parts" / f"{name}.parquet"
-    tmp = part.with_name(part.name + ".tmp")
-    pd.DataFrame(rows, columns=STATS_COLUMNS).to_parquet(tmp, index=False)
-    os.replace(tmp, part)
+    stats = pd.DataFrame(rows, columns=STATS_COLUMNS)
+    atomic_write(out / ".parts" / f"{name}.parquet", lambda f: stats.to_parquet(f, index=False), binary=True)
     count, digest = sh.write_shard(out / "shards" / name, samples)
     statuses: dict[str, int] = {}
     for r in rows:

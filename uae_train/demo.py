@@ -90,7 +90,8 @@ def _stage(kind: str, Config, fn, run: Path, cfg: DemoConfig, corpus: Path, init
 
 def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] = print) -> dict:
     """Run (or continue) the whole loop into `out`; returns {"rows", "wall_minutes", "report"}."""
-    from uae_data.pipeline import CorpusConfig, build
+    from uae_data.corpus_config import CorpusConfig
+    from uae_data.pipeline import build
     from uae_eval.report import build_report
     from uae_train.stages.gen_for_und import Stage1Config, stage1
     from uae_train.stages.pretrain import PretrainConfig, pretrain

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from uae_data.captioners import CAPTIONERS, Caption, CaptionerConfig
+from uae_data.core.device import resolve_device
 from uae_data.core.errors import ModelLoadError
 from uae_data.sources import SourceItem
 
@@ -45,8 +46,8 @@ class HFCaptioner:
         self.cfg, self.seed, self.torch = cfg, seed, torch
         self.prompt = cfg.prompt or LONG_CAPTION_PROMPT
         opts: dict[str, Any] = dict(cfg.options)
-        self.device = opts.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = opts.pop("dtype", None) or ("bfloat16" if self.device.startswith("cuda") else "float32")
+        self.device = resolve_device(opts.pop("device", None))
+        dtype = opts.pop("dtype", None) or ("bfloat16" if self.device.type == "cuda" else "float32")
         try:
             self.processor = AutoProcessor.from_pretrained(cfg.model)
             self.model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=getattr(torch, dtype), **opts)

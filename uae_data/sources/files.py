@@ -13,6 +13,7 @@ from typing import Iterator
 import pandas as pd
 
 from uae_data.core.errors import ConfigError
+from uae_data.core.io import atomic_write
 from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
 from uae_data.sources.images import load_bytes, make_resizer
 
@@ -48,9 +49,8 @@ class FolderSource:
         names = sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
         if not names:
             raise ConfigError(f"{self.root}: no images ({', '.join(IMAGE_EXTS)}) found under the folder")
-        tmp = self._list_path.with_name("folder_files.parquet.tmp")
-        pd.DataFrame({"path": names}).to_parquet(tmp, index=False)
-        tmp.replace(self._list_path)
+        listing = pd.DataFrame({"path": names})
+        atomic_write(self._list_path, lambda f: listing.to_parquet(f, index=False), binary=True)
 
     def files(self) -> list[str]:
         if self._files is None:

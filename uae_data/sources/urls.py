@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from uae_data.core.errors import ConfigError, CorpusError
+from uae_data.core.io import atomic_write
 from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations (img2dataset) phones home on import
@@ -106,8 +107,7 @@ class UrlSource:
     def prepare(self) -> None:
         if not self.table.exists():
             df = read_url_table(Path(self.cfg.input), self.cfg.url_col, self.cfg.caption_col, self.ctx.limit)
-            df.to_parquet(self.table.with_suffix(".tmp"), index=False)
-            os.replace(self.table.with_suffix(".tmp"), self.table)
+            atomic_write(self.table, lambda f: df.to_parquet(f, index=False), binary=True)
         n_shards = math.ceil(len(self) / self.ctx.shard_size)
         if all((self.folder / f"{k:05d}_stats.json").exists() for k in range(n_shards)):
             return

@@ -15,6 +15,7 @@ from typing import Iterator
 import pandas as pd
 
 from uae_data.core.errors import ConfigError
+from uae_data.core.io import atomic_write
 from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
 from uae_data.sources.images import load_bytes, make_resizer
 
@@ -67,8 +68,7 @@ class ShardSource:
             return
         tars = list_tars(Path(self.cfg.input))
         df = pd.DataFrame({"tar": [str(t.resolve()) for t in tars], "count": [count_samples(t) for t in tars]})
-        df.to_parquet(self._index_path.with_suffix(".tmp"), index=False)
-        self._index_path.with_suffix(".tmp").replace(self._index_path)
+        atomic_write(self._index_path, lambda f: df.to_parquet(f, index=False), binary=True)
 
     @property
     def index(self) -> pd.DataFrame:

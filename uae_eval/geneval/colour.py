@@ -25,7 +25,8 @@ from PIL import Image
 from uae_data import scene_detect, scenes
 from uae_data.detection import Detection
 from uae_data.core.registry import Registry
-from uae_eval.geneval.detect import build_from_registry, default_device, upright_rgb
+from uae_data.core.device import default_device
+from uae_eval.geneval.detect import build_from_registry, upright_rgb
 
 COLOR_CLASSES: list[str] = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white"]
 TEMPLATES: tuple[str, ...] = ("a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "a photo of a {c} object")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from uae_data import scene_detect
+from uae_data.core.device import default_device
 from uae_data.detection import Detection
 from uae_data.core.registry import Registry
 
@@ -71,10 +72,6 @@ def build_from_registry(registry: Registry, name: str, options: dict[str, Any]) 
 def build_detector(name: str, **options: Any) -> Detector:
     """A detector by registry name (`scene` | `mask2former`) with backend options (see each class)."""
     return build_from_registry(DETECTORS, name, options)
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def upright_rgb(image: Image.Image) -> Image.Image:

@@ -33,7 +33,8 @@ from PIL import Image
 from uae_data.detection import Detection
 from uae_data.shards import file_sha256
 from uae_data.core.errors import InputError
-from uae_eval.geneval.detect import DETECTORS, default_device, label_namer, mask_instances, upright_rgb
+from uae_data.core.device import default_device
+from uae_eval.geneval.detect import DETECTORS, label_namer, mask_instances, upright_rgb
 
 OFFICIAL_FILE = "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco_20220504_001756-743b7d99.pth"
 # OpenMMLab names each published checkpoint after the first 8 hex digits of its sha256 (mmdet's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from uae_data.core.device import default_device as auto_device
 from uae_data.core.registry import Registry
 
 if TYPE_CHECKING:
@@ -36,11 +37,7 @@ def check_pairs(originals: list, reconstructions: list) -> None:
 
 
 def default_device(device: str | None) -> str:
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return device or auto_device()
 
 
 __all__ = ["METRICS", "build_metric", "metric_names", "check_pairs", "default_device", "embed_in_batches"]
