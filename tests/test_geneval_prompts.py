@@ -171,7 +171,7 @@ def test_shipped_scene_metadata_is_byte_identical_to_seed_0_regeneration():
 @pytest.mark.integration
 def test_make_scene_geneval_script_regenerates_the_shipped_files_byte_for_byte(tmp_path):
     out = tmp_path / "scene_metadata.jsonl"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/make_scene_geneval.py"), "--seed", "0", "--out", str(out)],
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/make_scene_geneval.py"), "--seed", "0", "--out", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes() == scene_metadata_path().read_bytes()

@@ -27,7 +27,7 @@ def official_class_names_path() -> Path:
 
 
 def scene_metadata_path() -> Path:
-    """The shipped scene GenEval prompt file (made by scripts/make_scene_geneval.py --seed 0)."""
+    """The shipped scene GenEval prompt file (made by tools/make_scene_geneval.py --seed 0)."""
     return MANIFEST_DIR / "scene_metadata.jsonl"
 
 

@@ -9,8 +9,8 @@ scenes at t = 0.5, 0.9, 0.98 every 100 steps. With `--shift 1` the decoder train
 patch still shows its cell through the noise and never needs the condition; `--shift 16` moves
 training (and sampling) to where it does.
 
-    python scripts/shift_probe.py --shift 1 >> benchmarks/results/shift_probe_cpu.txt
-    python scripts/shift_probe.py --shift 16 >> benchmarks/results/shift_probe_cpu.txt
+    python experiments/shift_probe/shift_probe.py --shift 1 >> experiments/shift_probe/results_cpu.txt
+    python experiments/shift_probe/shift_probe.py --shift 16 >> experiments/shift_probe/results_cpu.txt
 """
 from __future__ import annotations
 

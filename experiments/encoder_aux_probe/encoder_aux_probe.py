@@ -2,7 +2,7 @@
 random batches; AdamW, warmup + cosine, clip 1.0, as pretrain.py), with optional auxiliary losses; greedy captions
 of held-out scenes (training.data.heldout("", n, 2024, size)) scored by uae_eval.scene_captions every `every` steps.
 
-usage: python scripts/probes/encoder_aux_probe.py corpus=DIR out=DIR key=value ...
+usage: python experiments/encoder_aux_probe/encoder_aux_probe.py corpus=DIR out=DIR key=value ...
   (the scene corpus of the recipe: uae build-corpus manifests/corpus/scenes.yaml --out DIR --limit 3000 source.n=3000 image_size=48)
   steps, batch, lr, warmup, every, n_eval, minutes, seed
   ls=E       label smoothing of the per-cell heads' CE

@@ -1,6 +1,6 @@
 """Measure a pretrained scene run (and its blind twin) and ship it as uae_train/scene_models/ with a model card.
 
-usage: python scripts/ship_scene_models.py --run RUN --blind BLIND_RUN --corpus CORPUS --command "..." [--minutes M]
+usage: python tools/ship_scene_models.py --run RUN --blind BLIND_RUN --corpus CORPUS --command "..." [--minutes M]
   RUN       `uae train pretrain manifests/train/pretrain-scene.yaml ...` output (encoder/, decoder/)
   BLIND_RUN the same recipe with blind_encoder=true model=encoder (encoder/ only)
 Writes uae_train/scene_models/{encoder,decoder,blind-encoder}/, provenance.json and MODEL_CARD.md, and
@@ -86,7 +86,7 @@ captions), so every command runs offline and the demo's RL stages start from mod
 git {git}, seed {seed}, {minutes} on {where}. Manifest: `manifests/train/pretrain-scene.yaml` (copied into
 `provenance.json` with every resolved field).
 
-## What they score (held-out scenes the corpus never drew; greedy captions; command `scripts/ship_scene_models.py`)
+## What they score (held-out scenes the corpus never drew; greedy captions; command `tools/ship_scene_models.py`)
 {table}
 
 Chance: colour 0.10, shape 0.14, size 0.33 (cell attributes 0.19); MMT-scene 0.25 (four options).

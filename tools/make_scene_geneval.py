@@ -1,6 +1,6 @@
 """Write the scene GenEval prompt set (official format, scene shapes as classes) and its class names.
 
-    python scripts/make_scene_geneval.py --seed 0 --out manifests/geneval/scene_metadata.jsonl
+    python tools/make_scene_geneval.py --seed 0 --out manifests/geneval/scene_metadata.jsonl
 
 The same seed gives a byte-identical file; the class names go to scene_object_names.txt beside it.
 """

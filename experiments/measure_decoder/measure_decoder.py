@@ -1,5 +1,5 @@
-"""Decoder-only measurement (the decoder half of scripts/ship_scene_models.measure): caption reliance + GenEval-scene.
-usage: python scripts/probes/measure_decoder.py DECODER_DIR WORK [guidance] [steps] [sampler shift] [norel]
+"""Decoder-only measurement (the decoder half of tools/ship_scene_models.measure): caption reliance + GenEval-scene.
+usage: python experiments/measure_decoder/measure_decoder.py DECODER_DIR WORK [guidance] [steps] [sampler shift] [norel]
 (the encoder whose tokenizer it reads is the shipped one; norel skips caption reliance)"""
 import json, sys
 from pathlib import Path

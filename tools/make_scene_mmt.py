@@ -1,6 +1,6 @@
 """Write a scene-world MMT-Bench TSV in the official layout (plus scene/qtype/target columns).
 
-    python scripts/make_scene_mmt.py --seed 0 --n 600 [--out manifests/mmt_bench/scene_mmt.tsv]
+    python tools/make_scene_mmt.py --seed 0 --n 600 [--out manifests/mmt_bench/scene_mmt.tsv]
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Audit a scene corpus: every sample readable by plain webdataset, captions 40-150 words that parse
 back to the stored spec, and the pixel detector's recovery rate on the stored images.
 
-Usage: python scripts/check_scene_corpus.py CORPUS_DIR
+Usage: python tools/check_scene_corpus.py CORPUS_DIR
 """
 from __future__ import annotations
 

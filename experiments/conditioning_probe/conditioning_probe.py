@@ -10,7 +10,7 @@ PyTorch's layer defaults instead of DiT's from-scratch init (`decoder.dit_init`)
 `--positions diffusers` restores the near-identical position embeddings the tiny decoder had before
 `decoder._spread_positions` (then no label is memorised even from a clean input).
 
-    python scripts/conditioning_probe.py --route ctx --steps 150 >> benchmarks/results/conditioning_probe_cpu.txt
+    python experiments/conditioning_probe/conditioning_probe.py --route ctx --steps 150 >> experiments/conditioning_probe/results_cpu.txt
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """How often a trained encoder's greedy caption parses back to the exact scene of a corpus image.
 
-Usage: python scripts/caption_parse_rate.py ENCODER_DIR CORPUS_DIR [--n 200] [--size 64]
+Usage: python tools/caption_parse_rate.py ENCODER_DIR CORPUS_DIR [--n 200] [--size 64]
 """
 from __future__ import annotations
 

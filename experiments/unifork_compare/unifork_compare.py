@@ -5,10 +5,10 @@ scene GenEval (text → image through the generation branch, sampled, 4 images p
 (caption-reader over the model's own greedy captions) and per-layer image/text alignment on held-out corpus
 pairs (manifests/eval/alignment-scene.yaml), and writes one report with everything side by side.
 
-    python scripts/unifork_compare.py --out out/unifork [--steps 400] [--geneval-limit N] [--mmt-limit N]
+    python experiments/unifork_compare/unifork_compare.py --out out/unifork [--steps 400] [--geneval-limit N] [--mmt-limit N]
 
 Re-running reuses finished training runs and corpus. Prints one table (what
-benchmarks/results/unifork_compare_cpu.txt holds).
+experiments/unifork_compare/results_cpu.txt holds).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
