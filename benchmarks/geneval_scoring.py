@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from uae_eval.geneval import rules  # noqa: E402
 from uae_eval.geneval.colour import build_colourer  # noqa: E402
-from uae_eval.geneval.detect import build_detector  # noqa: E402
+from uae_eval.geneval.detectors import build_detector  # noqa: E402
 from uae_eval.geneval.generators import build_generator  # noqa: E402
 from uae_eval.geneval.prompts import load_metadata, scene_metadata_path  # noqa: E402
 

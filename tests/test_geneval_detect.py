@@ -18,7 +18,8 @@ from uae_eval.geneval import rules
 from uae_eval.geneval.colour import (
     COLOR_CLASSES, COLOURERS, build_colourer, colour_candidates, crop_object,
 )
-from uae_eval.geneval.detect import DETECTORS, build_detector, label_namer, mask_box, mask_instances
+from uae_eval.geneval.detect import DETECTORS, label_namer, mask_box, mask_instances
+from uae_eval.geneval.detectors import build_detector
 from uae_eval.geneval.prompts import load_class_names, official_class_names_path
 
 GENEVAL_NAMES = load_class_names(official_class_names_path())

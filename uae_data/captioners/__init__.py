@@ -1,44 +1,13 @@
-"""Captioners (registry): turn source items into the long captions stored in the corpus."""
+"""Captioners (registry): turn source items into the long captions stored in the corpus.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-from uae_data.core.config import help_field
-from uae_data.core.registry import Registry
-from uae_data.sources import SourceItem
-
-
-@dataclass
-class CaptionerConfig:
-    name: str = help_field("scene", help="captioner backend: scene (exact) | keep (source caption) | hf (any transformers VLM)")
-    model: str | None = help_field(None, help="model name or local path (model-based captioners)")
-    prompt: str | None = help_field(None, help="instruction for model-based captioners (default: the long-caption prompt in captioners/hf.py)")
-    max_new_tokens: int = help_field(512, help="generation limit; captions that hit it are flagged truncated")
-    batch_size: int = help_field(8, help="images per generation batch")
-    options: dict[str, Any] = help_field({}, help="backend-specific options (hf: device, dtype, other from_pretrained kwargs)")
-
-    def validate(self) -> None:
-        if self.name not in ("scene", "keep", "hf"):
-            raise ValueError(f"captioner.name must be one of scene, keep, hf; got {self.name!r}")
-        if self.name == "hf" and not self.model:
-            raise ValueError("captioner 'hf' needs captioner.model (a hub name or local folder; CLI --caption-model)")
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("captioner.max_new_tokens and captioner.batch_size must be >= 1")
-
-
-@dataclass
-class Caption:
-    text: str
-    model: str
-    truncated: bool = False
-
-
-class Captioner(Protocol):
-    def __call__(self, items: list[SourceItem]) -> list[Caption]: ...
-
-
-CAPTIONERS: Registry = Registry("captioner")
+from uae_data.captioners.base import (  # noqa: F401  (the package's public names)
+    CAPTIONERS,
+    Caption,
+    Captioner,
+    CaptionerConfig,
+)
 
 
 def build_captioner(cfg: CaptionerConfig, seed: int) -> Captioner:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from uae_data import scenes
-from uae_data.captioners import CAPTIONERS, Caption, CaptionerConfig
+from uae_data.captioners.base import CAPTIONERS, Caption, CaptionerConfig
 from uae_data.sources import SourceItem
 
 

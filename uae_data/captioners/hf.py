@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from uae_data.captioners import CAPTIONERS, Caption, CaptionerConfig
+from uae_data.captioners.base import CAPTIONERS, Caption, CaptionerConfig
 from uae_data.core.device import resolve_device
 from uae_data.core.errors import ModelLoadError
 from uae_data.sources import SourceItem

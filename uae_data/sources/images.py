@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from uae_data.core.errors import ConfigError
-from uae_data.sources import SourceContext, SourceItem
+from uae_data.sources.base import SourceContext, SourceItem
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations (img2dataset) phones home on import
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from uae_data import scenes
 from uae_data.short_captions import short_caption
-from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem
+from uae_data.sources.base import SOURCES, SourceConfig, SourceContext, SourceItem
 
 
 def item_rng(seed: int, index: int) -> np.random.Generator:

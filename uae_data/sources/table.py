@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pyarrow.parquet as pq
 
 from uae_data.core.errors import ConfigError
-from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem
+from uae_data.sources.base import SOURCES, SourceConfig, SourceContext, SourceItem
 from uae_data.sources.images import load_bytes, make_resizer
 
 

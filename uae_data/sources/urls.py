@@ -21,7 +21,7 @@ import pandas as pd
 
 from uae_data.core.errors import ConfigError, CorpusError
 from uae_data.core.io import atomic_write
-from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
+from uae_data.sources.base import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations (img2dataset) phones home on import
 

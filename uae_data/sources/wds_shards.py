@@ -16,7 +16,7 @@ import pandas as pd
 
 from uae_data.core.errors import ConfigError
 from uae_data.core.io import atomic_write
-from uae_data.sources import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
+from uae_data.sources.base import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
 from uae_data.sources.images import load_bytes, make_resizer
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")

@@ -69,11 +69,6 @@ def build_from_registry(registry: Registry, name: str, options: dict[str, Any]) 
     return factory(**options)
 
 
-def build_detector(name: str, **options: Any) -> Detector:
-    """A detector by registry name (`scene` | `mask2former`) with backend options (see each class)."""
-    return build_from_registry(DETECTORS, name, options)
-
-
 def upright_rgb(image: Image.Image) -> Image.Image:
     """EXIF rotation applied, RGB: the image GenEval's detector and colour crops both see."""
     return ImageOps.exif_transpose(image).convert("RGB")
@@ -253,6 +248,3 @@ class Mask2FormerDetector:
             "label_map": self.label_map,
             "classes_not_in_geneval": [n for n in self.class_names() if n not in geneval],
         }
-
-
-from uae_eval.geneval import official_mask2former  # noqa: E402,F401  registers "geneval-mask2former"

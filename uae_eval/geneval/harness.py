@@ -320,7 +320,7 @@ def run(
     Exactly one input: `generate` (or cfg.generator when all are None), `images` or `detections`.
     """
     from uae_eval.geneval.colour import build_colourer
-    from uae_eval.geneval.detect import build_detector
+    from uae_eval.geneval.detectors import build_detector
     from uae_eval.geneval.generators import build_generator
     from uae_eval.results import Results, write_results
 

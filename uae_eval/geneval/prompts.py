@@ -131,6 +131,11 @@ _NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 
 _COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 
 
+def make_plural(name: str) -> str:
+    """Official `make_plural`: "es" after a final s, else "s" (cross -> crosses)."""
+    return f"{name}es" if name[-1] in "s" else f"{name}s"
+
+
 def prompt_metadata(prompt: str, classes: list[str] | tuple[str, ...]) -> dict | None:
     """The GenEval metadata of a prompt written in GenEval's six templates, or None for any other text.
 
@@ -139,8 +144,6 @@ def prompt_metadata(prompt: str, classes: list[str] | tuple[str, ...]) -> dict |
     create_prompts.py would have written (counting excludes N+1; position includes [B, A]).
     """
     import re
-
-    from uae_eval.geneval.scene_prompts import make_plural
 
     text = " ".join(prompt.strip().lower().rstrip(".").split())
     if not text.startswith("a photo of "):

@@ -22,7 +22,7 @@ from PIL import Image
 
 from uae_eval.geneval import rules
 from uae_eval.geneval.colour import build_colourer
-from uae_eval.geneval.detect import build_detector
+from uae_eval.geneval.detectors import build_detector
 
 
 class GenEvalReward:

@@ -19,7 +19,7 @@ import numpy as np
 from uae_data.detection import Detection
 from uae_data.scenes import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject, object_box, object_mask
 
-from .prompts import GENEVAL_TAGS, RELATIONS
+from .prompts import GENEVAL_TAGS, RELATIONS, make_plural
 
 OFFICIAL_COUNTS: dict[str, int] = {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94,
                                    "position": 100, "color_attr": 100}
@@ -31,11 +31,6 @@ _SIZE_NAMES = list(SIZES)
 def with_article(name: str) -> str:
     """Official `with_article`: "an" before a vowel letter, else "a"."""
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"
-
-
-def make_plural(name: str) -> str:
-    """Official `make_plural`: "es" after a final s, else "s" (cross -> crosses)."""
-    return f"{name}es" if name[-1] in "s" else f"{name}s"
 
 
 # ---------------------------------------------------------------- prompt set

@@ -6,7 +6,7 @@ Both images go through the same eval transform (OpenAI CLIP: shortest side to 22
 """
 from __future__ import annotations
 
-from uae_eval.metrics import METRICS, EmbeddingCosine, default_device, embed_in_batches
+from uae_eval.metrics.base import METRICS, EmbeddingCosine, default_device, embed_in_batches
 
 
 def open_clip_preprocess(model) -> dict:

@@ -5,7 +5,7 @@ DINOv3: resize to 224×224, no crop; both ImageNet mean/std), which provenance r
 from __future__ import annotations
 
 from uae_data.core.errors import ModelLoadError
-from uae_eval.metrics import METRICS, EmbeddingCosine, default_device, embed_in_batches
+from uae_eval.metrics.base import METRICS, EmbeddingCosine, default_device, embed_in_batches
 
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}

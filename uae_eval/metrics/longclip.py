@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from uae_data.core.errors import ModelLoadError
-from uae_eval.metrics import METRICS, EmbeddingCosine, default_device, embed_in_batches
+from uae_eval.metrics.base import METRICS, EmbeddingCosine, default_device, embed_in_batches
 from uae_eval.metrics.clip import OpenClipEmbedder, open_clip_preprocess
 
 LONGCLIP_POSITIONS = 248

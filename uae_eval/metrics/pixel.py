@@ -10,7 +10,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from uae_eval.metrics import METRICS, check_pairs
+from uae_eval.metrics.base import METRICS, check_pairs
 
 
 def _pair_arrays(a: Image.Image, b: Image.Image) -> tuple[np.ndarray, np.ndarray]:

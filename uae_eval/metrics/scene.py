@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from uae_data.scene_detect import read_scene
 from uae_data.scenes import Scene
-from uae_eval.metrics import METRICS, check_pairs
+from uae_eval.metrics.base import METRICS, check_pairs
 
 
 def object_keys(scene: Scene) -> set[tuple[str, str, int, int]]:
