@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from uae_data.core.io import atomic_write, atomic_write_text
+from uae_data.core.io import atomic_write
 from uae_data.core.versions import git_hash, package_versions
 
 __all__ = ["Results", "ResultsError", "write_results", "read_results", "read_samples", "results_file",

@@ -36,6 +36,9 @@ class SourceConfig:
             raise ValueError("source.min_objects/max_objects must satisfy 1 <= min <= max <= 9")
         if self.name != "scenes" and not self.input:
             raise ValueError(f"source.input is required for source '{self.name}' (a path; CLI --input)")
+        from uae_data.sources.options import check_source_options
+
+        check_source_options(self.name, self.options)
 
 
 @dataclass

@@ -6,34 +6,18 @@ min-size/aspect options, same error messages) give one corpus whatever the input
 """
 from __future__ import annotations
 
-import inspect
 import io
-import os
 from typing import Any
 
-from uae_data.core.errors import ConfigError
 from uae_data.sources.base import SourceContext, SourceItem
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations (img2dataset) phones home on import
-
-RESIZE_DEFAULTS = {"resize_mode": "border", "resize_only_if_bigger": False}
-
-
-def resizer_option_names() -> set[str]:
-    from img2dataset.resizer import Resizer
-
-    names = set(inspect.signature(Resizer.__init__).parameters)
-    return names - {"self", "image_size", "encode_format", "blurrer"}
+from uae_data.sources.options import RESIZE_DEFAULTS, check_resize_options
 
 
 def make_resizer(ctx: SourceContext, options: dict[str, Any], where: str = "source.options") -> Any:
     """img2dataset Resizer for (image_size, image_format) with the pass-through options."""
     from img2dataset.resizer import Resizer
 
-    allowed = resizer_option_names()
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown resize option '{unknown[0]}' (known: {', '.join(sorted(allowed))})")
+    check_resize_options(options, where)
     kw = {**RESIZE_DEFAULTS, **options}
     if ctx.image_format == "png" and "encode_quality" not in kw:
         kw["encode_quality"] = 1  # png: quality is the zlib level; lossless whatever it is, 1 is fast

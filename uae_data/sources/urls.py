@@ -10,7 +10,6 @@ per-row status and error message become the row's `source_status` and `reason`.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import signal
@@ -21,14 +20,12 @@ import pandas as pd
 
 from uae_data.core.errors import ConfigError, CorpusError
 from uae_data.core.io import atomic_write
+from uae_data.sources.options import check_download_options
 from uae_data.sources.base import SOURCES, SourceConfig, SourceContext, SourceItem, staging_dir
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations (img2dataset) phones home on import
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "json", ".txt": "txt"}
-# Set by this source from the corpus config; a manifest may not override them.
-OWNED = {"url_list", "output_folder", "output_format", "input_format", "url_col", "caption_col", "image_size",
-         "encode_format", "number_sample_per_shard", "incremental_mode", "save_additional_columns"}
 
 
 def input_format(path: Path) -> str:
@@ -78,13 +75,7 @@ def read_url_table(path: Path, url_col: str, caption_col: str | None, limit: int
 
 def download_options(options: dict[str, Any]) -> dict[str, Any]:
     """Validate the pass-through options against img2dataset.download's own signature."""
-    from img2dataset import download
-
-    known = set(inspect.signature(download).parameters) - OWNED
-    bad = sorted(set(options) - known)
-    if bad:
-        where = "set by uae" if bad[0] in OWNED else "unknown img2dataset option"
-        raise ConfigError(f"source.options.{bad[0]}: {where} (allowed: {', '.join(sorted(known))})")
+    check_download_options(options)
     return dict(options)
 
 
