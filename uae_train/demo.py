@@ -56,6 +56,17 @@ class DemoConfig:
     def validate(self) -> None:
         if self.seeds < 1:
             raise ValueError("seeds must be >= 1")
+        from uae_data.core.errors import ConfigError
+        from uae_train.stages.gen_for_und import Stage1Config
+        from uae_train.stages.pretrain import PretrainConfig
+        from uae_train.stages.und_for_gen import Stage2Config
+
+        # each stage's overrides on its manifest, as the demo will load them: a typo fails before any work
+        for name, Config in (("pretrain", PretrainConfig), ("stage1", Stage1Config), ("stage2", Stage2Config)):
+            try:
+                load_config(Config, MANIFESTS / "train" / f"{name}-scene.yaml", list(getattr(self, name)), kind=name)
+            except ConfigError as err:
+                raise ValueError(f"{name} overrides: {err}") from None
 
 
 def install_shipped(run: Path, what: str = "scene") -> None:
