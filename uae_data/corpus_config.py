@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from uae_data.captioners import CaptionerConfig
-from uae_data.core.config import config_kind, help_field
+from uae_data.core.config import config_kind, help_field, require_at_least_one
 from uae_data.filters import FilterConfig
 from uae_data.sources import SourceConfig
 
@@ -37,10 +37,7 @@ class CorpusConfig:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
         if self.image_format not in ("png", "jpg"):
             raise ValueError(f"image_format must be png or jpg, got {self.image_format!r}")
-        if self.shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        require_at_least_one(self, "shard_size", "limit")
         if self.captioner.name == "scene" and self.source.name != "scenes":
             raise ValueError(f"captioner 'scene' writes exact captions of scene items only; source '{self.source.name}' "
                              "needs captioner keep or hf")

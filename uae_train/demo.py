@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from uae_data.core.config import config_kind, help_field, load_config
+from uae_data.core.config import config_kind, help_field, load_config, require_at_least_one
 from uae_train import demo_evals as ev
 from uae_train.demo_headline import headline_rows, seed_root
 
@@ -54,8 +54,7 @@ class DemoConfig:
     seed: int = help_field(0, help="seed of the corpus, the evals and the first RL seed")
 
     def validate(self) -> None:
-        if self.seeds < 1:
-            raise ValueError("seeds must be >= 1")
+        require_at_least_one(self, "seeds")
         from uae_data.core.errors import ConfigError
         from uae_train.stages.gen_for_und import Stage1Config
         from uae_train.stages.pretrain import PretrainConfig

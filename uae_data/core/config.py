@@ -215,10 +215,12 @@ def validate_manifest(path: Path) -> str:
 
 
 def require_at_least_one(cfg: Any, *names: str) -> None:
-    """The common check: each named integer field is >= 1 (ValueError naming the first that is not)."""
+    """The common check, written once: each named integer field is >= 1 (None, an unset optional, passes);
+    a ValueError names the first that is not and its value."""
     for name in names:
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1")
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def accepted_options(*targets: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:

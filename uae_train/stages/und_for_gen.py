@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from uae_data.core.config import check_options, config_kind, help_field
+from uae_data.core.config import check_options, config_kind, help_field, require_at_least_one
 from uae_data.core.errors import InputError
 from uae_data.core.paths import shipped
 from uae_data.scenes import write_caption
@@ -64,8 +64,7 @@ class Stage2Config(RLConfig):
             raise ValueError("reward geneval judges a painting against its GenEval prompt: set prompts: short")
         if self.advantage not in ("flow_grpo", "group"):
             raise ValueError(f"advantage must be flow_grpo or group; got {self.advantage!r}")
-        if self.rollout_steps < 1:
-            raise ValueError("rollout_steps must be >= 1")
+        require_at_least_one(self, "rollout_steps")
         if not 0 < self.timestep_fraction <= 1:
             raise ValueError("timestep_fraction must be in (0, 1]")
         if self.noise_level <= 0:

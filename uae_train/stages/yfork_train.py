@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from uae_data.core.config import config_kind, dump_yaml, help_field, to_dict
+from uae_data.core.config import config_kind, dump_yaml, help_field, require_at_least_one, to_dict
 from uae_data.core.errors import ConfigError
 from uae_train.models.layer_features import load_pairs
 
@@ -53,9 +53,7 @@ class YForkTrainConfig:
             raise ValueError(f"shared_layers must be in 1..num_layers={self.num_layers}, got {self.shared_layers}")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
-        for name in ("steps", "batch_size", "limit", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+        require_at_least_one(self, "steps", "batch_size", "limit", "log_every")
         if not 0 <= self.short_caption_prob <= 1:
             raise ValueError("short_caption_prob must be in [0, 1]")
 
