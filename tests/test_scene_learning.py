@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from uae_data import scenes
-from uae_train.models.decoder import Decoder, pil_to_tensor
+from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
+from uae_train.models.image_tensors import pil_to_tensor
 from uae_train.models.sentence_reader import SentenceReader, place_in_sentence, sentence_end_table, sentence_pool
 
 

@@ -158,7 +158,7 @@ def model_features(model_path: Path, pairs: list[dict], encoder_path: Path | Non
     (decoder_config.json; its encoder from `encoder_path` or the sibling encoder/) → generation; a Y-fork
     (yfork_config.json) → both. Raises ModelLoadError for anything else."""
     from uae_data.core.errors import ModelLoadError
-    from uae_train.models.decoder import CONFIG_FILE as DECODER_CONFIG
+    from uae_train.models.decoder_files import CONFIG_FILE as DECODER_CONFIG
     from uae_train.models.yfork import CONFIG_FILE as YFORK_CONFIG
 
     path = Path(model_path)

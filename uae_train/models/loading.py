@@ -14,7 +14,7 @@ def load_autoencoder(encoder_dir: Path | None, decoder_dir: Path, steps: int = 2
     import torch
 
     from uae_train.models.autoencoder import text_to_image
-    from uae_train.models.decoder import Decoder, ModelLoadError
+    from uae_train.models.decoder import Decoder
     from uae_train.models.encoder import Encoder
 
     decoder_dir = Path(decoder_dir)
@@ -34,7 +34,7 @@ def is_pipeline_ref(ref: str | Path) -> bool:
     """A diffusers pipeline (model_index.json, not one of our saved decoders), or a hub name: real-model
     decoders paint from the caption text with their own text encoders (Unified-Bench's baselines)."""
     from uae_data.model_refs import looks_like_path
-    from uae_train.models.decoder import CONFIG_FILE
+    from uae_train.models.decoder_files import CONFIG_FILE
 
     path = Path(ref).expanduser()
     if path.is_dir():
@@ -90,7 +90,7 @@ def load_pipeline_generator(ref: str | Path, cfg):
     text-to-image pipeline painting each GenEval prompt; cfg: a GenEvalConfig (steps, guidance,
     pipeline_image_size, pipeline_options, dtype, batch_size). Image j of prompt i is seeded by
     seed·100003 + i·images_per_prompt + j, on its own generator."""
-    from uae_train.models.decoder import PipelineDecoder
+    from uae_train.models.pipeline_decoder import PipelineDecoder
 
     device, dtype = _device_dtype(cfg.dtype)
     try:
@@ -121,7 +121,8 @@ def load_recon_models(encoder_ref: str | Path | None, decoder_ref: str | Path | 
     cfg: a ReconConfig (steps, guidance, image_size, batch_size, pipeline_options, dtype).
     """
     from uae_train.models.autoencoder import text_to_image
-    from uae_train.models.decoder import Decoder, PipelineDecoder
+    from uae_train.models.decoder import Decoder
+    from uae_train.models.pipeline_decoder import PipelineDecoder
     from uae_train.models.encoder import Encoder
 
     device, dtype = _device_dtype(cfg.dtype)

@@ -22,7 +22,7 @@ from uae_data.core.config import config_kind, help_field
 from uae_data.core.errors import InputError
 from uae_data.scenes import write_caption
 from uae_train import flow_sde, grpo
-from uae_train.models.decoder import tensor_to_pil
+from uae_train.models.image_tensors import tensor_to_pil
 from uae_train.rewards import GENEVAL_TERMS, build_reward
 from uae_train.stages import rl_common as rl
 from uae_train.checkpoint import save_checkpoint
