@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from uae_data.scenes import COLORS, GRID, SHAPES, SIZES, parse_caption, render, sample_scene, write_caption
-from uae_train.models.caption_reliance import caption_reliance
+from uae_train.evaluation.caption_reliance import caption_reliance
 from uae_train.models.decoder import Decoder
 from uae_train.models.image_tensors import pil_to_tensor
 

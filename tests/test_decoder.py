@@ -350,7 +350,7 @@ def test_x_prediction_turns_the_dit_output_into_a_velocity_and_round_trips(tmp_p
 
 
 def test_caption_reliance_is_zero_for_identical_captions_and_positive_for_a_decoder_that_reads_them(words):
-    from uae_train.models.caption_reliance import caption_reliance
+    from uae_train.evaluation.caption_reliance import caption_reliance
 
     scenes = [sample_scene(i) for i in range(6)]
     images = [render(s, 32) for s in scenes]

@@ -413,7 +413,7 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
             summary[phase] = {"first_loss": first, "last_loss": last, "steps": rows[-1]["step"],
                               "mean_step_time_s": sum(r["step_time_s"] for r in rows[1:]) / max(1, len(rows) - 1)}
             if phase == "decoder" and cfg.reliance_samples >= 2:
-                from uae_train.models.caption_reliance import corpus_caption_reliance
+                from uae_train.evaluation.caption_reliance import corpus_caption_reliance
 
                 with distributed.alone():  # rank 0 by itself while the others wait at the final barrier
                     summary[phase]["caption_reliance"] = corpus_caption_reliance(

@@ -291,7 +291,7 @@ def repo_path(path: str) -> str:
 def mmt_captioner(encoder, tsv: str, limit: int | None, max_new_tokens: int):
     """A caption-reader's captioner with the TSV's images captioned up front in batches (see prefetched_captioner)."""
     from uae_eval.mmt_bench.data import decode_images, load_tsv
-    from uae_train.models.autoencoder import prefetched_captioner
+    from uae_train.evaluation.autoencoder import prefetched_captioner
 
     df = load_tsv(tsv)
     if limit:

@@ -137,7 +137,7 @@ def geneval_subset(metadata: str, n: int, out: Path) -> Path:
 def geneval_hook(cfg: Stage2Config, encoder, decoder, out: Path, step: int) -> float:
     """GenEval-scene overall on a stratified prompt subset, painted like every eval (CFG, ODE steps)."""
     from uae_eval.geneval import harness as geneval
-    from uae_train.models.autoencoder import text_to_image
+    from uae_train.evaluation.autoencoder import text_to_image
 
     meta = geneval_subset(cfg.geneval_metadata, cfg.eval_geneval_prompts, out / "evals" / "geneval_prompts.jsonl")
     gcfg = geneval.GenEvalConfig(metadata=str(meta), images_per_prompt=1, seed=cfg.eval_seed,
