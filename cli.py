@@ -339,11 +339,11 @@ def eval_geneval(
 
         raise ConfigError("give --decoder or --pipeline, not both")
     if decoder is not None:
-        from uae_train.models.loading import load_autoencoder
+        from uae_train.evaluation.loading import load_autoencoder
 
         generate, model_info = load_autoencoder(encoder, decoder, steps=steps, guidance=guidance)
     elif pipeline is not None:
-        from uae_train.models.loading import load_pipeline_generator
+        from uae_train.evaluation.loading import load_pipeline_generator
 
         cfg.validate()
         generate, model_info = load_pipeline_generator(pipeline, cfg)
@@ -389,7 +389,7 @@ def eval_mmt(
     cfg = load_config(MMTConfig, manifest or MANIFESTS / "eval" / "mmt-bench-scene.yaml", overrides, kind="mmt-bench")
     answer = None
     if predictions is None:
-        from uae_train.models import loading
+        from uae_train.evaluation import loading
 
         if cfg.model == "caption-reader":
             answer = build_answerer("caption-reader", seed=cfg.seed, caption=loading.load_captioner(encoder))
@@ -437,7 +437,7 @@ def eval_recon(
     metrics = build_metrics(cfg)  # likewise a backbone that cannot load
     caption = generate = model = None
     if encoder is not None or decoder is not None:
-        from uae_train.models.loading import load_recon_models
+        from uae_train.evaluation.loading import load_recon_models
 
         caption, generate, model = load_recon_models(encoder, decoder, cfg)
     res = run(cfg, out_dir, caption=caption, generate=generate, model=model, metrics=metrics)
@@ -462,7 +462,8 @@ def eval_alignment(
     """
     from uae_data.core.config import load_config
     from uae_eval.alignment import AlignmentConfig, run
-    from uae_train.models.layer_features import load_pairs, model_features
+    from uae_data.pairs import load_pairs
+    from uae_train.evaluation.layer_features import model_features
 
     manifest, overrides = split_args(args)
     overrides += [f"data={data}"] * (data is not None)

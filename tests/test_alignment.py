@@ -88,7 +88,7 @@ def test_layer_scores_need_matching_layer_counts():
 def test_tiny_qwen_encoder_hidden_states_give_one_point_per_layer():
     from uae_data.scenes import render, sample_scene, write_caption
     from uae_train.models.encoder import Encoder
-    from uae_train.models.layer_features import encoder_features
+    from uae_train.evaluation.layer_features import encoder_features
 
     enc = Encoder.tiny(image_size=64, seed=0)
     scenes = [sample_scene(i) for i in range(24)]

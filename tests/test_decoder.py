@@ -10,7 +10,11 @@ import torch
 from torch import nn
 
 from uae_data.scenes import render, sample_scene, scene_vocabulary, tokenize_words, write_caption
-from uae_train.models.decoder import Decoder, ModelLoadError, PipelineDecoder, TextConditioner, pil_to_tensor
+from uae_data.core.errors import ModelLoadError
+from uae_train.models.decoder import Decoder
+from uae_train.models.image_tensors import pil_to_tensor
+from uae_train.models.pipeline_decoder import PipelineDecoder
+from uae_train.models.text_condition import TextConditioner
 
 H = 16  # text hidden size of the stand-in conditioner
 
@@ -346,7 +350,7 @@ def test_x_prediction_turns_the_dit_output_into_a_velocity_and_round_trips(tmp_p
 
 
 def test_caption_reliance_is_zero_for_identical_captions_and_positive_for_a_decoder_that_reads_them(words):
-    from uae_train.models.caption_reliance import caption_reliance
+    from uae_train.evaluation.caption_reliance import caption_reliance
 
     scenes = [sample_scene(i) for i in range(6)]
     images = [render(s, 32) for s in scenes]
@@ -408,7 +412,7 @@ def test_timestep_shift_moves_sampling_and_training_towards_noise(tmp_path):
     """SD3's shift σ' = sσ / (1 + (s − 1)σ) on the sampler, and ln s on the training logit mean."""
     import math
 
-    from uae_train.models.decoder import sample_timesteps
+    from uae_train.models.flow_matching import sample_timesteps
 
     d, plain = Decoder.tiny(H, shift=16.0), Decoder.tiny(H)
     sig, base = d.sigmas(10), plain.sigmas(10)

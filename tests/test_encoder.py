@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from uae_data.scenes import parse_caption, render, sample_scene, scene_vocabulary, write_caption
-from uae_train.models.encoder import CAPTION_PROMPT, Encoder, ModelLoadError, mask_after_stop
+from uae_data.core.errors import ModelLoadError
+from uae_train.models.caption_scoring import mask_after_stop
+from uae_train.models.encoder import CAPTION_PROMPT, Encoder
 from uae_train.models.scene_tokenizer import QWEN_SPECIAL_TOKENS, UNK_TOKEN, build_scene_tokenizer
 
 

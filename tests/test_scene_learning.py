@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from uae_data import scenes
-from uae_train.models.decoder import Decoder, pil_to_tensor
+from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
+from uae_train.models.image_tensors import pil_to_tensor
 from uae_train.models.sentence_reader import SentenceReader, place_in_sentence, sentence_end_table, sentence_pool
 
 
@@ -140,7 +141,7 @@ def test_cell_embedding_tells_the_grid_cells_apart_and_survives_save_and_load(tm
 def test_sentences_decoder_learns_to_read_its_captions():
     """A short pretraining moves caption reliance (shuffled − true caption loss, relative) well above 0
     (the shipped recipe's batch of 32; at 16 it learns several times slower)."""
-    from uae_train.models.caption_reliance import caption_reliance
+    from uae_train.evaluation.caption_reliance import caption_reliance
 
     enc = Encoder.tiny(image_size=48)
     torch.manual_seed(0)
@@ -168,7 +169,7 @@ def test_sentences_decoder_learns_to_read_its_captions():
 
 def test_text_to_image_paints_the_prompt_of_a_geneval_metadata_row():
     """The GenEval harness calls generate(metas, seeds): the row's prompt is painted, not the row's text."""
-    from uae_train.models.autoencoder import text_to_image
+    from uae_train.evaluation.autoencoder import text_to_image
 
     enc = Encoder.tiny(image_size=48)
     dec = Decoder.tiny(enc.hidden_size, image_size=48, patch_size=16, text_input="sentences",

@@ -224,7 +224,7 @@ def test_unified_bench_cli_with_a_vlm_encoder_and_a_flux_pipeline(ub, tmp_path, 
 @pytest.mark.integration
 @pytest.mark.parametrize("pipeline,cls", [("sd3", "StableDiffusion3Pipeline"), ("sana", "SanaPipeline")])
 def test_unified_bench_with_sd3_and_sana_pipelines_is_deterministic(ub, tmp_path, pipeline, cls):
-    from uae_train.models.loading import load_recon_models
+    from uae_train.evaluation.loading import load_recon_models
 
     root = ub["root"]
     opts = [f"pipeline_options.{k}={json.dumps(v)}" for k, v in CALL_OPTIONS[pipeline].items()]

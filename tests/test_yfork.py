@@ -158,7 +158,8 @@ def test_cli_trains_a_yfork_and_reports_its_alignment_with_pretrain_checkpoints(
 
 def _alignment_in_process(model, corpus, out) -> None:
     from uae_eval.alignment import AlignmentConfig, run
-    from uae_train.models.layer_features import load_pairs, model_features
+    from uae_data.pairs import load_pairs
+    from uae_train.evaluation.layer_features import model_features
 
     cfg = AlignmentConfig(data=str(corpus), limit=24, k=5, batch_size=12, image_size=32)
     features, info = model_features(model, load_pairs(corpus, cfg.limit, cfg.image_size), batch_size=cfg.batch_size)
@@ -168,7 +169,7 @@ def _alignment_in_process(model, corpus, out) -> None:
 @pytest.mark.unit
 def test_alignment_refuses_a_folder_that_is_no_model(tmp_path):
     from uae_data.core.errors import ModelLoadError
-    from uae_train.models.layer_features import model_features
+    from uae_train.evaluation.layer_features import model_features
 
     with pytest.raises(ModelLoadError, match="not an encoder, decoder or Y-fork folder"):
         model_features(tmp_path, [])

@@ -27,8 +27,8 @@ def measure(run: Path, blind: Path | None, work: Path, n_scenes: int = 256) -> d
 
     from uae_eval import scene_captions
     from uae_train import demo_evals as ev
-    from uae_train.models.autoencoder import image_to_text, text_to_image
-    from uae_train.models.caption_reliance import caption_reliance
+    from uae_train.evaluation.autoencoder import image_to_text, text_to_image
+    from uae_train.evaluation.caption_reliance import caption_reliance
     from uae_train.models.decoder import Decoder
     from uae_train.models.encoder import Encoder
     from uae_train.training.data import heldout

@@ -9,7 +9,7 @@ random baseline) under mutual kNN, identical ones 1.0.
 
 This module never imports a model: `run` takes per-layer feature arrays for each task
 (`{"understanding": {"image": [L arrays (N, D)], "text": [...]}, ...}`), or a callable returning them;
-the CLI wires models through `uae_train.models.layer_features`. UniFork's exact features and data are
+the CLI wires models through `uae_train.evaluation.layer_features`. UniFork's exact features and data are
 unverified (facts §4); what each extractor pools is written in its docstring.
 """
 from __future__ import annotations

@@ -26,15 +26,9 @@ def done(folder: Path) -> bool:
 
 
 def load_models(run: Path):
-    import torch
+    from uae_train.models.factory import load_pair
 
-    from uae_train.models.decoder import Decoder
-    from uae_train.models.encoder import Encoder
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    enc = Encoder.from_pretrained(run / "encoder", device=device).eval()
-    dec = Decoder.from_pretrained(run / "decoder", text_hidden_size=enc.hidden_size).to(device).eval()
-    return enc, dec
+    return load_pair(run)  # (encoder, decoder) on CUDA when visible, in eval mode
 
 
 def heldout_scenes(corpus: Path, n: int, image_size: int):
@@ -64,7 +58,7 @@ def geneval(cfg, out: Path, generate=None, model: dict | None = None, generator:
 def evaluate_run(cfg, run: Path, label: str, out: Path, corpus: Path, say: Callable[[str], None],
                  parts: Sequence[str] = BENCHMARKS, reliance: bool = True) -> list[Path]:
     """The chosen benchmarks of one run folder into out/<benchmark>/ (+ out/caption_reliance.json)."""
-    from uae_train.models.autoencoder import image_to_text, text_to_image
+    from uae_train.evaluation.autoencoder import image_to_text, text_to_image
 
     todo = [p for p in parts if not done(out / p)]
     need_reliance = reliance and not (out / "caption_reliance.json").exists()
@@ -97,7 +91,7 @@ def evaluate_run(cfg, run: Path, label: str, out: Path, corpus: Path, say: Calla
             raise ValueError(f"unknown demo benchmark {part!r}")
     if need_reliance:
         say(f"eval {label}: caption reliance (decoder loss, true vs shuffled captions)")
-        from uae_train.models.caption_reliance import corpus_caption_reliance
+        from uae_train.evaluation.caption_reliance import corpus_caption_reliance
 
         scores = corpus_caption_reliance(dec, enc, corpus, cfg.recon_limit, cfg.image_size, cfg.seed)
         (out / "caption_reliance.json").write_text(json.dumps(scores, indent=2) + "\n")
@@ -109,7 +103,7 @@ def mmt(cfg, enc, out: Path, label: str) -> None:
     from uae_eval.mmt_bench import harness
     from uae_eval.mmt_bench.answerers import build_answerer
     from uae_data.core.paths import shipped
-    from uae_train.stages.gen_for_und import mmt_captioner
+    from uae_train.evaluation.autoencoder import mmt_captioner
 
     mcfg = load_config(harness.MMTConfig, MANIFESTS / "eval" / "mmt-bench-scene.yaml",
                        ["model=caption-reader"] + ([f"limit={cfg.mmt_limit}"] if cfg.mmt_limit else []),
@@ -126,7 +120,8 @@ def mmt(cfg, enc, out: Path, label: str) -> None:
 def alignment(cfg, run: Path, label: str, out: Path, corpus: Path, say: Callable[[str], None]) -> list[Path]:
     """UniFork's per-layer alignment of the run's encoder (understanding) and decoder (generation)."""
     from uae_eval.alignment import AlignmentConfig, run as align
-    from uae_train.models.layer_features import load_pairs, model_features
+    from uae_data.pairs import load_pairs
+    from uae_train.evaluation.layer_features import model_features
 
     acfg = load_config(AlignmentConfig, MANIFESTS / "eval" / "alignment-scene.yaml",
                        [f"data={corpus}", f"image_size={cfg.image_size}", f"seed={cfg.seed}"], kind="alignment")

@@ -90,7 +90,7 @@ def unshard_dit(decoder, transformer: nn.Module) -> None:
     """Put a plain (unsharded) copy of the trained DiT back into the decoder, on every rank: the gathered
     parameters, every buffer as it is (FSDP leaves buffers whole; non-persistent ones such as re-spaced
     position tables are copied too) and the decoder's attention processor."""
-    from uae_train.models.decoder import MaskedJointAttnProcessor
+    from uae_train.models.dit_attention import MaskedJointAttnProcessor
 
     full = {n: full_tensor(p).detach().clone() for n, p in transformer.named_parameters()}
     buffers = {n: b.detach().clone() for n, b in transformer.named_buffers()}

@@ -6,9 +6,9 @@ images, each with its own random label vector, fed either as one text token (`--
 attention path captions take) or as `pooled_projections` (`--route pooled`, SD3's adaLN path). At
 t = 0.995 the input is almost pure noise, so the only way below the mean-image loss is to read the label.
 `--input zero` feeds zeros instead of noise (is the noise in the way?); `--init torch` builds the DiT with
-PyTorch's layer defaults instead of DiT's from-scratch init (`decoder.dit_init`);
+PyTorch's layer defaults instead of DiT's from-scratch init (`tiny_dit.dit_init`);
 `--positions diffusers` restores the near-identical position embeddings the tiny decoder had before
-`decoder._spread_positions` (then no label is memorised even from a clean input).
+`tiny_dit.spread_positions` (then no label is memorised even from a clean input).
 
     python experiments/conditioning_probe/conditioning_probe.py --route ctx --steps 150 >> experiments/conditioning_probe/results_cpu.txt
 """
@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from uae_data.scenes import render, sample_scene
-from uae_train.models.decoder import Decoder, pil_to_tensor
+from uae_train.models.decoder import Decoder
+from uae_train.models.image_tensors import pil_to_tensor
 
 
 def main() -> None:

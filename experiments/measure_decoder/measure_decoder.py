@@ -9,8 +9,8 @@ torch.set_num_threads(1)
 sys.path.insert(0, ".")
 from uae_data import scenes
 from uae_train import demo_evals as ev
-from uae_train.models.autoencoder import text_to_image
-from uae_train.models.caption_reliance import caption_reliance
+from uae_train.evaluation.autoencoder import text_to_image
+from uae_train.evaluation.caption_reliance import caption_reliance
 from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
 from uae_train.training.data import heldout

@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from uae_data.scenes import COLORS, GRID, SHAPES, SIZES, parse_caption, render, sample_scene, write_caption
-from uae_train.models.caption_reliance import caption_reliance
-from uae_train.models.decoder import Decoder, pil_to_tensor
+from uae_train.evaluation.caption_reliance import caption_reliance
+from uae_train.models.decoder import Decoder
+from uae_train.models.image_tensors import pil_to_tensor
 
 _COLORS, _SIZES = list(COLORS), list(SIZES)
 

@@ -84,7 +84,8 @@ def evaluate(name: str, model, corpus: Path, out: Path, args) -> dict[str, Path]
     from uae_eval.mmt_bench.data import decode_images, load_tsv
     from uae_eval.mmt_bench.harness import MMTConfig
     from uae_eval.mmt_bench.harness import run as run_mmt
-    from uae_train.models.layer_features import load_pairs, yfork_features
+    from uae_data.pairs import load_pairs
+    from uae_train.evaluation.layer_features import yfork_features
 
     info = {"name": name, "path": str(out / name / "model"), "config": {k: v for k, v in vars(model.config).items()}}
     folders = {}

@@ -32,6 +32,8 @@ from uae_data.core.config import config_kind, help_field
 from uae_data.core.paths import shipped
 from uae_data.scenes import parse_caption
 from uae_train import grpo
+from uae_train.evaluation.autoencoder import mmt_captioner
+from uae_train.models.painting import paint
 from uae_train.training import data, rl_loop
 from uae_train.training.config import RLConfig, check_lora
 
@@ -60,22 +62,11 @@ class Stage1Config(RLConfig):
         check_lora("encoder_lora", self.encoder_lora)
 
 
-def mmt_captioner(encoder, tsv: str, limit: int | None, max_new_tokens: int):
-    """A caption-reader's captioner with the TSV's images captioned up front in batches (see prefetched_captioner)."""
-    from uae_eval.mmt_bench.data import decode_images, load_tsv
-    from uae_train.models.autoencoder import prefetched_captioner
-
-    df = load_tsv(tsv)
-    if limit:
-        df = df.head(limit)
-    images = [im for field in df["image"] for im in decode_images(field)[:1]]
-    return prefetched_captioner(encoder, images, max_new_tokens=max_new_tokens)
-
-
 def evaluate(cfg: Stage1Config, policy, reader, decoder, images, scenes, reward, out: Path, step: int) -> dict:
     """Greedy captions of the held-out images → reconstructions → reward; exact-scene rate; MMT caption-reader."""
     texts = policy.caption(images, n=1, sample=False, max_new_tokens=cfg.max_new_tokens, batch_size=32)
-    recons = reconstruct(cfg, reader, decoder, texts, [cfg.eval_seed + i for i in range(len(texts))])
+    recons = paint(reader, decoder, texts, [cfg.eval_seed + i for i in range(len(texts))], cfg.decoder_steps,
+                   cfg.decoder_guidance, cfg.max_text_tokens)
     r, parts = reward(images, recons, scenes if all(s is not None for s in scenes) else None)
     row = {"step": step, "heldout_reward": float(r.mean()),
            "caption_words": sum(len(t.split()) for t in texts) / len(texts)}
@@ -99,16 +90,6 @@ def evaluate(cfg: Stage1Config, policy, reader, decoder, images, scenes, reward,
                       answer=build_answerer("caption-reader", caption=captioner))
         row["mmt_caption_reader"] = float(res.metrics["overall"])
     return row
-
-
-@torch.no_grad()
-def reconstruct(cfg, reader, decoder, texts: list[str], seeds: list[int], batch: int = 32):
-    images = []
-    for i in range(0, len(texts), batch):
-        hidden, mask = reader.encode_text(texts[i:i + batch], max_length=cfg.max_text_tokens)
-        images += decoder.generate(hidden.float(), mask, seeds[i:i + batch], steps=cfg.decoder_steps,
-                                   guidance=cfg.decoder_guidance)
-    return images
 
 
 def update(cfg: Stage1Config, policy, reference, images, token_ids, advantages, optimizer, params, dist=None) -> dict:
@@ -201,7 +182,8 @@ class Stage1:
                                          max_new_tokens=cfg.max_new_tokens, seed=data.rank_seed(base, dist.rank))
         t_gen = time.perf_counter()
         seeds = [base + lo + i for i in range(len(images)) for _ in range(G)]  # shared within a group
-        recons = reconstruct(cfg, self.reader, self.decoder, samples.texts, seeds)
+        recons = paint(self.reader, self.decoder, samples.texts, seeds, cfg.decoder_steps, cfg.decoder_guidance,
+                       cfg.max_text_tokens)
         originals = [im for im in images for _ in range(G)]  # what the policy saw
         targets = [im for im in data.shift_by_one(all_images, cfg.shuffle_reward_images)[lo:hi] for _ in range(G)]
         ref_scenes = data.shift_by_one(all_scenes, cfg.shuffle_reward_images)  # what the reward compares with

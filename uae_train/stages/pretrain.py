@@ -117,23 +117,21 @@ class PretrainConfig(RunConfig):
 
 def load_models(cfg: PretrainConfig, out: Path, device: torch.device):
     """Encoder and decoder: from the run folder when a phase finished, else from the config."""
-    from uae_train.models.decoder import Decoder
-    from uae_train.models.encoder import Encoder
+    from uae_train.models.factory import load_decoder, load_encoder
 
-    if (out / "encoder" / "config.json").exists():
-        encoder = Encoder.from_pretrained(out / "encoder")
+    if (out / "encoder" / "config.json").exists():  # the encoder phase finished: the decoder reads that one
+        encoder = load_encoder(out / "encoder", device)
     elif cfg.encoder == "tiny":
-        encoder = Encoder.tiny(image_size=cfg.image_size, seed=cfg.seed, **cfg.encoder_options)
+        encoder = load_encoder("tiny", device, image_size=cfg.image_size, seed=cfg.seed, **cfg.encoder_options)
     else:
-        encoder = Encoder.from_pretrained(cfg.encoder, **cfg.encoder_options)
+        encoder = load_encoder(cfg.encoder, device, **cfg.encoder_options)
     options = dict(cfg.decoder_options)
     if options.get("text_input") == "sentences":  # the decoder's word table spans the encoder's vocabulary
         options.setdefault("vocab_size", len(encoder.tokenizer))
     if cfg.decoder == "tiny":
-        decoder = Decoder.tiny(encoder.hidden_size, image_size=cfg.image_size, seed=cfg.seed, **options)
-    else:
-        decoder = Decoder.from_pretrained(cfg.decoder, text_hidden_size=encoder.hidden_size, **options)
-    return encoder.to(device), decoder.to(device)
+        options.update(image_size=cfg.image_size, seed=cfg.seed)
+    decoder = load_decoder(cfg.decoder, encoder.hidden_size, device, **options)
+    return encoder, decoder
 
 
 def attribute_weights(cfg: PretrainConfig, encoder) -> dict[int, float] | None:
@@ -356,7 +354,7 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
             summary[phase] = {"first_loss": first, "last_loss": last, "steps": rows[-1]["step"],
                               "mean_step_time_s": sum(r["step_time_s"] for r in rows[1:]) / max(1, len(rows) - 1)}
             if phase == "decoder" and cfg.reliance_samples >= 2:
-                from uae_train.models.caption_reliance import corpus_caption_reliance
+                from uae_train.evaluation.caption_reliance import corpus_caption_reliance
 
                 with distributed.alone():  # rank 0 by itself while the others wait at the final barrier
                     summary[phase]["caption_reliance"] = corpus_caption_reliance(

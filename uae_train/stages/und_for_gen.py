@@ -23,7 +23,8 @@ from uae_data.core.errors import InputError
 from uae_data.core.paths import shipped
 from uae_data.scenes import write_caption
 from uae_train import flow_sde, grpo
-from uae_train.models.decoder import tensor_to_pil
+from uae_train.models.image_tensors import tensor_to_pil
+from uae_train.models.painting import paint
 from uae_train.rewards import GENEVAL_TERMS
 from uae_train.training import data, rl_loop
 from uae_train.training.config import RLConfig
@@ -89,13 +90,9 @@ def captions(cfg: Stage2Config, encoder, images, seed: int) -> list[str]:
                            max_new_tokens=cfg.max_new_tokens, seed=seed, batch_size=16)
 
 
-@torch.no_grad()
-def paint(cfg: Stage2Config, encoder, decoder, texts: list[str], seeds: list[int], batch: int = 32):
-    out = []
-    for i in range(0, len(texts), batch):
-        hidden, mask = decoder.reader(encoder).encode_text(texts[i:i + batch], max_length=cfg.max_text_tokens)
-        out += decoder.generate(hidden.float(), mask, seeds[i:i + batch], steps=cfg.eval_steps, guidance=cfg.guidance)
-    return out
+def paint_eval(cfg: Stage2Config, encoder, decoder, texts: list[str], seeds: list[int]):
+    """Held-out paintings: ODE sampling with the eval steps and the policy's CFG."""
+    return paint(decoder.reader(encoder), decoder, texts, seeds, cfg.eval_steps, cfg.guidance, cfg.max_text_tokens)
 
 
 def geneval_subset(metadata: str, n: int, out: Path) -> Path:
@@ -110,7 +107,7 @@ def geneval_subset(metadata: str, n: int, out: Path) -> Path:
 def geneval_hook(cfg: Stage2Config, encoder, decoder, out: Path, step: int) -> float:
     """GenEval-scene overall on a stratified prompt subset, painted like every eval (CFG, ODE steps)."""
     from uae_eval.geneval import harness as geneval
-    from uae_train.models.autoencoder import text_to_image
+    from uae_train.evaluation.autoencoder import text_to_image
 
     meta = geneval_subset(cfg.geneval_metadata, cfg.eval_geneval_prompts, out / "evals" / "geneval_prompts.jsonl")
     gcfg = geneval.GenEvalConfig(metadata=str(meta), images_per_prompt=1, seed=cfg.eval_seed,
@@ -128,7 +125,7 @@ def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, re
     and GenEval-scene on a prompt subset when eval_geneval_prompts > 0."""
     seeds = [cfg.eval_seed + i for i in range(len(images))]
     known = all(s is not None for s in scenes)
-    paintings = paint(cfg, encoder, decoder, eval_texts, seeds)
+    paintings = paint_eval(cfg, encoder, decoder, eval_texts, seeds)
     r, parts = reward(images, paintings, scenes if known else None, eval_texts if cfg.prompts == "short" else None)
     row = {"step": step, "heldout_reward": float(r.mean())}
     row.update({f"heldout_{k}": sum(v) / len(v) for k, v in parts.items()})
@@ -141,7 +138,7 @@ def evaluate(cfg: Stage2Config, encoder, decoder, images, scenes, eval_texts, re
         row[f"heldout_{name}"] = sum(values) / len(values)
     if known and cfg.prompts == "captions":  # generation from exact long captions: how well the decoder follows text
         exact = [write_caption(s, cfg.eval_seed + i) for i, s in enumerate(scenes)]
-        r2, _ = reward(images, paint(cfg, encoder, decoder, exact, seeds), scenes)
+        r2, _ = reward(images, paint_eval(cfg, encoder, decoder, exact, seeds), scenes)
         row["exact_caption_reward"] = float(r2.mean())
     if cfg.eval_geneval_prompts > 0 and out is not None:
         row["geneval_subset"] = geneval_hook(cfg, encoder, decoder, out, step)

@@ -21,7 +21,7 @@ import torch
 
 from uae_data.core.config import config_kind, dump_yaml, help_field, require_at_least_one, to_dict
 from uae_data.core.errors import ConfigError
-from uae_train.models.layer_features import load_pairs
+from uae_data.pairs import load_pairs
 
 
 @config_kind("yfork")

@@ -77,7 +77,7 @@ def check_lora(where: str, lora: dict) -> None:
     """An encoder LoRA section ({} = full fine-tune) checked by the encoder's own LoRA builder (peft's
     LoraConfig from it), so a typo or a bad value fails validation in one line."""
     if lora:
-        from uae_train.models.encoder import lora_config
+        from uae_train.models.encoder_lora import lora_config
 
         try:
             lora_config(lora)

@@ -22,6 +22,7 @@ from uae_data import distributed
 from uae_data.core.device import resolve_device
 from uae_data.core.io import read_jsonl
 from uae_train import grpo
+from uae_train.models.factory import load_pair
 from uae_train.training import data, run_folder
 from uae_train.training.checkpoint import save_checkpoint
 from uae_train.training.precision import autocast
@@ -98,21 +99,6 @@ def gather_rewards(dist, rewards: torch.Tensor, parts: dict[str, list]) -> tuple
     """The global batch's (B, G) rewards and reward parts, in rank order (= the 1-process batch order)."""
     got = dist.gather((rewards.detach().cpu(), {k: [float(x) for x in v] for k, v in parts.items()}))
     return torch.cat([r for r, _ in got]), {k: [x for _, p in got for x in p[k]] for k in parts}
-
-
-def load_pair(init: Path, device: torch.device, encoder_lora: dict | None = None, decoder_options: dict | None = None):
-    """(encoder, decoder) from a run folder, on `device`, in eval mode."""
-    from uae_data.core.errors import InputError
-    from uae_train.models.decoder import Decoder
-    from uae_train.models.encoder import Encoder
-
-    try:  # TODO(merge): the model factory
-        encoder = Encoder.from_pretrained(init / "encoder", device=device, lora=encoder_lora or None)
-        decoder = Decoder.from_pretrained(init / "decoder", text_hidden_size=encoder.hidden_size,
-                                          **(decoder_options or {})).to(device)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    return encoder.eval(), decoder.eval()
 
 
 def run(stage: RLStage, cfg: Any, out: Path, resume: bool = False,

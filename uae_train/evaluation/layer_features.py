@@ -1,4 +1,4 @@
-"""Per-layer image-side and text-side features of paired samples, for `uae_eval.alignment`.
+"""Per-layer image-side and text-side features of paired samples (`uae_data.pairs`), for `uae_eval.alignment`.
 
 UniFork measures image/text alignment layer by layer; its exact features are unverified (facts
 §4), so what each extractor pools is stated here, once:
@@ -26,25 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uae_data.core.errors import CorpusError
-from uae_data.shards import iter_samples
-
 LayerFeatures = dict[str, list[np.ndarray]]
-
-
-def load_pairs(corpus: Path, limit: int, image_size: int, skip: int = 0) -> list[dict]:
-    """The first `limit` samples after `skip` as {image (resized), caption, short_caption}."""
-    out = []
-    for i, s in enumerate(iter_samples(Path(corpus))):
-        if i < skip:
-            continue
-        if len(out) >= limit:
-            break
-        out.append({"image": s["image"].resize((image_size, image_size)), "caption": s["caption"],
-                    "short_caption": s["meta"].get("short_caption")})
-    if not out:
-        raise CorpusError(f"{corpus}: no samples (after skipping {skip})")
-    return out
 
 
 def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
@@ -157,13 +139,14 @@ def model_features(model_path: Path, pairs: list[dict], encoder_path: Path | Non
     """(task features, model info) for a saved folder: an encoder (config.json) → understanding; a decoder
     (decoder_config.json; its encoder from `encoder_path` or the sibling encoder/) → generation; a Y-fork
     (yfork_config.json) → both. Raises ModelLoadError for anything else."""
+    from uae_data.core.device import default_device
     from uae_data.core.errors import ModelLoadError
-    from uae_train.models.decoder import CONFIG_FILE as DECODER_CONFIG
+    from uae_train.models.decoder_files import CONFIG_FILE as DECODER_CONFIG
     from uae_train.models.yfork import CONFIG_FILE as YFORK_CONFIG
 
     path = Path(model_path)
     images, captions = [p["image"] for p in pairs], [p["caption"] for p in pairs]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     info = {"name": path.name, "path": str(path), "config": {"timestep": timestep}}
     if (path / YFORK_CONFIG).is_file():
         from uae_train.models.yfork import YFork
@@ -171,19 +154,17 @@ def model_features(model_path: Path, pairs: list[dict], encoder_path: Path | Non
         model = YFork.from_pretrained(path, device=device)
         info["name"] = _yfork_name(path, model)
         return yfork_features(model, images, captions, batch_size), info
-    from uae_train.models.encoder import Encoder
+    from uae_train.models.factory import load_decoder, load_encoder
 
     if (path / DECODER_CONFIG).is_file():
-        from uae_train.models.decoder import Decoder
-
         enc_path = Path(encoder_path) if encoder_path else path.parent / "encoder"
-        encoder = Encoder.from_pretrained(enc_path, device=device).eval()
-        decoder = Decoder.from_pretrained(path, text_hidden_size=encoder.hidden_size).to(device).eval()
+        encoder = load_encoder(enc_path, device)
+        decoder = load_decoder(path, encoder.hidden_size, device)
         info["config"]["encoder"] = str(enc_path)
         info["name"] = f"decoder:{path.parent.name}/{path.name}"
         return {"generation": decoder_features(decoder, encoder, images, captions, timestep, seed, batch_size)}, info
     if (path / "config.json").is_file():
-        encoder = Encoder.from_pretrained(path, device=device).eval()
+        encoder = load_encoder(path, device)
         info["name"] = f"encoder:{path.parent.name}/{path.name}"
         return {"understanding": encoder_features(encoder, images, captions, batch_size)}, info
     raise ModelLoadError(f"{path}: not an encoder, decoder or Y-fork folder (no config.json, "

@@ -1,7 +1,7 @@
 """The encoder and decoder wired as plain callables, the form every harness takes.
 
 `text_to_image(encoder, decoder)` -> generate(prompts, seeds) -> images: the encoder re-reads the
-prompt and its hidden states condition the decoder (the UAE connector path).
+prompt and its hidden states condition the decoder (the UAE connector path; `models.painting.paint`).
 `image_to_text(encoder)` -> caption(images) -> texts.
 """
 from __future__ import annotations
@@ -11,21 +11,19 @@ from typing import Callable
 import torch
 from PIL import Image
 
+from uae_train.models.painting import paint
+
 
 def text_to_image(encoder, decoder, steps: int = 20, guidance: float = 1.0, max_text_tokens: int = 256,
                   batch_size: int = 16) -> Callable[[list[str], list[int]], list[Image.Image]]:
-    @torch.no_grad()
     def generate(prompts: list[str] | list[dict], seeds: list[int]) -> list[Image.Image]:
         # the GenEval harness hands its generator metadata rows; paint their "prompt" (until this was read,
         # the decoder painted the row's dict rendered as text)
         prompts = [p["prompt"] if isinstance(p, dict) else p for p in prompts]
         if not all(isinstance(p, str) for p in prompts):
             raise TypeError("text_to_image paints strings or GenEval metadata rows with a 'prompt'")
-        images: list[Image.Image] = []
-        for i in range(0, len(prompts), batch_size):
-            hidden, mask = decoder.reader(encoder).encode_text(prompts[i:i + batch_size], max_length=max_text_tokens)
-            images += decoder.generate(hidden.float(), mask, list(seeds[i:i + batch_size]), steps=steps, guidance=guidance)
-        return images
+        return paint(decoder.reader(encoder), decoder, prompts, seeds, steps, guidance,
+                     max_text_tokens=max_text_tokens, batch=batch_size)
 
     generate.name = "uae-decoder"  # type: ignore[attr-defined]
     return generate
@@ -69,3 +67,14 @@ def _key(image: Image.Image) -> tuple:
 
     rgb = image.convert("RGB")
     return rgb.size, hashlib.sha1(rgb.tobytes()).hexdigest()
+
+
+def mmt_captioner(encoder, tsv: str, limit: int | None, max_new_tokens: int):
+    """A caption-reader's captioner for an MMT TSV: its first `limit` rows' images captioned up front in batches."""
+    from uae_eval.mmt_bench.data import decode_images, load_tsv
+
+    df = load_tsv(tsv)
+    if limit:
+        df = df.head(limit)
+    images = [im for field in df["image"] for im in decode_images(field)[:1]]
+    return prefetched_captioner(encoder, images, max_new_tokens=max_new_tokens)

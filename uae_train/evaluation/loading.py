@@ -1,8 +1,13 @@
-"""Load saved encoder/decoder folders into harness callables (what `uae eval --encoder/--decoder` uses)."""
+"""Load saved encoder/decoder folders into harness callables (what `uae eval --encoder/--decoder` uses).
+
+Models come from `uae_train.models.factory` (imported when a model is loaded: the CLI imports this module
+before it knows whether it needs torch); a loading error is one InputError line (`input_errors`).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
+from uae_data.core.device import default_device
 from uae_data.core.errors import InputError
 
 
@@ -11,20 +16,15 @@ def load_autoencoder(encoder_dir: Path | None, decoder_dir: Path, steps: int = 2
 
     The encoder defaults to the `encoder/` folder beside the decoder (a pretrain run's layout).
     """
-    import torch
-
-    from uae_train.models.autoencoder import text_to_image
-    from uae_train.models.decoder import Decoder, ModelLoadError
-    from uae_train.models.encoder import Encoder
+    from uae_train.evaluation.autoencoder import text_to_image
+    from uae_train.models.factory import input_errors, load_decoder, load_encoder
 
     decoder_dir = Path(decoder_dir)
     encoder_dir = Path(encoder_dir) if encoder_dir else decoder_dir.parent / "encoder"
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        enc = Encoder.from_pretrained(encoder_dir).to(device).eval()
-        dec = Decoder.from_pretrained(decoder_dir, text_hidden_size=enc.hidden_size).to(device).eval()
-    except ValueError as e:  # ModelLoadError and backend config errors
-        raise InputError(str(e)) from None
+    device = default_device()
+    with input_errors():  # ModelLoadError and backend config errors
+        enc = load_encoder(encoder_dir, device)
+        dec = load_decoder(decoder_dir, enc.hidden_size, device)
     info = {"name": f"uae:{decoder_dir.name}", "path": str(decoder_dir),
             "config": {"encoder": str(encoder_dir), "steps": steps, "guidance": guidance}}
     return text_to_image(enc, dec, steps=steps, guidance=guidance), info
@@ -34,7 +34,7 @@ def is_pipeline_ref(ref: str | Path) -> bool:
     """A diffusers pipeline (model_index.json, not one of our saved decoders), or a hub name: real-model
     decoders paint from the caption text with their own text encoders (Unified-Bench's baselines)."""
     from uae_data.model_refs import looks_like_path
-    from uae_train.models.decoder import CONFIG_FILE
+    from uae_train.models.decoder_files import CONFIG_FILE
 
     path = Path(ref).expanduser()
     if path.is_dir():
@@ -45,7 +45,7 @@ def is_pipeline_ref(ref: str | Path) -> bool:
 def _device_dtype(dtype: str):
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     if dtype == "auto":
         return device, (torch.bfloat16 if device == "cuda" else torch.float32)
     return device, getattr(torch, dtype)
@@ -90,13 +90,11 @@ def load_pipeline_generator(ref: str | Path, cfg):
     text-to-image pipeline painting each GenEval prompt; cfg: a GenEvalConfig (steps, guidance,
     pipeline_image_size, pipeline_options, dtype, batch_size). Image j of prompt i is seeded by
     seed·100003 + i·images_per_prompt + j, on its own generator."""
-    from uae_train.models.decoder import PipelineDecoder
+    from uae_train.models.factory import input_errors, load_pipeline_decoder
 
     device, dtype = _device_dtype(cfg.dtype)
-    try:
-        pipe = PipelineDecoder.from_pretrained(ref, torch_dtype=dtype, device=device)
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    with input_errors():
+        pipe = load_pipeline_decoder(ref, device, dtype)
     paint = pipeline_generator(pipe, cfg.steps, cfg.guidance, cfg.pipeline_image_size, cfg.batch_size,
                                cfg.pipeline_options)
 
@@ -120,9 +118,8 @@ def load_recon_models(encoder_ref: str | Path | None, decoder_ref: str | Path | 
     reads the caption through the encoder; the encoder defaults to the `encoder/` folder beside it).
     cfg: a ReconConfig (steps, guidance, image_size, batch_size, pipeline_options, dtype).
     """
-    from uae_train.models.autoencoder import text_to_image
-    from uae_train.models.decoder import Decoder, PipelineDecoder
-    from uae_train.models.encoder import Encoder
+    from uae_train.evaluation.autoencoder import text_to_image
+    from uae_train.models.factory import input_errors, load_decoder, load_encoder, load_pipeline_decoder
 
     device, dtype = _device_dtype(cfg.dtype)
     pipeline = decoder_ref is not None and is_pipeline_ref(decoder_ref)
@@ -133,43 +130,37 @@ def load_recon_models(encoder_ref: str | Path | None, decoder_ref: str | Path | 
                   "decoder_kind": "diffusers pipeline" if pipeline else ("uae decoder" if decoder_ref else None),
                   "steps": cfg.steps, "guidance": cfg.guidance, "image_size": cfg.image_size,
                   "caption_prompt": cfg.caption_prompt, "max_new_tokens": cfg.max_new_tokens, "dtype": str(dtype)}
-    try:
+    with input_errors():  # ModelLoadError and backend config errors
         if encoder_ref is not None:
-            enc = Encoder.from_pretrained(encoder_ref, device=device, dtype=dtype, prompt=cfg.caption_prompt).eval()
+            enc = load_encoder(encoder_ref, device, dtype=dtype, prompt=cfg.caption_prompt)
             info["caption_prompt"] = enc.prompt
             caption = captioner(enc, cfg.max_new_tokens, cfg.batch_size)
         if pipeline:
-            pipe = PipelineDecoder.from_pretrained(decoder_ref, torch_dtype=dtype, device=device)
+            pipe = load_pipeline_decoder(decoder_ref, device, dtype)
             info["pipeline_class"] = type(pipe.pipeline).__name__
             generate = pipeline_generator(pipe, cfg.steps, cfg.guidance, cfg.image_size, cfg.batch_size,
                                           cfg.pipeline_options)
         elif decoder_ref is not None:
-            dec = Decoder.from_pretrained(decoder_ref, text_hidden_size=enc.hidden_size).to(device).eval()
+            dec = load_decoder(decoder_ref, enc.hidden_size, device)
             generate = text_to_image(enc, dec, steps=cfg.steps, guidance=1.0 if cfg.guidance is None else cfg.guidance,
                                      batch_size=cfg.batch_size)
-    except ValueError as e:  # ModelLoadError and backend config errors
-        raise InputError(str(e)) from None
     name = "+".join(Path(str(r)).name for r in (encoder_ref, decoder_ref) if r is not None)
     return caption, generate, {"name": f"uae:{name}" if not pipeline else name, "path": str(encoder_ref or decoder_ref),
                                "config": info}
 
 
 def _encoder(path: Path | str | None):
-    import torch
-
-    from uae_train.models.encoder import Encoder
+    from uae_train.models.factory import input_errors, load_encoder
 
     if path is None:
         raise InputError("give --encoder DIR (a saved encoder, e.g. runs/pre/encoder)")
-    try:
-        return Encoder.from_pretrained(path, device="cuda" if torch.cuda.is_available() else "cpu").eval()
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    with input_errors():
+        return load_encoder(path, default_device())
 
 
 def load_captioner(encoder_dir: Path | None):
     """caption(images) -> texts with a saved encoder (greedy), for caption-reader answerers."""
-    from uae_train.models.autoencoder import image_to_text
+    from uae_train.evaluation.autoencoder import image_to_text
 
     return image_to_text(_encoder(encoder_dir))
 
