@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
+
+from uae_data.core.errors import ConfigError, UserError
+from uae_data.core.paths import manifests_dir
+from uae_data.core.progress import progress_bar
 
 # Help texts go through rich markup: a literal "[" is written "\\[".
 OVERRIDES = ("\\[MANIFEST] is a YAML manifest (default: the one named above; `uae validate MANIFEST` checks it). "
@@ -50,23 +55,14 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 err = Console(stderr=True)
 out = Console()
-
-def _manifests() -> Path:
-    from uae_data.core.paths import manifests_dir
-
-    return manifests_dir()
-
-
-MANIFESTS = _manifests()
+MANIFESTS = manifests_dir()
+# modules defining the manifest kinds that are not benchmarks (benchmarks declare theirs: uae_eval.benchmarks)
+CONFIG_MODULES = ("uae_data.corpus_config", "uae_train.stages.pretrain", "uae_train.stages.yfork_train",
+                  "uae_train.stages.gen_for_und", "uae_train.stages.und_for_gen", "uae_train.demo")
+RESUME = ("continue the run in --out from its last checkpoint (rerunning the same command does this too; another "
+          "config is refused)")
 CORPUS_DEFAULTS = {"scenes": "scenes.yaml", "urls": "urls-example.yaml", "folder": "folder-example.yaml",
                    "parquet": "parquet-example.yaml", "shards": "shards-example.yaml"}
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from uae_data.core.errors import UserError
-    from uae_eval.results import ResultsError
-
-    return (UserError, ResultsError, FileNotFoundError)
 
 
 def friendly(fn: Callable) -> Callable:
@@ -74,14 +70,14 @@ def friendly(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from uae_eval.results import ResultsError
+
         try:
             folder = kwargs.get("out_dir")  # every command that writes a folder names its --out `out_dir`
             if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
-                from uae_data.core.errors import ConfigError
-
                 raise ConfigError(f"--out {folder} is a file; give a folder to write into (nothing was written)")
             return fn(*args, **kwargs)
-        except _user_errors() as e:
+        except (UserError, ResultsError, FileNotFoundError) as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         except KeyboardInterrupt:
@@ -110,34 +106,28 @@ def _root(show_version: bool = typer.Option(False, "--version", callback=_versio
 
 def split_args(args: Optional[List[str]]) -> tuple[Optional[Path], list[str]]:
     """[MANIFEST] [key.sub=value ...] -> (manifest, overrides)."""
-    manifest, overrides = None, []
-    for a in args or []:
-        if "=" in a:
-            overrides.append(a)
-        elif manifest is None:
-            manifest = Path(a)
-        else:
-            raise typer.BadParameter(f"only one manifest may be given (got {manifest} and {a})")
-    return manifest, overrides
+    manifests = [Path(a) for a in args or [] if "=" not in a]
+    if len(manifests) > 1:
+        raise typer.BadParameter(f"only one manifest may be given (got {manifests[0]} and {manifests[1]})")
+    return (manifests[0] if manifests else None), [a for a in args or [] if "=" in a]
 
 
-def _register_config_kinds() -> None:
-    """Import every module that defines a manifest kind, so `validate` knows them all."""
-    import uae_data.corpus_config  # noqa: F401  (corpus)
-    import uae_eval.geneval.harness  # noqa: F401  (geneval)
-    import uae_eval.mmt_bench.harness  # noqa: F401  (mmt-bench)
-    import uae_eval.recon  # noqa: F401  (recon)
-    import uae_train.stages.pretrain  # noqa: F401  (pretrain)
-    import uae_eval.alignment  # noqa: F401  (alignment)
-    import uae_train.stages.yfork_train  # noqa: F401  (yfork)
-    import uae_train.stages.gen_for_und  # noqa: F401  (stage1)
-    import uae_train.stages.und_for_gen  # noqa: F401  (stage2)
-    import uae_train.demo  # noqa: F401  (demo)
+def load_manifest(Config: type, kind: str, default: str | Path | None, args: Optional[List[str]],
+                  shortcuts: Optional[dict] = None) -> Any:
+    """[MANIFEST] [key=value ...] plus option shortcuts ({key: value}, None = not given) -> the checked config;
+    without a manifest: `default` (relative to manifests/), or with none the dataclass defaults."""
+    from uae_data.core.config import load_config
+
+    manifest, overrides = split_args(args)
+    overrides += [f"{k}={v}" for k, v in (shortcuts or {}).items() if v is not None]
+    return load_config(Config, manifest or (MANIFESTS / default if default else None), overrides, kind=kind)
 
 
-def not_built(what: str) -> None:
-    err.print(f"[yellow]{what} is not built yet[/yellow] (see the project's open issues).")
-    raise typer.Exit(2)
+def load_benchmark(name: str, args: Optional[List[str]], shortcuts: Optional[dict] = None):
+    """(registry record, config) of benchmark `name` (uae_eval.benchmarks): its config class and default manifest."""
+    from uae_eval.benchmarks import find
+
+    return (bench := find(name)), load_manifest(bench.config, name, bench.manifest, args, shortcuts)
 
 
 @app.command("build-corpus", epilog=OVERRIDES)
@@ -159,20 +149,15 @@ def build_corpus(
     Example: uae build-corpus --source urls --input urls.csv --captioner keep --out /tmp/corpus
     """
     import json
-    from uae_data.core.config import load_config
     from uae_data.corpus_config import CorpusConfig
     from uae_data.pipeline import build
-    from uae_data.core.progress import progress_bar
 
-    manifest, overrides = split_args(args)
-    if limit is not None:
-        overrides.append(f"limit={limit}")
-    shortcuts = {"source.name": source, "source.input": input_path, "captioner.name": captioner,
+    shortcuts = {"limit": limit, "source.name": source, "source.input": input_path, "captioner.name": captioner,
                  "captioner.model": caption_model}
-    overrides += [f"{k}={json.dumps(v)}" for k, v in shortcuts.items() if v is not None]  # JSON-quoted: valid YAML text
     # no manifest: start from the source's own example manifest, so its filters apply (min side, aspect, dedup)
-    default = MANIFESTS / "corpus" / CORPUS_DEFAULTS.get(source or "scenes", "scenes.yaml")
-    cfg = load_config(CorpusConfig, manifest or default, overrides, kind="corpus")
+    default = Path("corpus") / CORPUS_DEFAULTS.get(source or "scenes", "scenes.yaml")
+    cfg = load_manifest(CorpusConfig, "corpus", default, args,  # JSON-quoted: valid YAML text
+                        {k: json.dumps(v) for k, v in shortcuts.items() if v is not None})
     with progress_bar(f"building {cfg.name}") as update:
         manifest = build(cfg, out_dir, workers=workers, on_progress=update, engine=engine)
     c = manifest["counts"]
@@ -187,50 +172,20 @@ def train_pretrain(
     out_dir: Path = typer.Option(..., "--out", help="run folder (checkpoints, metrics.jsonl, encoder/, decoder/)"),
     model: Optional[str] = typer.Option(None, help="encoder | decoder | both (overrides the manifest)"),
     corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint (rerunning the same command does this too; another config is refused)"),
+    resume: bool = typer.Option(False, help=RESUME),
 ) -> None:
     """Pretrain the decoder on a long-caption corpus and SFT the encoder to write the captions.
 
     Example: uae train pretrain manifests/train/pretrain-scene.yaml --corpus out/corpus --out runs/pre
     """
-    from uae_data.core.config import load_config
-    from uae_data.core.progress import progress_bar
+    from uae_data import distributed
+    from uae_train.run_summaries import pretrain_summary
     from uae_train.stages.pretrain import PretrainConfig, pretrain
 
-    manifest, overrides = split_args(args)
-    overrides += [f"model={model}"] * (model is not None) + [f"corpus={corpus}"] * (corpus is not None)
-    cfg = load_config(PretrainConfig, manifest or MANIFESTS / "train" / "pretrain-scene.yaml", overrides, kind="pretrain")
+    cfg = load_manifest(PretrainConfig, "pretrain", "train/pretrain-scene.yaml", args, {"model": model, "corpus": corpus})
     summary = pretrain(cfg, out_dir, resume=resume, progress=progress_bar)
-    from uae_data import distributed
-
-    if not distributed.current().main:  # rank 0 reports
-        return
-    for phase, s in summary.items():
-        extra = (f", token accuracy {s['first_token_accuracy']:.3f} -> {s['last_token_accuracy']:.3f}"
-                 if "first_token_accuracy" in s else "")
-        out.print(f"{phase}: loss {s['first_loss']:.4f} -> {s['last_loss']:.4f} over {s['steps']} steps{extra}")
-
-
-def _rl_stage(stage: str, args: Optional[List[str]], out_dir: Path, init: Optional[Path], corpus: Optional[Path],
-              resume: bool) -> None:
-    from uae_data.core.config import load_config
-    from uae_data.core.progress import progress_bar
-
-    if stage == "stage1":
-        from uae_train.stages.gen_for_und import Stage1Config as Config, stage1 as run
-    else:
-        from uae_train.stages.und_for_gen import Stage2Config as Config, stage2 as run
-    manifest, overrides = split_args(args)
-    overrides += [f"init={init}"] * (init is not None) + [f"corpus={corpus}"] * (corpus is not None)
-    cfg = load_config(Config, manifest or MANIFESTS / "train" / f"{stage}-scene.yaml", overrides, kind=stage)
-    summary = run(cfg, out_dir, resume=resume, progress=progress_bar)
-    if not summary:  # not rank 0 of a multi-process run: rank 0 reports
-        return
-    first, last = summary["first_eval"], summary["last_eval"]
-    for k in last:
-        if k != "step" and k in first:
-            out.print(f"{k}: {first[k]:.4f} -> {last[k]:.4f}")
-    out.print(f"{stage}: {summary['steps']} steps; results in {out_dir / 'results'}")
+    if distributed.current().main:  # rank 0 reports
+        out.print(pretrain_summary(summary))
 
 
 @train_app.command("yfork", epilog=OVERRIDES)
@@ -244,56 +199,56 @@ def train_yfork(
 
     Example: uae train yfork manifests/train/shared-scene.yaml --corpus out/corpus --out runs/shared
     """
-    from uae_data.core.config import load_config
-    from uae_data.core.progress import progress_bar
+    from uae_train.run_summaries import yfork_summary
     from uae_train.stages.yfork_train import YForkTrainConfig, train_yfork as train
 
-    manifest, overrides = split_args(args)
-    overrides += [f"corpus={corpus}"] * (corpus is not None)
-    cfg = load_config(YForkTrainConfig, manifest or MANIFESTS / "train" / "yfork-scene.yaml", overrides, kind="yfork")
+    cfg = load_manifest(YForkTrainConfig, "yfork", "train/yfork-scene.yaml", args, {"corpus": corpus})
     with progress_bar(f"train {cfg.name}") as update:
         s = train(cfg, out_dir, on_progress=update)
-    out.print(f"{s['name']}: und loss {s['first_und_loss']:.3f} -> {s['last_und_loss']:.3f}, gen loss "
-              f"{s['first_gen_loss']:.3f} -> {s['last_gen_loss']:.3f} over {s['steps']} steps -> {out_dir}/model")
+    out.print(yfork_summary(s, out_dir))
 
 
-@train_app.command("stage1", epilog=OVERRIDES)
-@friendly
-def train_stage1(
-    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/train/stage1-scene.yaml)"),
-    out_dir: Path = typer.Option(..., "--out", help="run folder (encoder/, decoder/, metrics.jsonl, eval.jsonl, results/)"),
-    init: Optional[Path] = typer.Option(None, help="run folder to start from (pretrain output: encoder/ + decoder/)"),
-    corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint (rerunning the same command does this too; another config is refused)"),
-) -> None:
-    """Unified-GRPO stage 1 (generation for understanding): the encoder is the policy, the frozen decoder
+def _rl_command(stage: str, init_help: str, doc: str) -> None:
+    """`uae train stage1|stage2`: both RL stages take the same options and report the same way."""
+
+    def command(
+        args: Optional[List[str]] = typer.Argument(None, help=f"\\[MANIFEST] \\[key=value ...] (default manifests/train/{stage}-scene.yaml)"),
+        out_dir: Path = typer.Option(..., "--out", help="run folder (encoder/, decoder/, metrics.jsonl, eval.jsonl, results/)"),
+        init: Optional[Path] = typer.Option(None, help=init_help),
+        corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
+        resume: bool = typer.Option(False, help=RESUME),
+    ) -> None:
+        from uae_train.run_summaries import rl_summary
+
+        if stage == "stage1":
+            from uae_train.stages.gen_for_und import Stage1Config as Config, stage1 as run
+        else:
+            from uae_train.stages.und_for_gen import Stage2Config as Config, stage2 as run
+        cfg = load_manifest(Config, stage, f"train/{stage}-scene.yaml", args, {"init": init, "corpus": corpus})
+        summary = run(cfg, out_dir, resume=resume, progress=progress_bar)
+        if summary:  # empty on the other ranks of a multi-process run: rank 0 reports
+            out.print(rl_summary(stage, summary, out_dir))
+
+    command.__doc__ = doc
+    train_app.command(stage, epilog=OVERRIDES)(friendly(command))
+
+
+_rl_command("stage1", "run folder to start from (pretrain output: encoder/ + decoder/)",
+            """Unified-GRPO stage 1 (generation for understanding): the encoder is the policy, the frozen decoder
     reconstructs each sampled caption, reward = similarity(original, reconstruction).
 
     Example: uae train stage1 manifests/train/stage1-scene.yaml --init runs/pre --out runs/s1
-    """
-    _rl_stage("stage1", args, out_dir, init, corpus, resume)
-
-
-@train_app.command("stage2", epilog=OVERRIDES)
-@friendly
-def train_stage2(
-    args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/train/stage2-scene.yaml)"),
-    out_dir: Path = typer.Option(..., "--out", help="run folder (encoder/, decoder/, metrics.jsonl, eval.jsonl, results/)"),
-    init: Optional[Path] = typer.Option(None, help="run folder to start from (pretrain or stage1 output)"),
-    corpus: Optional[Path] = typer.Option(None, help="corpus folder (overrides the manifest)"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint (rerunning the same command does this too; another config is refused)"),
-) -> None:
-    """Unified-GRPO stage 2 (understanding for generation): the decoder is the policy, sampling through
+    """)
+_rl_command("stage2", "run folder to start from (pretrain or stage1 output)",
+            """Unified-GRPO stage 2 (understanding for generation): the decoder is the policy, sampling through
     Flow-GRPO's SDE; the frozen encoder captions, reward = similarity(original, painting).
 
     Example: uae train stage2 manifests/train/stage2-scene.yaml --init runs/s1 --out runs/s2
-    """
-    _rl_stage("stage2", args, out_dir, init, corpus, resume)
+    """)
 
 
 def _ranks():
-    """This process's place when launched by torchrun / accelerate launch (evaluation splits its items
-    over the processes and rank 0 writes and reports); one process otherwise."""
+    """This process's place under torchrun / accelerate launch (items split over processes, rank 0 reports)."""
     from uae_data import distributed
 
     return distributed.setup("auto")
@@ -322,40 +277,16 @@ def eval_geneval(
     Any diffusers model, official prompts, images in the official layout (rerunning continues an interrupted run):
     uae eval geneval manifests/eval/geneval-official.yaml --pipeline MY_PIPELINE detector.checkpoint=M2F.pth --out runs/ge
     """
-    from uae_data.core.config import load_config
-    from uae_data.core.progress import progress_bar
-    from uae_eval.geneval.harness import GenEvalConfig, run
+    from uae_train.evaluation.inputs import geneval_generator
 
     dist = _ranks()
-    manifest, overrides = split_args(args)
-    if generator is not None:
-        overrides.append(f"generator={generator}")
-    if allow_partial:
-        overrides.append("allow_partial=true")
-    cfg = load_config(GenEvalConfig, manifest or MANIFESTS / "eval" / "geneval-scene.yaml", overrides, kind="geneval")
-    generate, model_info = None, None
-    if decoder is not None and pipeline is not None:
-        from uae_data.core.errors import ConfigError
-
-        raise ConfigError("give --decoder or --pipeline, not both")
-    if decoder is not None:
-        from uae_train.evaluation.loading import load_autoencoder
-
-        generate, model_info = load_autoencoder(encoder, decoder, steps=steps, guidance=guidance)
-    elif pipeline is not None:
-        from uae_train.evaluation.loading import load_pipeline_generator
-
-        cfg.validate()
-        generate, model_info = load_pipeline_generator(pipeline, cfg)
+    bench, cfg = load_benchmark("geneval", args, {"generator": generator, "allow_partial": "true" if allow_partial else None})
+    generate, model_info = geneval_generator(cfg, encoder, decoder, pipeline, steps=steps, guidance=guidance)
     with progress_bar("geneval", enabled=None if dist.main else False) as update:
-        res = run(cfg, out_dir, generate=generate, images=images, detections=detections, metadata=metadata,
-                  model=model_info, on_progress=update)
-    if not dist.main:
-        return
-    tags = "  ".join(f"{k}={v:.3f}" for k, v in res.metrics.items() if k != "overall")
-    partial = (f"  PARTIAL: {res.extra['n_missing_prompts']} prompts / {res.extra['n_missing_images']} images missing"
-               if res.extra.get("partial") else "")
-    out.print(f"geneval overall={res.metrics['overall']:.4f} over {res.n_items} images  ({tags}){partial}  -> {out_dir}")
+        res = bench.run(cfg, out_dir, generate=generate, images=images, detections=detections, metadata=metadata,
+                        model=model_info, on_progress=update)
+    if dist.main:
+        out.print(bench.summary(res, out_dir), soft_wrap=True)
 
 
 @eval_app.command("mmt-bench", epilog=OVERRIDES)
@@ -374,35 +305,17 @@ def eval_mmt(
 
     Example: uae eval mmt-bench --tsv manifests/mmt_bench/scene_mmt.tsv --model random --out runs/mmt
     """
-    from uae_data.core.config import load_config
-    from uae_eval.mmt_bench.answerers import ANSWERERS, build_answerer
-    from uae_eval.mmt_bench.harness import MMTConfig, run
+    from uae_train.evaluation.inputs import mmt_answerer
 
     dist = _ranks()
-    manifest, overrides = split_args(args)
-    overrides += [f"tsv={tsv}"] * (tsv is not None) + [f"model={model}"] * (model is not None)
-    overrides += ["allow_missing=true"] * allow_missing
     if predictions is not None and model is not None:
-        from uae_data.core.errors import ConfigError
-
         raise ConfigError("give --model or --predictions, not both (the predictions file holds the answers)")
-    cfg = load_config(MMTConfig, manifest or MANIFESTS / "eval" / "mmt-bench-scene.yaml", overrides, kind="mmt-bench")
-    answer = None
-    if predictions is None:
-        from uae_train.evaluation import loading
-
-        if cfg.model == "caption-reader":
-            answer = build_answerer("caption-reader", seed=cfg.seed, caption=loading.load_captioner(encoder))
-        elif cfg.model in ANSWERERS:
-            answer = build_answerer(cfg.model, seed=cfg.seed)
-        else:
-            answer = loading.load_vlm_answerer(cfg.model)
-    res = run(cfg, out_dir, answer=answer, predictions=predictions, model_name=model_name)
-    if not dist.main:
-        return
-    missing = f", {res.extra['n_missing']} unanswered scored as failed" if res.extra.get("n_missing") else ""
-    out.print(f"mmt-bench overall={res.metrics['overall']:.4f} over {res.n_items} questions "
-              f"({res.model['name']}{missing}) -> {out_dir}")
+    bench, cfg = load_benchmark("mmt-bench", args, {"tsv": tsv, "model": model,
+                                                    "allow_missing": "true" if allow_missing else None})
+    answer = mmt_answerer(cfg.model, seed=cfg.seed, encoder=encoder) if predictions is None else None
+    res = bench.run(cfg, out_dir, answer=answer, predictions=predictions, model_name=model_name)
+    if dist.main:
+        out.print(bench.summary(res, out_dir), soft_wrap=True)
 
 
 @eval_app.command("recon", epilog=OVERRIDES)
@@ -422,29 +335,16 @@ def eval_recon(
     Unified-Bench for your own model (four backbones, their mean is the score):
     uae eval recon manifests/eval/unified-bench.yaml --data PHOTOS --encoder VLM --decoder PIPELINE --out runs/ub
     """
-    from uae_data.core.config import load_config
-    from uae_data.core.errors import ConfigError
-    from uae_eval.recon import ReconConfig, build_metrics, load_items, run
+    from uae_eval.recon import prepare
+    from uae_train.evaluation.inputs import recon_models
 
     dist = _ranks()
-    manifest, overrides = split_args(args)
-    overrides += [f"data={data}"] * (data is not None) + [f"steps={steps}"] * (steps is not None)
-    cfg = load_config(ReconConfig, manifest or MANIFESTS / "eval" / "recon-scene.yaml", overrides, kind="recon")
-    cfg.validate()
-    if not cfg.data:
-        raise ConfigError("recon: no data; pass --data DIR (a folder of images or a corpus folder)")
-    load_items(cfg.data, 1)  # a bad data folder fails before any model loads
-    metrics = build_metrics(cfg)  # likewise a backbone that cannot load
-    caption = generate = model = None
-    if encoder is not None or decoder is not None:
-        from uae_train.evaluation.loading import load_recon_models
-
-        caption, generate, model = load_recon_models(encoder, decoder, cfg)
-    res = run(cfg, out_dir, caption=caption, generate=generate, model=model, metrics=metrics)
-    if not dist.main:
-        return
-    shown = "  ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if not k.endswith(("_ci_low", "_ci_high")))
-    out.print(f"recon over {res.n_items} images: {shown}  -> {out_dir}")
+    bench, cfg = load_benchmark("recon", args, {"data": data, "steps": steps})
+    metrics = prepare(cfg)  # a bad data folder or a backbone that cannot load fails before any model loads
+    caption, generate, model = recon_models(cfg, encoder, decoder)
+    res = bench.run(cfg, out_dir, caption=caption, generate=generate, model=model, metrics=metrics)
+    if dist.main:
+        out.print(bench.summary(res, out_dir), soft_wrap=True)
 
 
 @eval_app.command("alignment", epilog=OVERRIDES)
@@ -460,22 +360,40 @@ def eval_alignment(
 
     Example: uae eval alignment --model runs/pre/encoder --data out/corpus --out runs/align
     """
-    from uae_data.core.config import load_config
-    from uae_eval.alignment import AlignmentConfig, run
-    from uae_data.pairs import load_pairs
-    from uae_train.evaluation.layer_features import model_features
+    from uae_train.evaluation.inputs import alignment_features, alignment_pairs
 
-    manifest, overrides = split_args(args)
-    overrides += [f"data={data}"] * (data is not None)
-    cfg = load_config(AlignmentConfig, manifest or MANIFESTS / "eval" / "alignment-scene.yaml", overrides, kind="alignment")
-    pairs = load_pairs(Path(cfg.data), cfg.limit, cfg.image_size, skip=cfg.skip)
-    features, info = model_features(model, pairs, encoder, cfg.timestep, cfg.seed, cfg.batch_size)
-    res = run(cfg, out_dir, features, model=info)
-    for task in res.extra["tasks"]:
-        curve = "  ".join(f"{res.metrics[f'{task}/mutual_knn/layer_{i:02d}']:.3f}"
-                          for i in range(res.extra["layers"][task]) if f"{task}/mutual_knn/layer_{i:02d}" in res.metrics)
-        out.print(f"alignment {task} ({info['name']}), mutual kNN by layer: {curve}", soft_wrap=True)
-    out.print(f"random baseline k/(N-1) = {res.extra['random_baseline_mutual_knn']:.3f} over {res.n_items} pairs -> {out_dir}")
+    bench, cfg = load_benchmark("alignment", args, {"data": data})
+    features, info = alignment_features(cfg, model, alignment_pairs(cfg), encoder)
+    out.print(bench.summary(bench.run(cfg, out_dir, features, model=info), out_dir), soft_wrap=True)
+
+
+def _generic_eval(bench) -> Callable:
+    """`uae eval NAME [MANIFEST] [key=value ...] --out D` for a registered benchmark without a command of its own."""
+    default = f"default manifests/{bench.manifest}" if bench.manifest else "default: the config's defaults"
+
+    def command(args: Optional[List[str]] = typer.Argument(None, help=f"\\[MANIFEST] \\[key=value ...] ({default})"),
+                out_dir: Path = typer.Option(..., "--out", help="results folder")) -> None:
+        _, cfg = load_benchmark(bench.name, args)
+        out.print(bench.summary(bench.run(cfg, out_dir), out_dir), soft_wrap=True)
+
+    return command
+
+
+def _add_benchmark_commands() -> None:
+    """One generic eval command per registered benchmark (plugins: uae_eval.benchmarks) that has no command above."""
+    from uae_eval.benchmarks import load_all
+
+    try:
+        benches = load_all(skip={c.name for c in eval_app.registered_commands})
+    except UserError as e:  # a broken plugin list must not take every other command down
+        err.print(f"[yellow]warning:[/yellow] {e}", highlight=False, soft_wrap=True)
+        return
+    for b in benches:
+        example = f"Example: uae eval {b.name} MANIFEST --out runs/{b.name}"
+        eval_app.command(b.name, help=f"{b.help}\n\n{example}", epilog=OVERRIDES)(friendly(_generic_eval(b)))
+
+
+_add_benchmark_commands()
 
 
 @app.command("report")
@@ -496,6 +414,7 @@ def report(
 
 
 @app.command("check")
+@friendly
 def check(
     results: Path = typer.Argument(..., help="results folder or results.json"),
     baseline: Optional[Path] = typer.Option(None, help="baseline JSON to compare against"),
@@ -507,25 +426,28 @@ def check(
 
     Example: uae check runs/geneval --baseline manifests/baselines/geneval-scene-oracle.json
     """
-    from uae_eval.check import run_check
-    from uae_eval.check import write_baseline as write_base
+    from uae_eval.check import run_check, write_baseline as write_base
 
     if write_baseline is not None:
         raise typer.Exit(write_base(results, write_baseline))
     if baseline is None:
-        err.print("[red]error:[/red] give --baseline FILE (or --write-baseline FILE)")
-        raise typer.Exit(2)
+        raise ConfigError("give --baseline FILE (or --write-baseline FILE)")
     raise typer.Exit(run_check(results, baseline, tolerance, metric or None))
 
 
 @app.command("validate")
+@friendly
 def validate(manifests: Optional[List[Path]] = typer.Argument(None, help="manifests to check (default: every manifests/**/*.yaml)")) -> None:
     """Check manifests against their config schemas without running anything.
 
     Example: uae validate manifests/corpus/scenes.yaml
     """
-    from uae_data.core.config import ConfigError, validate_manifest
-    _register_config_kinds()
+    from uae_data.core.config import validate_manifest
+    from uae_eval.benchmarks import load_all
+
+    for module in CONFIG_MODULES:  # the manifest kinds that are not benchmarks; load_all() brings the benchmarks'
+        importlib.import_module(module)
+    load_all()
     paths = list(manifests or sorted(MANIFESTS.rglob("*.yaml")))
     bad = 0
     for p in paths:
@@ -555,36 +477,18 @@ def demo(
     --from-scratch. Every stage sits beside its controls (constant reward, blind encoder, object-free
     images, shuffled captions). Example: uae demo --out runs/demo --seeds 3
     """
-    from uae_data.core.config import load_config
-    from uae_data.core.errors import ConfigError
-    from uae_data.core.progress import progress_bar
+    from uae_data.core.device import default_device
     from uae_train.demo import DemoConfig, demo as run_demo
+    from uae_train.run_summaries import demo_summary
 
     if scale not in ("cpu", "gpu"):
         raise ConfigError(f"--scale must be cpu or gpu, got {scale!r}")
-    import torch
-
-    if scale == "gpu" and not torch.cuda.is_available():
+    if scale == "gpu" and default_device() != "cuda":
         raise ConfigError("--scale gpu needs a CUDA device and none is visible here; use --scale cpu")
-    manifest, overrides = split_args(args)
-    if seeds is not None:
-        overrides.append(f"seeds={seeds}")
-    if from_scratch:
-        overrides.append("from_scratch=true")
-    cfg = load_config(DemoConfig, manifest or MANIFESTS / "demo" / f"scene-{scale}.yaml", overrides, kind="demo")
+    cfg = load_manifest(DemoConfig, "demo", f"demo/scene-{scale}.yaml", args,
+                        {"seeds": seeds, "from_scratch": "true" if from_scratch else None})
     result = run_demo(cfg, out_dir, progress=progress_bar, say=lambda m: out.print(f"[bold]demo[/bold] {m}"))
-    for r in result["rows"]:
-        gain = r["gain"]
-        ci = f" [95% CI {gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain.get("ci95") else ""
-        ctrl = "; ".join(f"{c['name']} " + (f"{c['gain']['mean']:+.3f}" if "gain" in c else f"{c['value']:.3f}")
-                         for c in r["controls"])
-        out.print(f"{r['stage']:<8} {r['metric'][:44]:<44} {r['before']['mean']:.3f} -> {r['after']['mean']:.3f} "
-                  f"(gain {gain['mean']:+.3f}{ci})" + (f"  controls: {ctrl}" if ctrl else ""))
-    minutes = result.get("wall_minutes", {})
-    if minutes:
-        out.print("wall minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
-                  + f" (total {sum(minutes.values()):.1f})")
-    out.print(f"report: {result['report']}")
+    out.print(demo_summary(result))
 
 
 def main() -> None:

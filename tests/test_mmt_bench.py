@@ -175,7 +175,7 @@ def test_dangling_image_reference_names_the_row(tmp_path):
 
 def test_scene_mmt_oracle_is_perfect_and_random_is_near_chance(tmp_path):
     import sys
-    sys.path.insert(0, "scripts")
+    sys.path.insert(0, "tools")
     from make_scene_mmt import make_rows
     from uae_eval.mmt_bench.answerers import ANSWERERS
     from uae_eval.mmt_bench.harness import MMTConfig, run

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uae_data.core.config import config_kind, help_field, to_dict
+from uae_data.core.config import help_field, to_dict
 from uae_data.core.errors import InputError
+from uae_eval.benchmarks import Benchmark, MetricTables, register
 
 BENCHMARK = "alignment"
 BENCHMARK_VERSION = "platonic-rep-mknn@v1"
@@ -33,7 +34,6 @@ LayerFeatures = Mapping[str, Sequence]  # {"image": [L arrays (N, D)], "text": [
 TaskFeatures = Mapping[str, LayerFeatures]  # {task: LayerFeatures}
 
 
-@config_kind("alignment")
 @dataclass
 class AlignmentConfig:
     data: str = help_field("out/corpus", help="corpus folder of paired image + caption samples")
@@ -208,3 +208,29 @@ def run(cfg: AlignmentConfig, out: str | Path, features: TaskFeatures | Callable
     )
     write_results(Path(out), results, samples)
     return results
+
+
+def alignment_tables(names: list[str]) -> MetricTables:
+    """UniFork alignment: summaries first, then one per-layer table per task/metric (the curves come from
+    extra["curves"], one line per run)."""
+    head = [n for n in names if not n.rsplit("/", 1)[-1].startswith("layer_")]
+    layers: dict[str, list[str]] = {}
+    for n in names:
+        if n not in head:
+            layers.setdefault(n.rsplit("/", 1)[0], []).append(n)
+    return [("alignment summary (mean / last / max over layers)", head)] + [(f"{k} per layer", v) for k, v in layers.items()]
+
+
+def alignment_summary(res, out: Path) -> str:
+    """Each task's mutual-kNN curve by layer, then the random baseline."""
+    lines = []
+    for task in res.extra["tasks"]:
+        curve = "  ".join(f"{res.metrics[f'{task}/mutual_knn/layer_{i:02d}']:.3f}"
+                          for i in range(res.extra["layers"][task]) if f"{task}/mutual_knn/layer_{i:02d}" in res.metrics)
+        lines.append(f"alignment {task} ({res.model['name']}), mutual kNN by layer: {curve}")
+    return "\n".join(lines + [f"random baseline k/(N-1) = {res.extra['random_baseline_mutual_knn']:.3f} "
+                              f"over {res.n_items} pairs -> {out}"])
+
+
+register(Benchmark(BENCHMARK, AlignmentConfig, run, help="Per-layer image/text representation alignment (UniFork)",
+                   manifest="eval/alignment-scene.yaml", tables=alignment_tables, summary=alignment_summary))

@@ -24,15 +24,15 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps
 
-from uae_data.core.config import config_kind, help_field, to_dict
-from uae_data.core.errors import InputError
+from uae_data.core.config import help_field, to_dict
+from uae_data.core.errors import ConfigError, InputError
+from uae_eval.benchmarks import Benchmark, MetricTables, generic_tables, register
 
 BENCHMARK = "recon"
 BENCHMARK_VERSION = "recon-v1"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
-@config_kind("recon")
 @dataclass
 class ReconConfig:
     data: str = help_field("", help="a corpus folder (shards/, uae build-corpus) or a folder of images")
@@ -169,6 +169,16 @@ def build_metrics(cfg: ReconConfig, prebuilt: dict | None = None) -> dict:
             for name in cfg.metrics}
 
 
+def prepare(cfg: ReconConfig) -> dict:
+    """Check the config and the data folder and build the metric backbones, so bad input fails in seconds,
+    before any model under test loads; returns the metrics for `run`."""
+    cfg.validate()
+    if not cfg.data:
+        raise ConfigError("recon: no data; pass --data DIR (a folder of images or a corpus folder)")
+    load_items(cfg.data, 1)
+    return build_metrics(cfg)
+
+
 def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: Callable | None = None,
         model: dict | None = None, metrics: dict | None = None) -> "Results":
     """Score one reconstruction run into `out`; returns the Results.
@@ -287,3 +297,24 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
         write_results(out, res, samples)
     dist.barrier()
     return res
+
+
+UNIFIED_BENCH = ("unified_bench", "clip", "longclip", "dino", "dinov3")
+
+
+def recon_tables(names: list[str]) -> MetricTables:
+    """Reconstruction: a Unified-Bench run's score and its four backbones (with CIs) first, the rest after."""
+    if "unified_bench" not in names:
+        return generic_tables(names)
+    head = [f"{m}{suffix}" for m in UNIFIED_BENCH for suffix in ("", "_ci_low", "_ci_high") if f"{m}{suffix}" in names]
+    return ([("Unified-Bench: mean of four backbone cosines, and each backbone", head)]
+            + generic_tables([n for n in names if n not in head]))
+
+
+def recon_summary(res, out: Path) -> str:
+    shown = "  ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if not k.endswith(("_ci_low", "_ci_high")))
+    return f"recon over {res.n_items} images: {shown}  -> {out}"
+
+
+register(Benchmark(BENCHMARK, ReconConfig, run, help="Reconstruction fidelity: image -> caption -> image",
+                   manifest="eval/recon-scene.yaml", tables=recon_tables, summary=recon_summary))

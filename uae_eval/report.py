@@ -16,9 +16,9 @@ metrics.jsonl beside them. The page reads top-down:
 5. samples: a card grid (failures first), or for reconstruction runs rows original | caption | reconstruction;
 6. provenance (config, versions, extra) in collapsed <details>.
 
-How a benchmark's metrics split into tables is looked up in METRIC_TABLES (benchmark -> function); the
+How a benchmark's metrics split into tables is its registry record's `tables` (uae_eval.benchmarks); the
 generic fallback puts plain names in one table and names with a "prefix/" (MMT-Bench's "category/x",
-"l2-category/x") in one table per prefix, so a new benchmark needs at most one registered function.
+"l2-category/x") in one table per prefix, so a new benchmark needs at most one function in its own module.
 Rendering (HTML/markdown) lives in uae_eval.report_doc, charts and unit inference in uae_eval.report_plots.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from uae_eval.report_doc import Block, Card, Figure, ReportError, Table, Triple, render_html, render_markdown
 from uae_eval.report_headline import HeadlineError, headline_table, load_headline
@@ -36,73 +36,20 @@ from uae_eval.report_plots import (DB, bar_chart, ci_bound_names, ci_pairs, is_c
 from uae_eval.report_samples import (MAX_TRIPLES, pick_samples, recon_triples, sample_cards, sample_ok,  # noqa: F401
                                      thumbnail)
 from uae_data.core.io import atomic_write_text
+from uae_eval.benchmarks import MetricTables, tables as benchmark_tables
 from uae_eval.results import Results, read_results, results_file, to_json_text
 
-__all__ = ["build_report", "ReportError", "HeadlineError", "METRIC_TABLES", "metric_tables", "generic_tables",
-           "tables_for", "load_runs", "report_blocks", "pick_samples", "sample_ok", "render_html", "render_markdown",
-           "Table", "Figure", "Card", "Triple"]
+__all__ = ["build_report", "ReportError", "HeadlineError", "tables_for", "load_runs", "report_blocks", "pick_samples",
+           "sample_ok", "render_html", "render_markdown", "Table", "Figure", "Card", "Triple"]
 
 MAX_SAMPLES = 24
 MAX_LINES = 12  # lines per step plot
 STAGE_PARTS = ("start", "end", "delta")
 
-MetricTables = list[tuple[str, list[str]]]
-METRIC_TABLES: dict[str, Callable[[list[str]], MetricTables]] = {}
-
-
-def metric_tables(*benchmarks: str):
-    """Register how a benchmark's metric names split into titled tables (first table = headline)."""
-    def deco(fn):
-        for b in benchmarks:
-            METRIC_TABLES[b] = fn
-        return fn
-    return deco
-
-
-def generic_tables(names: list[str]) -> MetricTables:
-    plain = [n for n in names if "/" not in n]
-    groups: dict[str, list[str]] = {}
-    for n in names:
-        if "/" in n:
-            groups.setdefault(n.split("/", 1)[0], []).append(n)
-    return ([("metrics", plain)] if plain else []) + list(groups.items())
-
-
-@metric_tables("geneval")
-def geneval_tables(names: list[str]) -> MetricTables:
-    from uae_eval.geneval.prompts import GENEVAL_TAGS
-
-    head = [t for t in GENEVAL_TAGS if t in names] + [n for n in ("overall",) if n in names]
-    return [("GenEval tags and overall", head)] + generic_tables([n for n in names if n not in head])
-
-
-@metric_tables("alignment")
-def alignment_tables(names: list[str]) -> MetricTables:
-    """UniFork alignment: summaries first, then one per-layer table per task/metric (the curves come from
-    extra["curves"], one line per run)."""
-    head = [n for n in names if not n.rsplit("/", 1)[-1].startswith("layer_")]
-    layers: dict[str, list[str]] = {}
-    for n in names:
-        if n not in head:
-            layers.setdefault(n.rsplit("/", 1)[0], []).append(n)
-    return [("alignment summary (mean / last / max over layers)", head)] + [(f"{k} per layer", v) for k, v in layers.items()]
-
-
-UNIFIED_BENCH = ("unified_bench", "clip", "longclip", "dino", "dinov3")
-
-
-@metric_tables("recon")
-def recon_tables(names: list[str]) -> MetricTables:
-    """Reconstruction: a Unified-Bench run's score and its four backbones (with CIs) first, the rest after."""
-    if "unified_bench" not in names:
-        return generic_tables(names)
-    head = [f"{m}{suffix}" for m in UNIFIED_BENCH for suffix in ("", "_ci_low", "_ci_high") if f"{m}{suffix}" in names]
-    return ([("Unified-Bench: mean of four backbone cosines, and each backbone", head)]
-            + generic_tables([n for n in names if n not in head]))
-
 
 def tables_for(benchmark: str, names: list[str]) -> MetricTables:
-    return [(t, ms) for t, ms in METRIC_TABLES.get(benchmark, generic_tables)(list(names)) if ms]
+    """The benchmark's titled tables (uae_eval.benchmarks), empty ones dropped."""
+    return [(t, ms) for t, ms in benchmark_tables(benchmark, names) if ms]
 
 
 # ---------------------------------------------------------------- runs

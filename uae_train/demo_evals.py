@@ -101,8 +101,8 @@ def evaluate_run(cfg, run: Path, label: str, out: Path, corpus: Path, say: Calla
 def mmt(cfg, enc, out: Path, label: str) -> None:
     """MMT-scene with the caption-reader answering from `enc`'s captions; the model named `label`."""
     from uae_eval.mmt_bench import harness
-    from uae_eval.mmt_bench.answerers import build_answerer
     from uae_data.core.paths import shipped
+    from uae_train.evaluation.inputs import mmt_answerer
     from uae_train.evaluation.autoencoder import mmt_captioner
 
     mcfg = load_config(harness.MMTConfig, MANIFESTS / "eval" / "mmt-bench-scene.yaml",
@@ -110,7 +110,7 @@ def mmt(cfg, enc, out: Path, label: str) -> None:
                        kind="mmt-bench")
     mcfg.tsv = str(shipped(mcfg.tsv))
     captioner = mmt_captioner(enc, mcfg.tsv, cfg.mmt_limit, cfg.caption_tokens)
-    harness.run(mcfg, out, answer=build_answerer("caption-reader", caption=captioner))
+    harness.run(mcfg, out, answer=mmt_answerer("caption-reader", caption=captioner))
     p = out / "results.json"  # the MMT harness records the answerer's name only: name the model too
     data = json.loads(p.read_text())
     data["model"]["name"] = label
@@ -120,8 +120,7 @@ def mmt(cfg, enc, out: Path, label: str) -> None:
 def alignment(cfg, run: Path, label: str, out: Path, corpus: Path, say: Callable[[str], None]) -> list[Path]:
     """UniFork's per-layer alignment of the run's encoder (understanding) and decoder (generation)."""
     from uae_eval.alignment import AlignmentConfig, run as align
-    from uae_data.pairs import load_pairs
-    from uae_train.evaluation.layer_features import model_features
+    from uae_train.evaluation.inputs import alignment_features, alignment_pairs
 
     acfg = load_config(AlignmentConfig, MANIFESTS / "eval" / "alignment-scene.yaml",
                        [f"data={corpus}", f"image_size={cfg.image_size}", f"seed={cfg.seed}"], kind="alignment")
@@ -131,10 +130,10 @@ def alignment(cfg, run: Path, label: str, out: Path, corpus: Path, say: Callable
         a_out = out / f"alignment-{part}"
         if not done(a_out):
             say(f"eval {label}: alignment ({part})")
-            pairs = pairs or load_pairs(Path(acfg.data), acfg.limit, acfg.image_size, skip=acfg.skip)
+            pairs = pairs or alignment_pairs(acfg)
             if len(pairs) <= acfg.k + 3:  # a small held-out set (toy runs): fewer neighbours, still above chance
                 acfg.k = max(1, len(pairs) - 4)
-            features, info = model_features(run / part, pairs, None, acfg.timestep, acfg.seed, acfg.batch_size)
+            features, info = alignment_features(acfg, run / part, pairs)
             info["name"] = f"{label}:{part}"
             align(acfg, a_out, features, model=info)
         folders.append(a_out)

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import pandas as pd
 from PIL import Image, ImageOps
 
-from uae_data.core.config import config_kind, help_field, to_dict
+from uae_data.core.config import help_field, to_dict
 from uae_data.detection import Detection
 from uae_data.core.errors import ConfigError, InputError
 from uae_eval.geneval import rules
@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_RE = re.compile(r"^\d+\.png")  # official: names must start with digits + .png; .jpg is skipped
 
 
-@config_kind("geneval")
 @dataclass
 class GenEvalConfig:
     metadata: str = help_field("manifests/geneval/scene_metadata.jsonl", help="prompt metadata jsonl (official format); relative paths are from the repo root")

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from uae_data.core.config import config_kind, help_field, to_dict
+from uae_data.core.config import help_field, to_dict
 from uae_data.core.errors import InputError
+from uae_eval.benchmarks import Benchmark, register
 from uae_eval.results import Results, write_results
 
 from .data import check_images, decode_images, load_tsv
@@ -17,7 +18,6 @@ from .extract import RULE_SETS, extract_choice
 from .prompt import build_prompt, row_options
 
 
-@config_kind("mmt-bench")
 @dataclass
 class MMTConfig:
     tsv: str = help_field("manifests/mmt_bench/scene_mmt.tsv", help="official-layout MMT-Bench TSV")
@@ -166,3 +166,13 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
     write_results(out, results, samples)
     dist.barrier()
     return results
+
+
+def mmt_summary(res: Results, out: Path) -> str:
+    missing = f", {res.extra['n_missing']} unanswered scored as failed" if res.extra.get("n_missing") else ""
+    return (f"mmt-bench overall={res.metrics['overall']:.4f} over {res.n_items} questions "
+            f"({res.model['name']}{missing}) -> {out}")
+
+
+register(Benchmark("mmt-bench", MMTConfig, run, help="MMT-Bench with VLMEvalKit's prompt, answer extraction and "
+                   "aggregation", manifest="eval/mmt-bench-scene.yaml", summary=mmt_summary))

@@ -47,7 +47,7 @@ def dit_init(transformer: SD3Transformer2DModel) -> None:
     Xavier-uniform linears and patch projection, N(0, 0.02) timestep/pooled embedders, zero adaLN modulation
     (every block starts as the identity) and a zero final layer. diffusers builds the model for loading
     pretrained weights and keeps PyTorch's layer defaults; trained from scratch with those, the tiny DiT
-    learnt to use a condition far more slowly (scripts/conditioning_probe.py: 16 labelled images from noise,
+    learnt to use a condition far more slowly (experiments/conditioning_probe/conditioning_probe.py: 16 labelled images from noise,
     0.95 of the mean-image loss after 150 steps with PyTorch's init vs 0.75 with this one, 0.57 after 400).
     """
     for module in transformer.modules():
