@@ -65,6 +65,11 @@ class ReconConfig:
         for name in [*self.metrics, *self.metric_options]:
             if name not in metric_names():
                 raise ValueError(f"unknown metric {name!r} (known: {', '.join(metric_names())})")
+        from uae_data.core.config import check_options
+        from uae_eval.metrics import METRICS
+
+        for name, options in self.metric_options.items():  # what each metric's constructor takes
+            check_options(f"metric_options.{name}", options or {}, METRICS.get(name))
         if self.images_per_caption < 1:
             raise ValueError(f"images_per_caption must be >= 1, got {self.images_per_caption}")
         if self.limit is not None and self.limit < 1:

@@ -76,6 +76,20 @@ class GenEvalConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        self.check_backend_options()
+
+    def check_backend_options(self) -> None:
+        """The detector and colour classifier names and their options against what each backend's
+        constructor takes, so a typo fails `uae validate` instead of a run."""
+        from uae_data.core.config import check_options
+        from uae_eval.geneval.colour import COLOURERS
+        from uae_eval.geneval.detectors import DETECTORS
+
+        for what, registry, name, options in (("detector", DETECTORS, self.detector, self.detector_options),
+                                              ("colour", COLOURERS, self.colour, self.colour_options)):
+            if name not in registry:
+                raise ValueError(f"{what}: unknown backend {name!r} (known: {', '.join(registry.names())})")
+            check_options(f"{what} options", options, registry.get(name))
 
     def metadata_path(self) -> Path:
         from uae_data.core.paths import shipped

@@ -17,7 +17,7 @@ def geneval_generator(cfg, encoder: Path | None = None, decoder: Path | None = N
                       steps: int = 20, guidance: float = 1.0) -> tuple[Callable | None, dict | None]:
     """(generate, model info) for a GenEvalConfig `cfg`: our encoder+decoder folders, any diffusers pipeline,
     or (None, None) when neither is given (the harness then uses cfg.generator or the given images)."""
-    from uae_train.models import loading
+    from uae_train.evaluation import loading
 
     if decoder is not None and pipeline is not None:
         raise ConfigError("give --decoder or --pipeline, not both")
@@ -44,7 +44,7 @@ def mmt_answerer(model: str, seed: int = 0, encoder: Path | None = None, caption
     (default: the captions of the saved encoder folder `encoder`), a scene answerer (oracle, random: `seed`),
     or else any image-text-to-text VLM (folder or hub name)."""
     from uae_eval.mmt_bench.answerers import ANSWERERS, build_answerer
-    from uae_train.models import loading
+    from uae_train.evaluation import loading
 
     if model == "caption-reader":
         return build_answerer("caption-reader", seed=seed, caption=caption or loading.load_captioner(encoder))
