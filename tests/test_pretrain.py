@@ -7,18 +7,14 @@ import pytest
 import torch
 
 from uae_data.core.config import ConfigError, load_config
-from uae_data.pipeline import CorpusConfig, build
 from uae_train.stages.pretrain import PretrainConfig, pretrain
 
 from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    out = tmp_path_factory.mktemp("corpus") / "c"
-    cfg = load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", ["source.n=200", "shard_size=100", "image_size=32"])
-    build(cfg, out, workers=1)
-    return out
+def corpus(scene_corpus):
+    return scene_corpus(200, 32)
 
 
 def cfg(corpus, *over):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from uae_data.core.config import load_config
-from uae_data.pipeline import CorpusConfig, build
 from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
 from uae_train.stages.gen_for_und import Stage1Config, stage1
@@ -20,15 +18,15 @@ TIMING = {"rollout_s", "reward_s", "step_time_s", "images_per_s"}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A 100-scene 32 px corpus and an init run folder with a random tiny encoder and decoder."""
+def world(tmp_path_factory, scene_corpus):
+    """The 200-scene 32 px corpus of the session (as `corpus`) and an init folder with a random tiny encoder
+    and decoder."""
     root = tmp_path_factory.mktemp("grpo")
-    cfg = load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", ["source.n=100", "shard_size=100", "image_size=32"])
-    build(cfg, root / "corpus", workers=1)
     enc = Encoder.tiny(image_size=32, seed=0)
     enc.save_pretrained(root / "init" / "encoder")
     # PyTorch's init: a random decoder whose paintings differ by caption (DiT's init paints one flat image)
     Decoder.tiny(enc.hidden_size, image_size=32, seed=0, init="torch").save_pretrained(root / "init" / "decoder")
+    (root / "corpus").symlink_to(scene_corpus(200, 32), target_is_directory=True)
     return root
 
 

@@ -112,19 +112,8 @@ def test_a_few_training_steps_lower_both_losses():
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """40 scene samples written straight to one shard (the corpus layout `uae build-corpus` writes)."""
-    from uae_data.shards import Sample, encode_image, sample_key, write_shard
-    from uae_data.short_captions import short_caption
-
-    out = tmp_path_factory.mktemp("yf") / "corpus"
-    (out / "shards").mkdir(parents=True)
-    scenes = [sample_scene(i) for i in range(40)]
-    write_shard(out / "shards/corpus-000000.tar", [
-        Sample(sample_key(i), encode_image(render(s, 64)), "png", write_caption(s, i),
-               {"key": sample_key(i), "short_caption": short_caption(s, i), "scene": s.to_dict()})
-        for i, s in enumerate(scenes)])
-    return out
+def corpus(scene_corpus):
+    return scene_corpus(40, 64)
 
 
 @pytest.mark.integration
