@@ -12,6 +12,8 @@ from torch import nn
 from uae_data.scenes import render, sample_scene, scene_vocabulary, tokenize_words, write_caption
 from uae_train.models.decoder import Decoder, ModelLoadError, PipelineDecoder, TextConditioner, pil_to_tensor
 
+pytestmark = pytest.mark.unit
+
 H = 16  # text hidden size of the stand-in conditioner
 
 

@@ -12,6 +12,8 @@ from uae_data.scenes import parse_caption, render, sample_scene, scene_vocabular
 from uae_train.models.encoder import CAPTION_PROMPT, Encoder, ModelLoadError, mask_after_stop
 from uae_train.models.scene_tokenizer import QWEN_SPECIAL_TOKENS, UNK_TOKEN, build_scene_tokenizer
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
