@@ -129,7 +129,7 @@ def test_oracles_round_trip_a_scene_exactly():
 
 
 def test_embedding_metric_from_options_scores_oracle_at_one(folder, tmp_path):
-    from tests.tiny_geneval_models import tiny_clip
+    from benchmarks.tiny_geneval_models import tiny_clip
 
     clip_dir = tiny_clip(tmp_path / "clip")
     cfg = cfg_for(folder, limit=3, metrics=["clip"],
