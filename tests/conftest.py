@@ -1,5 +1,5 @@
-"""Shared fixtures: the repo root, a CLI runner that calls the real `uae` entry point, scene corpora built
-once per session, and photos served on 127.0.0.1."""
+"""Shared fixtures: the repo root, CLI runners (the real `uae` entry point, or `cli.app` in process), scene
+corpora built once per session, and photos served on 127.0.0.1."""
 from __future__ import annotations
 
 import os
@@ -28,6 +28,29 @@ def run_uae(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProce
 @pytest.fixture
 def uae():
     return run_uae
+
+
+class InProcessRun:
+    """Typer CliRunner's result under subprocess.CompletedProcess's field names (returncode, stdout, stderr)."""
+
+    def __init__(self, result) -> None:
+        self.returncode, self.stdout, self.stderr = result.exit_code, result.stdout, result.stderr
+
+
+def run_uae_in_process(*args: str, env: dict | None = None) -> InProcessRun:
+    """Run `uae ...` through `cli.app` in this process (Typer's CliRunner): the same parsing, output and exit
+    codes without a Python start-up. An unexpected exception propagates to the test instead of becoming exit 1.
+    Tests about the process itself (entry point, tracebacks on stderr, environment) use `uae`."""
+    from typer.testing import CliRunner
+
+    import cli
+
+    return InProcessRun(CliRunner().invoke(cli.app, list(args), env=env, catch_exceptions=False))
+
+
+@pytest.fixture
+def uae_in_process():
+    return run_uae_in_process
 
 
 @pytest.fixture(scope="session")

@@ -1,31 +1,14 @@
 """The `uae` command line as a user meets it: help, validation, exit codes.
 
-Help pages and validation run in process (Typer's CliRunner on `cli.app`: the same parsing, rich help and
+Help pages and validation run in process (`uae_in_process`, conftest.py: the same parsing, rich help and
 typer.Exit codes, without a Python start-up each); tests about the process itself (the entry point's exit
 code, no traceback on stderr, an environment without CUDA, the installed version) start the real `uae`.
 """
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
-
-import cli
 
 pytestmark = pytest.mark.integration
-
-
-class Result:
-    """CliRunner's result with the field names of subprocess.CompletedProcess."""
-
-    def __init__(self, r) -> None:
-        self.returncode, self.stdout, self.stderr = r.exit_code, r.stdout, r.stderr
-
-
-@pytest.fixture
-def uae_in_process():
-    def invoke(*args: str, env: dict | None = None) -> Result:
-        return Result(CliRunner().invoke(cli.app, list(args), env=env, catch_exceptions=False))
-    return invoke
 
 
 def test_help_lists_every_command(uae_in_process):
