@@ -19,21 +19,17 @@ Usage: python benchmarks/geneval_scoring.py [--n 64] [--real] [--port [--port-n 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from uae_eval.geneval import rules  # noqa: E402
-from uae_eval.geneval.colour import build_colourer  # noqa: E402
-from uae_eval.geneval.detectors import build_detector  # noqa: E402
-from uae_eval.geneval.generators import build_generator  # noqa: E402
-from uae_eval.geneval.prompts import load_metadata, scene_metadata_path  # noqa: E402
+from uae_eval.geneval import rules
+from uae_eval.geneval.colour import build_colourer
+from uae_eval.geneval.detectors import build_detector
+from uae_eval.geneval.generators import build_generator
+from uae_eval.geneval.prompts import load_metadata, scene_metadata_path
 
 
 def score(detector, colourer, metas, images, batch: int) -> float:
@@ -109,7 +105,7 @@ def main() -> None:
     ap.add_argument("--port", action="store_true", help="time the ported official detector vs transformers' own")
     ap.add_argument("--port-n", type=int, default=8, help="images for --port")
     args = ap.parse_args()
-    from tiny_geneval_models import tiny_clip, tiny_mask2former
+    from tiny_geneval_models import tiny_clip, tiny_mask2former  # beside this script (tests import it too)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     metas = load_metadata(scene_metadata_path())

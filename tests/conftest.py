@@ -1,10 +1,12 @@
-"""Shared fixtures: the repo root and a CLI runner that calls the real `uae` entry point."""
+"""Shared fixtures: the repo root, CLI runners (the real `uae` entry point, or `cli.app` in process), scene
+corpora built once per session, and photos served on 127.0.0.1."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -26,3 +28,61 @@ def run_uae(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProce
 @pytest.fixture
 def uae():
     return run_uae
+
+
+class InProcessRun:
+    """Typer CliRunner's result under subprocess.CompletedProcess's field names (returncode, stdout, stderr)."""
+
+    def __init__(self, result) -> None:
+        self.returncode, self.stdout, self.stderr = result.exit_code, result.stdout, result.stderr
+
+
+def run_uae_in_process(*args: str, env: dict | None = None) -> InProcessRun:
+    """Run `uae ...` through `cli.app` in this process (Typer's CliRunner): the same parsing, output and exit
+    codes without a Python start-up. An unexpected exception propagates to the test instead of becoming exit 1.
+    Tests about the process itself (entry point, tracebacks on stderr, environment) use `uae`."""
+    from typer.testing import CliRunner
+
+    import cli
+
+    return InProcessRun(CliRunner().invoke(cli.app, list(args), env=env, catch_exceptions=False))
+
+
+@pytest.fixture
+def uae_in_process():
+    return run_uae_in_process
+
+
+@pytest.fixture(scope="session")
+def scene_corpus(tmp_path_factory) -> Callable[[int, int], Path]:
+    """scene_corpus(n, image_size) -> a corpus folder as `uae build-corpus` writes it (manifests/corpus/scenes.yaml:
+    n seeded scenes, images image_size px, two shards of n/2), built once per session for each (n, image_size).
+
+    Tests only read it: a test that writes into a corpus builds its own.
+    """
+    built: dict[tuple[int, int], Path] = {}
+
+    def make(n: int, image_size: int) -> Path:
+        if (n, image_size) not in built:
+            from uae_data.core.config import load_config
+            from uae_data.corpus_config import CorpusConfig
+            from uae_data.pipeline import build
+
+            out = tmp_path_factory.mktemp(f"scenes-{n}-{image_size}px") / "corpus"
+            over = [f"source.n={n}", f"shard_size={(n + 1) // 2}", f"image_size={image_size}"]
+            build(load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", over, kind="corpus"), out, workers=1)
+            built[n, image_size] = out
+        return built[n, image_size]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def www(tmp_path_factory) -> Iterator[tuple[Path, str]]:
+    """(folder, http://127.0.0.1:PORT): the photos and bad inputs of tests/served_photos.py, served from a thread."""
+    from tests.served_photos import make_www, serve
+
+    folder = tmp_path_factory.mktemp("www")
+    make_www(folder)
+    with serve(folder) as base:
+        yield folder, base

@@ -16,7 +16,7 @@ from uae_data.captioners import CaptionerConfig, build_captioner
 from uae_data.core.errors import ModelLoadError
 from uae_data.sources import SourceItem
 
-from test_corpus_sources import CASES, TEST_OPTS, read_corpus, write_url_list, www  # noqa: F401  (fixture)
+from tests.served_photos import CASES, TEST_OPTS, read_corpus, write_url_list
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_hf_captioner_bad_model_path_is_one_line(tmp_path):
 
 
 @pytest.mark.integration
-def test_cli_urls_build_recaptioned_by_tiny_vlm(www, tmp_path, uae, tiny_vlm):  # noqa: F811
+def test_cli_urls_build_recaptioned_by_tiny_vlm(www, tmp_path, uae, tiny_vlm):
     csv = write_url_list(tmp_path / "urls.csv", www[1])
     out = tmp_path / "c"
     r = uae("build-corpus", "manifests/corpus/urls-example.yaml", *TEST_OPTS, "captioner.max_new_tokens=6",

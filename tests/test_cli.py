@@ -1,4 +1,9 @@
-"""The `uae` command line as a user meets it: help, validation, exit codes."""
+"""The `uae` command line as a user meets it: help, validation, exit codes.
+
+Help pages and validation run in process (`uae_in_process`, conftest.py: the same parsing, rich help and
+typer.Exit codes, without a Python start-up each); tests about the process itself (the entry point's exit
+code, no traceback on stderr, an environment without CUDA, the installed version) start the real `uae`.
+"""
 from __future__ import annotations
 
 import pytest
@@ -6,8 +11,8 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_help_lists_every_command(uae):
-    r = uae("--help")
+def test_help_lists_every_command(uae_in_process):
+    r = uae_in_process("--help")
     assert r.returncode == 0
     for cmd in ("build-corpus", "train", "eval", "report", "check", "validate", "demo"):
         assert cmd in r.stdout
@@ -16,42 +21,42 @@ def test_help_lists_every_command(uae):
 @pytest.mark.parametrize("cmd", [["build-corpus"], ["train", "pretrain"], ["train", "stage1"], ["train", "stage2"],
                                  ["eval", "geneval"], ["eval", "mmt-bench"], ["eval", "recon"], ["eval", "alignment"],
                                  ["report"], ["check"], ["validate"], ["demo"]])
-def test_every_command_help_has_an_example(uae, cmd):
-    r = uae(*cmd, "--help")
+def test_every_command_help_has_an_example(uae_in_process, cmd):
+    r = uae_in_process(*cmd, "--help")
     assert r.returncode == 0 and "Example: uae" in r.stdout
 
 
 @pytest.mark.parametrize("group, example", [("train", "uae train stage1 --init out/pre"),
                                             ("eval", "uae eval mmt-bench --tsv MMT-Bench_VAL.tsv --predictions")])
-def test_train_and_eval_group_pages_show_examples(uae, group, example):
-    r = uae(group, "--help", env={"COLUMNS": "200"})
+def test_train_and_eval_group_pages_show_examples(uae_in_process, group, example):
+    r = uae_in_process(group, "--help", env={"COLUMNS": "200"})
     assert r.returncode == 0 and "Examples:" in r.stdout and example in r.stdout
 
 
 @pytest.mark.parametrize("cmd", [["build-corpus"], ["train", "pretrain"], ["train", "stage2"], ["eval", "geneval"],
                                  ["eval", "recon"], ["demo"]])
-def test_manifest_overrides_are_explained_where_they_are_taken(uae, cmd):
-    r = uae(*cmd, "--help", env={"COLUMNS": "200"})
+def test_manifest_overrides_are_explained_where_they_are_taken(uae_in_process, cmd):
+    r = uae_in_process(*cmd, "--help", env={"COLUMNS": "200"})
     text = " ".join(r.stdout.split())
     assert "[MANIFEST] [key=value ...]" in text and "dotted keys reach nested sections" in text
 
 
-def test_validate_accepts_every_shipped_manifest(uae):
-    r = uae("validate")
+def test_validate_accepts_every_shipped_manifest(uae_in_process):
+    r = uae_in_process("validate")
     assert r.returncode == 0, r.stderr
     assert "manifests/corpus/scenes.yaml (corpus)" in r.stdout and "geneval-scene.yaml (geneval)" in r.stdout
 
 
-def test_validate_names_file_and_field_of_a_bad_manifest(uae, tmp_path):
+def test_validate_names_file_and_field_of_a_bad_manifest(uae_in_process, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: geneval\nimages_per_prompt: four\n")
-    r = uae("validate", str(bad))
+    r = uae_in_process("validate", str(bad))
     assert r.returncode == 2
     assert "bad.yaml: images_per_prompt: expected an integer, got 'four'" in r.stderr
 
 
-def test_override_on_command_line_is_validated(uae, tmp_path):
-    r = uae("build-corpus", "image_size=tiny", "--out", str(tmp_path / "c"))
+def test_override_on_command_line_is_validated(uae_in_process, tmp_path):
+    r = uae_in_process("build-corpus", "image_size=tiny", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "image_size: expected an integer" in r.stderr
     assert not (tmp_path / "c").exists()
 

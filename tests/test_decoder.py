@@ -16,6 +16,8 @@ from uae_train.models.image_tensors import pil_to_tensor
 from uae_train.models.pipeline_decoder import PipelineDecoder
 from uae_train.models.text_condition import TextConditioner
 
+pytestmark = pytest.mark.unit
+
 H = 16  # text hidden size of the stand-in conditioner
 
 
@@ -311,14 +313,16 @@ def test_decoder_starts_from_an_sd3_folder_with_the_empty_prompt_pooled_vector(t
 
 
 def test_sampler_paints_back_an_image_the_model_overfit():
-    """Training and sampling agree on the flow convention: overfit one image, sample it back closely."""
+    """Training and sampling agree on the flow convention: overfit one image, sample it back closely.
+
+    4 px patches (64 tokens, not 256) and 150 steps already bring the error to 0.07 of the image's variance."""
     torch.manual_seed(0)
-    dec = Decoder.tiny(16, image_size=32, seed=0, uncond_prob=0.0)
+    dec = Decoder.tiny(16, image_size=32, seed=0, uncond_prob=0.0, patch_size=4)
     x = pil_to_tensor([render(sample_scene(3), 32)])
     h, m = torch.randn(1, 4, 16), torch.ones(1, 4, dtype=torch.bool)
     opt = torch.optim.AdamW(dec.trainable_parameters(), lr=2e-3)
     dec.train()
-    for i in range(300):
+    for i in range(150):
         loss = dec.loss(x.repeat(8, 1, 1, 1), h.repeat(8, 1, 1), m.repeat(8, 1), generator=torch.Generator().manual_seed(i))
         opt.zero_grad()
         loss.backward()

@@ -16,7 +16,7 @@ TOY = ["seeds=1", "corpus_size=64", "recon_limit=8", "geneval_limit=3", "geneval
 
 
 @pytest.mark.integration
-def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae):
+def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, uae_in_process):
     r = uae("demo", *TOY, "shuffled_controls=true", "--out", str(tmp_path / "d"), timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     d = tmp_path / "d"
@@ -41,7 +41,7 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae):
     html = (d / "report.html").read_text()
     assert html.index("constant reward") < html.index("unified-grpo-stage1")  # the headline comes first
     before = (d / "report.html").stat().st_mtime_ns
-    r2 = uae("demo", *TOY, "shuffled_controls=true", "--out", str(tmp_path / "d"), timeout=900)  # everything done: only the report is rebuilt
+    r2 = uae_in_process("demo", *TOY, "shuffled_controls=true", "--out", str(tmp_path / "d"))  # everything done: only the report is rebuilt
     assert r2.returncode == 0 and "stage1 ->" not in r2.stdout and (d / "report.html").stat().st_mtime_ns >= before
 
 

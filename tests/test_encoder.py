@@ -14,6 +14,8 @@ from uae_train.models.caption_scoring import mask_after_stop
 from uae_train.models.encoder import CAPTION_PROMPT, Encoder
 from uae_train.models.scene_tokenizer import QWEN_SPECIAL_TOKENS, UNK_TOKEN, build_scene_tokenizer
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():

@@ -9,7 +9,7 @@ from uae_data.corpus_config import CorpusConfig
 from uae_data.pipeline import build
 
 from conftest import ROOT
-from test_corpus_sources import www  # noqa: F401  (fixture: photos served on 127.0.0.1)
+from tests.served_photos import CASES, check_accounting, urls_cfg, write_url_list
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,7 @@ def test_ray_engine_builds_the_same_shards_as_local_and_resumes(tmp_path, local_
 
 
 @pytest.mark.integration
-def test_ray_engine_downloads_through_img2dataset_ray_distributor(tmp_path, local_ray, www):  # noqa: F811
-    from test_corpus_sources import CASES, check_accounting, urls_cfg, write_url_list
-
+def test_ray_engine_downloads_through_img2dataset_ray_distributor(tmp_path, local_ray, www):
     csv = write_url_list(tmp_path / "urls.csv", www[1])
     manifest = build(urls_cfg(csv), tmp_path / "c", engine="ray")
     assert manifest["counts"]["input_rows"] == len(CASES) and manifest["counts"]["samples"] == 4

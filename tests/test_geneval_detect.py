@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.tiny_geneval_models import TINY_CLIP_CONFIG, tiny_clip, tiny_mask2former
+from benchmarks.tiny_geneval_models import TINY_CLIP_CONFIG, tiny_clip, tiny_mask2former
 from uae_data import scene_detect
 from uae_data.detection import Detection
 from uae_data.scenes import COLORS, Scene, SceneObject, render, sample_scene

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_geneval_models import tiny_clip, tiny_mask2former
+from benchmarks.tiny_geneval_models import tiny_clip, tiny_mask2former
 from tests.tiny_pipelines import CALL_OPTIONS, tiny_flux, tiny_sd3
 
 ROOT = Path(__file__).resolve().parents[1]

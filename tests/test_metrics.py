@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.tiny_geneval_models import tiny_clip
+from benchmarks.tiny_geneval_models import tiny_clip
 from uae_data.scenes import Scene, SceneObject, render, sample_scene
 from uae_eval.metrics import METRICS, build_metric
 from uae_eval.metrics.scene import scene_f1

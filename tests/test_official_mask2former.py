@@ -162,8 +162,8 @@ def _official_layout(folder: Path, n: int) -> None:
 
 
 @pytest.mark.integration
-def test_cli_scores_the_official_layout_with_a_checkpoint_file(tmp_path, uae):
-    from tests.tiny_geneval_models import tiny_clip
+def test_cli_scores_the_official_layout_with_a_checkpoint_file(tmp_path, uae, uae_in_process):
+    from benchmarks.tiny_geneval_models import tiny_clip
 
     ckpt = tmp_path / "mask2former_swin.pth"
     official_layout.save_checkpoint(ckpt, SMALL, seed=1)
@@ -172,7 +172,7 @@ def test_cli_scores_the_official_layout_with_a_checkpoint_file(tmp_path, uae):
     args = ["eval", "geneval", "manifests/eval/geneval-official.yaml", "--images", str(tmp_path / "images"),
             "detector.name=geneval-mask2former", f"detector.checkpoint={ckpt}", f"colour_options.model={clip}",
             "colour_options.pretrained=null", "limit=3", "images_per_prompt=1"]
-    r = uae(*args, "--out", str(tmp_path / "run"))
+    r = uae_in_process(*args, "--out", str(tmp_path / "run"))
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     det = res["extra"]["detector"]
@@ -180,7 +180,7 @@ def test_cli_scores_the_official_layout_with_a_checkpoint_file(tmp_path, uae):
     assert det["checkpoint_sha256"] == __import__("hashlib").sha256(ckpt.read_bytes()).hexdigest()
     assert det["official_compatible"] is False and res["extra"]["official_compatible"] is False  # not 743b7d99…
     assert res["n_items"] == 3
-    again = uae(*args, "--out", str(tmp_path / "again"))  # deterministic
+    again = uae(*args, "--out", str(tmp_path / "again"))  # deterministic, in another process too
     assert again.returncode == 0
     assert json.loads((tmp_path / "again" / "results.json").read_text())["metrics"] == res["metrics"]
     samples = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]

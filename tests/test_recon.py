@@ -8,11 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from uae_data.core.config import load_config
 from uae_data.core.errors import ConfigError, InputError
-from uae_data.corpus_config import CorpusConfig
-from uae_data.pipeline import build
 from uae_data.scenes import render, sample_scene
 from uae_eval.recon import ReconConfig, bootstrap_ci, derangement, run
 from uae_eval.recon_oracles import OracleCaptioner, OracleDecoder
@@ -22,12 +19,8 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    cfg = load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml",
-                      ["source.n=24", "shard_size=12", "image_size=64"], kind="corpus")
-    out = tmp_path_factory.mktemp("corpus") / "c"
-    build(cfg, out, workers=1)
-    return out
+def corpus(scene_corpus):
+    return scene_corpus(24, 64)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +129,7 @@ def test_oracles_round_trip_a_scene_exactly():
 
 
 def test_embedding_metric_from_options_scores_oracle_at_one(folder, tmp_path):
-    from tests.tiny_geneval_models import tiny_clip
+    from benchmarks.tiny_geneval_models import tiny_clip
 
     clip_dir = tiny_clip(tmp_path / "clip")
     cfg = cfg_for(folder, limit=3, metrics=["clip"],
@@ -147,13 +140,8 @@ def test_embedding_metric_from_options_scores_oracle_at_one(folder, tmp_path):
 
 
 @pytest.mark.integration
-def test_cli_recon_oracle_and_shuffled_control(tmp_path, uae):
-    from uae_data.core.config import load_config as _load
-    from uae_data.corpus_config import CorpusConfig
-    from uae_data.pipeline import build as _build
-
-    corpus = tmp_path / "c"
-    _build(_load(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", ["source.n=40", "shard_size=20"]), corpus, workers=1)
+def test_cli_recon_oracle_and_shuffled_control(tmp_path, uae, scene_corpus):
+    corpus = scene_corpus(40, 64)
     ok = uae("eval", "recon", "--data", str(corpus), "limit=30", "bootstrap=200", "--out", str(tmp_path / "o"))
     ctrl = uae("eval", "recon", "--data", str(corpus), "limit=30", "bootstrap=200", "shuffle_captions=true",
                "--out", str(tmp_path / "s"))

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from uae_data.core.config import load_config
-from uae_data.corpus_config import CorpusConfig
-from uae_data.pipeline import build
 from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
 from uae_train.stages.gen_for_und import Stage1Config, stage1
@@ -21,15 +18,15 @@ TIMING = {"rollout_s", "reward_s", "step_time_s", "images_per_s"}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A 100-scene 32 px corpus and an init run folder with a random tiny encoder and decoder."""
+def world(tmp_path_factory, scene_corpus):
+    """The 200-scene 32 px corpus of the session (as `corpus`) and an init folder with a random tiny encoder
+    and decoder."""
     root = tmp_path_factory.mktemp("grpo")
-    cfg = load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", ["source.n=100", "shard_size=100", "image_size=32"])
-    build(cfg, root / "corpus", workers=1)
     enc = Encoder.tiny(image_size=32, seed=0)
     enc.save_pretrained(root / "init" / "encoder")
     # PyTorch's init: a random decoder whose paintings differ by caption (DiT's init paints one flat image)
     Decoder.tiny(enc.hidden_size, image_size=32, seed=0, init="torch").save_pretrained(root / "init" / "decoder")
+    (root / "corpus").symlink_to(scene_corpus(200, 32), target_is_directory=True)
     return root
 
 
@@ -174,10 +171,10 @@ def test_stage2_constant_reward_control_and_resume(world, tmp_path):
 
 
 @pytest.mark.integration
-def test_cli_stage_without_init_models_is_one_line_exit_2(tmp_path, uae):
-    r = uae("train", "stage1", "--init", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"))
+def test_cli_stage_without_init_models_is_one_line_exit_2(tmp_path, uae_in_process):
+    r = uae_in_process("train", "stage1", "--init", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "no encoder/" in r.stderr + r.stdout
-    r = uae("train", "stage2", "--init", str(tmp_path), "--out", str(tmp_path / "o2"), "lr=abc")
+    r = uae_in_process("train", "stage2", "--init", str(tmp_path), "--out", str(tmp_path / "o2"), "lr=abc")
     assert r.returncode == 2 and "lr" in r.stderr + r.stdout
 
 

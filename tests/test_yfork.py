@@ -112,23 +112,12 @@ def test_a_few_training_steps_lower_both_losses():
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """40 scene samples written straight to one shard (the corpus layout `uae build-corpus` writes)."""
-    from uae_data.shards import Sample, encode_image, sample_key, write_shard
-    from uae_data.short_captions import short_caption
-
-    out = tmp_path_factory.mktemp("yf") / "corpus"
-    (out / "shards").mkdir(parents=True)
-    scenes = [sample_scene(i) for i in range(40)]
-    write_shard(out / "shards/corpus-000000.tar", [
-        Sample(sample_key(i), encode_image(render(s, 64)), "png", write_caption(s, i),
-               {"key": sample_key(i), "short_caption": short_caption(s, i), "scene": s.to_dict()})
-        for i, s in enumerate(scenes)])
-    return out
+def corpus(scene_corpus):
+    return scene_corpus(40, 64)
 
 
 @pytest.mark.integration
-def test_cli_trains_a_yfork_and_reports_its_alignment_with_pretrain_checkpoints(uae, corpus, tmp_path):
+def test_cli_trains_a_yfork_and_reports_its_alignment_with_pretrain_checkpoints(uae_in_process, corpus, tmp_path):
     from uae_data.core.config import load_config
     from uae_train.stages.pretrain import PretrainConfig, pretrain
 
@@ -137,13 +126,13 @@ def test_cli_trains_a_yfork_and_reports_its_alignment_with_pretrain_checkpoints(
                          [f"corpus={corpus}", "image_size=32", "batch_size=2", "encoder_steps=1", "decoder_steps=1",
                           "warmup_steps=1"], kind="pretrain"), pre)
     sizes = [f"{k}={v}" for k, v in TINY.items()] + ["steps=3", "batch_size=4", "limit=20", "log_every=1"]
-    r = uae("train", "yfork", "manifests/train/yfork-scene.yaml", "--corpus", str(corpus), "--out", str(tmp_path / "y"), *sizes)
+    r = uae_in_process("train", "yfork", "manifests/train/yfork-scene.yaml", "--corpus", str(corpus), "--out", str(tmp_path / "y"), *sizes)
     assert r.returncode == 0, r.stderr
     assert len((tmp_path / "y/metrics.jsonl").read_text().splitlines()) == 3
     assert json.loads((tmp_path / "y/summary.json").read_text())["name"] == "yfork"
     small = ["limit=24", "k=5", "batch_size=12"]
     for name, model in (("enc", pre / "encoder"), ("dec", pre / "decoder")):
-        r = uae("eval", "alignment", "manifests/eval/alignment-scene.yaml", "--model", str(model), "--data", str(corpus),
+        r = uae_in_process("eval", "alignment", "manifests/eval/alignment-scene.yaml", "--model", str(model), "--data", str(corpus),
                 "--out", str(tmp_path / f"a-{name}"), *small)
         assert r.returncode == 0, r.stderr
         assert "mutual kNN by layer" in r.stdout

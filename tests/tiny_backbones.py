@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from tests.tiny_geneval_models import tiny_clip
+from benchmarks.tiny_geneval_models import tiny_clip
 
 __all__ = ["tiny_clip", "tiny_longclip_file", "tiny_longclip_hf", "tiny_dinov2", "tiny_dinov3", "tiny_backbones"]
 

@@ -1,5 +1,6 @@
 """Tiny GenEval detector / colour models built from config with seeded random weights, saved the way the
-real ones are published, so tests load them through the same code path (a local folder instead of a hub name)."""
+real ones are published, so tests and benchmarks/geneval_scoring.py load them through the same code path (a
+local folder instead of a hub name). It lives here, not in tests/, so the benchmark needs no sys.path edit."""
 from __future__ import annotations
 
 import json
