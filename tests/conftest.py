@@ -80,9 +80,24 @@ def scene_corpus(tmp_path_factory) -> Callable[[int, int], Path]:
 @pytest.fixture(scope="session")
 def www(tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """(folder, http://127.0.0.1:PORT): the photos and bad inputs of tests/served_photos.py, served from a thread."""
-    from tests.served_photos import make_www, serve
+    from benchmarks.corpus_urls import serve
+    from tests.served_photos import make_www
 
     folder = tmp_path_factory.mktemp("www")
     make_www(folder)
     with serve(folder) as base:
         yield folder, base
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder with a saved tiny encoder (64 px) and decoder (32 px), as `uae train pretrain` leaves one;
+    tests only read it."""
+    from uae_train.models.decoder import Decoder
+    from uae_train.models.encoder import Encoder
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    enc = Encoder.tiny(image_size=64, seed=0)
+    enc.save_pretrained(root / "encoder")
+    Decoder.tiny(enc.hidden_size, image_size=32, seed=0).save_pretrained(root / "decoder")
+    return root

@@ -1,15 +1,10 @@
 """Photos served on 127.0.0.1 for the url-source tests: the bad inputs of a real url list (404, HTML as .jpg,
 truncated JPEG, 1x1 image, 20:1 strip, a duplicate, an unreachable host), one row each, and the checks that a
-build accounted for every row. The `www` fixture (conftest.py) serves them; no other host is ever contacted."""
+build accounted for every row. The `www` fixture (conftest.py) serves them on 127.0.0.1 (benchmarks/corpus_urls.serve); no other host is ever contacted."""
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import io
-import threading
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import skimage.data
@@ -47,24 +42,6 @@ def make_www(folder: Path) -> None:
     (folder / "page.jpg").write_text("<!doctype html><html><body>not an image</body></html>")
     Image.new("RGB", (1, 1), (9, 9, 9)).save(folder / "pixel.png")
     Image.new("RGB", (400, 20), (200, 30, 30)).save(folder / "strip.png")
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve(folder: Path) -> Iterator[str]:
-    """http://127.0.0.1:PORT serving `folder` from a thread (no other host is ever contacted)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # (path, caption, expected status, expected reason fragment); row order is the csv's order

@@ -8,25 +8,14 @@ import pytest
 from uae_data.core.config import load_config
 from uae_data.corpus_config import CorpusConfig
 from uae_data.pipeline import build
-from uae_train.models.decoder import Decoder
-from uae_train.models.encoder import Encoder
 
 from conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    enc = Encoder.tiny(image_size=64, seed=0)
-    enc.save_pretrained(root / "encoder")
-    Decoder.tiny(enc.hidden_size, image_size=32, seed=0).save_pretrained(root / "decoder")
-    return root
-
-
-def test_mmt_bench_model_path_runs_a_tiny_vlm_end_to_end(saved_models, tmp_path, uae):
-    r = uae("eval", "mmt-bench", "--model", str(saved_models / "encoder"), "limit=4", "--out", str(tmp_path / "m"))
+def test_mmt_bench_model_path_runs_a_tiny_vlm_end_to_end(tiny_run, tmp_path, uae):
+    r = uae("eval", "mmt-bench", "--model", str(tiny_run / "encoder"), "limit=4", "--out", str(tmp_path / "m"))
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "m/results.json").read_text())
     assert res["n_items"] == 4 and 0.0 <= res["metrics"]["overall"] <= 1.0
@@ -34,11 +23,11 @@ def test_mmt_bench_model_path_runs_a_tiny_vlm_end_to_end(saved_models, tmp_path,
     assert all("prediction" in s and "hit" in s for s in samples)
 
 
-def test_recon_runs_tiny_encoder_and_decoder_end_to_end(saved_models, tmp_path, uae):
+def test_recon_runs_tiny_encoder_and_decoder_end_to_end(tiny_run, tmp_path, uae):
     corpus = tmp_path / "c"
     build(load_config(CorpusConfig, ROOT / "manifests/corpus/scenes.yaml", ["source.n=6", "shard_size=6"]), corpus, workers=1)
-    r = uae("eval", "recon", "--data", str(corpus), "limit=3", "bootstrap=50", "--encoder", str(saved_models / "encoder"),
-            "--decoder", str(saved_models / "decoder"), "--steps", "2", "--out", str(tmp_path / "r"))
+    r = uae("eval", "recon", "--data", str(corpus), "limit=3", "bootstrap=50", "--encoder", str(tiny_run / "encoder"),
+            "--decoder", str(tiny_run / "decoder"), "--steps", "2", "--out", str(tmp_path / "r"))
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "r/results.json").read_text())
     assert res["n_items"] == 3 and {"scene", "psnr", "ssim"} <= set(res["metrics"])

@@ -8,7 +8,6 @@ import torch
 from uae_data.core.errors import InputError
 from uae_train.evaluation.autoencoder import text_to_image
 from uae_train.models.decoder import Decoder
-from uae_train.models.encoder import Encoder
 from uae_train.models.factory import TINY, load_decoder, load_encoder, load_pair
 from uae_train.models.painting import paint
 
@@ -16,17 +15,8 @@ pytestmark = pytest.mark.unit
 TEXTS = ["a red cross", "a blue ring left of a green star", "a small yellow square"]
 
 
-@pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
-    enc = Encoder.tiny(image_size=48, seed=0)
-    enc.save_pretrained(root / "encoder")
-    Decoder.tiny(enc.hidden_size, image_size=32, seed=0).save_pretrained(root / "decoder")
-    return root
-
-
-def test_load_pair_gives_the_saved_models_on_the_device_in_eval_mode(run_folder):
-    encoder, decoder = load_pair(run_folder, "cpu")
+def test_load_pair_gives_the_saved_models_on_the_device_in_eval_mode(tiny_run):
+    encoder, decoder = load_pair(tiny_run, "cpu")
     assert not encoder.model.training and not decoder.training
     assert encoder.device == decoder.device == torch.device("cpu")
     saved = Decoder.tiny(encoder.hidden_size, image_size=32, seed=0)
@@ -48,8 +38,8 @@ def test_tiny_refs_build_the_seeded_tiny_models_in_eval_mode():
         assert torch.equal(a, b)
 
 
-def test_paint_is_the_batched_encode_then_generate_sequence_and_batch_free(run_folder):
-    encoder, decoder = load_pair(run_folder, "cpu")
+def test_paint_is_the_batched_encode_then_generate_sequence_and_batch_free(tiny_run):
+    encoder, decoder = load_pair(tiny_run, "cpu")
     seeds = [5, 6, 7]
     with torch.no_grad():
         hidden, mask = decoder.reader(encoder).encode_text(TEXTS[:2], max_length=16)
