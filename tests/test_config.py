@@ -72,3 +72,25 @@ def test_validate_manifest_requires_known_kind(tmp_path):
         validate_manifest(write(tmp_path, "seed: 1\n"))
     with pytest.raises(ConfigError, match="unknown kind 'nope'"):
         validate_manifest(write(tmp_path, "kind: nope\n", "n.yaml"))
+
+
+@pytest.mark.unit
+def test_check_options_takes_names_and_types_from_the_constructor_it_feeds():
+    from dataclasses import dataclass
+
+    from uae_data.core.config import check_options
+
+    def build(width: int, mode: str = "a", *args, scale: float = 1.0, **kw) -> None: ...
+
+    @dataclass
+    class Extra:
+        depth: int = 2
+
+    assert check_options("opts", {"width": 3, "scale": 2, "depth": 4}, build, Extra) == {"width": 3, "scale": 2.0,
+                                                                                         "depth": 4}
+    with pytest.raises(ConfigError, match=r"unknown key 'opts\.widht' \(known: depth, mode, scale, width\)"):
+        check_options("opts", {"widht": 3}, build, Extra)
+    with pytest.raises(ConfigError, match=r"opts\.width: expected an integer"):
+        check_options("opts", {"width": "3"}, build)
+    with pytest.raises(ConfigError, match=r"unknown key 'opts\.mode'"):
+        check_options("opts", {"mode": "b"}, build, exclude=("mode",))  # set by the caller, not the manifest
