@@ -3,8 +3,10 @@ corpora built once per session, and photos served on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -16,6 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_wandb_debris() -> Iterator[None]:
+    """wandb makes two temp folders (tmp*wandb-media, tmp*wandb-artifacts) in every process that imports it and
+    never removes them (8 pairs a suite run); remove the ones made during this run (a CI run once filled /tmp)."""
+    root = Path(tempfile.gettempdir())
+    before = set(root.glob("tmp*wandb-*"))
+    yield
+    for folder in set(root.glob("tmp*wandb-*")) - before:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_uae(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
