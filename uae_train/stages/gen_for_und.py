@@ -14,9 +14,9 @@ spirit; here it is simply a copy, which the tiny and 3B encoders both afford.
 Why not TRL's GRPOTrainer (DESIGN.md suggests it where it fits): its reward call gets completions but
 no place to run a second, frozen model on the same device with group-shared noise seeds, and its
 generation path goes through the processor's chat template with `generate` kwargs we control ourselves
-(suppressed vision tokens, sampled token ids scored as sampled). The loop below is ~150 lines on the
-same formulas (`grpo.py` is tested against TRL's definitions), shares checkpoint/resume/eval code with
-stage 2, and resumes bit for bit on CPU.
+(suppressed vision tokens, sampled token ids scored as sampled). Stage 1 is a set of hooks (`Stage1`) into
+the one RL loop both stages share (`uae_train.training.rl_loop`: run folder, resume, evals, checkpoints), on
+the same formulas (`grpo.py` is tested against TRL's definitions); it resumes bit for bit on CPU.
 """
 from __future__ import annotations
 

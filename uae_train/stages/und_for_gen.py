@@ -6,7 +6,8 @@ fewer rollout steps than inference steps; reward = similarity(original, painting
 Flow-GRPO (per-group mean, batch std, clipped) or TRL's per-group; then, for the trained steps of each
 trajectory, the clipped objective on the stored transitions plus β·KL to the reference decoder (the
 initial weights: LoRA disabled, or a frozen copy for a full fine-tune). No library does GRPO for
-diffusers models (DESIGN.md), so this loop is ours; the formulas are tested in grpo.py / flow_sde.py.
+diffusers models, so this stage is ours: hooks (`Stage2`) into the shared RL loop
+(`uae_train.training.rl_loop`); the formulas are tested in grpo.py / flow_sde.py.
 """
 from __future__ import annotations
 
