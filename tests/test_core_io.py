@@ -6,7 +6,7 @@ import torch
 
 from uae_data.core.device import default_device, resolve_device
 from uae_data.core.errors import ConfigError
-from uae_data.core.io import (atomic_write, atomic_write_bytes, atomic_write_text, read_jsonl, truncate_jsonl,
+from uae_data.core.io import (atomic_write, atomic_write_text, read_jsonl, truncate_jsonl,
                               write_jsonl)
 
 pytestmark = pytest.mark.unit
@@ -31,7 +31,7 @@ def test_atomic_write_text_and_bytes_replace_the_file_and_create_its_folder(tmp_
     assert text.read_text() == '{"x": 1}\n'
     atomic_write_text(text, "second\n")
     assert text.read_text() == "second\n"
-    data = atomic_write_bytes(tmp_path / "b.bin", b"\x00\xff")
+    data = atomic_write(tmp_path / "b.bin", lambda f: f.write(b"\x00\xff"), binary=True)
     assert data.read_bytes() == b"\x00\xff"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b.bin", "sizes.json"]
 

@@ -37,10 +37,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text))
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda f: f.write(data), binary=True)
-
-
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The rows of a JSON-lines file ([] when it does not exist)."""
     path = Path(path)

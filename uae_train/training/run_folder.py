@@ -14,6 +14,7 @@ from uae_data import distributed
 from uae_data.core.config import dump_yaml, to_dict
 from uae_data.core.errors import ConfigError, InputError
 from uae_data.core.io import atomic_write_text, truncate_jsonl
+from uae_train.training.checkpoint import load_checkpoint
 
 
 def prepare_run(out: Path, cfg: Any, kind: str, resume: bool, main: bool = True) -> bool:
@@ -80,8 +81,6 @@ def main_only(dist, fn, *args, **kwargs):
 def restore(out: Path, ckpt: Path, module, optimizer, scheduler, resume: bool) -> tuple[int, int]:
     """(step, samples seen) to continue from: the last checkpoint on --resume (logs cut back to it), else (0, 0).
     Every rank of a multi-process run loads the checkpoint; rank 0 cuts the logs."""
-    from uae_train.training.checkpoint import load_checkpoint
-
     dist = distributed.current()
     step, seen = 0, 0
     if resume and ckpt.exists():
