@@ -22,6 +22,8 @@ class SourceConfig:
     n: int = help_field(10000, help="scenes: number of items to produce (other sources: use limit)")
     min_objects: int = help_field(1, help="scenes: fewest objects per scene")
     max_objects: int = help_field(6, help="scenes: most objects per scene (the 3x3 grid holds 9)")
+    prompt_scenes: float = help_field(0.0, help="scenes: share of items drawn from a short GenEval-style prompt (exactly "
+                                                "the objects it names; the prompt is the item's short caption)")
     url_col: str = help_field("url", help="urls: column holding the image URL")
     caption_col: str | None = help_field("caption", help="urls/parquet/shards: column (or shard field) of the source caption; missing column = no caption")
     image_col: str = help_field("image", help="parquet: column of image bytes, a path (relative to the table) or an HF {bytes, path} struct")
@@ -34,6 +36,8 @@ class SourceConfig:
             raise ValueError(f"source.n must be >= 1, got {self.n}")
         if not 1 <= self.min_objects <= self.max_objects <= 9:
             raise ValueError("source.min_objects/max_objects must satisfy 1 <= min <= max <= 9")
+        if not 0.0 <= self.prompt_scenes <= 1.0:
+            raise ValueError(f"source.prompt_scenes must be in [0, 1], got {self.prompt_scenes}")
         if self.name != "scenes" and not self.input:
             raise ValueError(f"source.input is required for source '{self.name}' (a path; CLI --input)")
         from uae_data.sources.options import check_source_options

@@ -1,12 +1,13 @@
 """The embedded default source: seeded scenes of the scene world, rendered on the fly."""
 from __future__ import annotations
 
+import random
 from typing import Iterator
 
 import numpy as np
 
 from uae_data import scenes
-from uae_data.short_captions import short_caption
+from uae_data.short_captions import prompt_scene, short_caption
 from uae_data.sources.base import SOURCES, SourceConfig, SourceContext, SourceItem
 
 
@@ -30,7 +31,12 @@ class SceneSource:
 
     def items(self, start: int, stop: int) -> Iterator[SourceItem]:
         for i in range(start, min(stop, len(self))):
-            scene = scenes.sample_scene(item_rng(self.seed, i), self.cfg.min_objects, self.cfg.max_objects)
-            # The source caption is a short GenEval-style prompt true of the scene (kept as short_caption).
-            yield SourceItem(index=i, image=scenes.render(scene, self.size), caption=short_caption(scene, self.seed * 1_000_003 + i),
-                             meta={"scene": scene})
+            seed = self.seed * 1_000_003 + i
+            # its own generator, drawn only when asked, so corpora without prompt scenes stay as they were
+            if self.cfg.prompt_scenes and np.random.default_rng([self.seed, i, 1]).random() < self.cfg.prompt_scenes:
+                scene, caption = prompt_scene(random.Random(seed))
+            else:
+                scene = scenes.sample_scene(item_rng(self.seed, i), self.cfg.min_objects, self.cfg.max_objects)
+                # The source caption is a short GenEval-style prompt true of the scene (kept as short_caption).
+                caption = short_caption(scene, seed)
+            yield SourceItem(index=i, image=scenes.render(scene, self.size), caption=caption, meta={"scene": scene})
