@@ -188,3 +188,44 @@ def test_short_captions_are_true_of_their_scene_under_geneval_rules():
         ok, reason = evaluate(meta, filter_detections(meta, dets))
         assert ok, (text, reason, scene)
     assert seen == {"counting", "position", "color_attr", "single_object"}
+
+
+@pytest.mark.unit
+def test_prompt_scenes_show_exactly_what_their_prompt_names(tmp_path):
+    """prompt_scene covers GenEval's six forms; its scene holds only the prompt's objects, and the scene
+    detector judges each rendering correct for its prompt; the source option mixes them in at the asked share
+    and leaves the other items as they were without it."""
+    import random
+
+    from uae_data.short_captions import FORMS, prompt_scene
+    from uae_eval.geneval.prompts import prompt_metadata
+    from uae_eval.geneval.reward import GenEvalReward
+
+    images, metas = [], []
+    for i in range(180):
+        scene, prompt = prompt_scene(random.Random(i))
+        meta = prompt_metadata(prompt, scenes.SHAPES)
+        assert meta is not None, prompt
+        wanted = sum(item["count"] for item in meta["include"])
+        assert len(scene.objects) == wanted, (prompt, scene)
+        images.append(scenes.render(scene, 48))
+        metas.append(meta)
+    assert {m["tag"] for m in metas} == set(FORMS)
+    assert GenEvalReward()(images, metas).tolist() == [1.0] * len(metas)
+
+    plain = list(shards.iter_samples(_built(tmp_path / "plain", small_cfg())))
+    mixed = list(shards.iter_samples(_built(tmp_path / "mixed", small_cfg(**{"source.prompt_scenes": 0.5}))))
+    from_prompt = [m for p, m in zip(plain, mixed) if p["caption"] != m["caption"]]
+    assert 30 <= len(from_prompt) <= 90  # about half of 120
+    for s in from_prompt:
+        meta = prompt_metadata(s["meta"]["short_caption"], scenes.SHAPES)
+        assert len(s["meta"]["scene"]["objects"]) == sum(item["count"] for item in meta["include"])
+    same = [(p, m) for p, m in zip(plain, mixed) if p["caption"] == m["caption"]]
+    assert all(p["meta"] == m["meta"] for p, m in same) and len(same) + len(from_prompt) == 120
+    with pytest.raises(ValueError, match="prompt_scenes"):
+        small_cfg(**{"source.prompt_scenes": 1.5})
+
+
+def _built(out, cfg):
+    build(cfg, out, workers=1)
+    return out
