@@ -78,34 +78,6 @@ def test_word_order_binds_words_to_their_place_and_is_a_plain_mean_at_init(tmp_p
     assert back.config.word_order == 8 and torch.equal(back.connector.word_order.weight, dec.connector.word_order.weight)
 
 
-def test_word_context_binds_neighbouring_words_and_is_the_plain_reader_at_init(tmp_path):
-    enc = Encoder.tiny(image_size=48)
-    dec = Decoder.tiny(enc.hidden_size, image_size=48, patch_size=16, text_input="sentences",
-                       vocab_size=len(enc.tokenizer), word_context=3)
-    plain = SentenceReader(dec.connector.words, enc.tokenizer, dec.connector.sentence_norm)
-    a, b = "a photo of a red cross and a blue ring.", "a photo of a blue cross and a red ring."
-    windowed = dec.reader(enc)
-    assert torch.allclose(windowed.encode_text([a])[0], plain.encode_text([a])[0])  # zero-initialised
-    assert torch.allclose(plain.encode_text([a])[0], plain.encode_text([b])[0])  # a bag of words: same
-    with torch.no_grad():
-        dec.connector.word_context[2].weight.normal_(std=0.1)
-    assert not torch.allclose(windowed.encode_text([a])[0], windowed.encode_text([b])[0], atol=1e-3)
-    # padding adds nothing: a caption reads the same alone and beside a longer one
-    alone = windowed.encode_text([a])[0]
-    batched, keep = windowed.encode_text([a, a + " " + b])
-    assert torch.allclose(alone[0], batched[0, :alone.shape[1]], atol=1e-5)
-    # gradients reach the window once its projection is non-zero
-    windowed.encode_text([a])[0][..., 0].sum().backward()  # (a plain sum of LayerNorm outputs has no gradient)
-    assert dec.connector.word_context[0].weight.grad.abs().sum() > 0
-    dec.save_pretrained(tmp_path / "dec")
-    back = Decoder.from_pretrained(tmp_path / "dec", text_hidden_size=enc.hidden_size)
-    assert back.config.word_context == 3
-    assert torch.equal(back.connector.word_context[2].weight, dec.connector.word_context[2].weight)
-    with pytest.raises(ValueError, match="word_context"):
-        Decoder.tiny(enc.hidden_size, image_size=48, patch_size=16, text_input="sentences",
-                     vocab_size=len(enc.tokenizer), word_context=2)
-
-
 def test_sentence_end_table_matches_tokens_that_end_in_a_full_stop():
     enc = Encoder.tiny(image_size=48)
     table = sentence_end_table(enc.tokenizer, len(enc.tokenizer))

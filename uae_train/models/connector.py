@@ -20,7 +20,7 @@ class Connector(nn.Module):
     """
 
     def __init__(self, text_hidden_size: int, context_dim: int, mult: int = 2, vocab_size: int = 0,
-                 word_order: int = 0, word_context: int = 0) -> None:
+                 word_order: int = 0) -> None:
         super().__init__()
         if vocab_size:  # text_input sentences: the decoder's own word table (sentence_reader.py)
             self.words = nn.Embedding(vocab_size, text_hidden_size)
@@ -30,12 +30,6 @@ class Connector(nn.Module):
             if word_order:  # a word's place in its sentence scales its embedding: 1 + order[i] (zero at init)
                 self.word_order = nn.Embedding(word_order, text_hidden_size)
                 nn.init.zeros_(self.word_order.weight)
-            if word_context:  # each word also sees its neighbours: word + proj(GELU(conv(words))), proj zero at init
-                self.word_context = nn.Sequential(
-                    nn.Conv1d(text_hidden_size, text_hidden_size, word_context, padding=word_context // 2),
-                    nn.GELU(), nn.Conv1d(text_hidden_size, text_hidden_size, 1))
-                nn.init.zeros_(self.word_context[2].weight)
-                nn.init.zeros_(self.word_context[2].bias)
         self.text_hidden_size = text_hidden_size
         self.context_dim = context_dim
         self.mult = mult

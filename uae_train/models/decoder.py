@@ -61,10 +61,6 @@ class DecoderConfig:
         "help": "text_input sentences: places in a sentence that get their own learned scale (word i's embedding "
                 "times 1 + order[i]), so a sentence mean binds words to their places ('a red cross and a blue "
                 "ring'); 0 = a plain bag of words"})
-    word_context: int = field(default=0, metadata={
-        "help": "text_input sentences: width (odd) of a learned window over neighbouring words added to each word "
-                "before the sentence mean (word + proj(GELU(conv))), so 'red cross' and 'cross left of' become "
-                "features of their own and bind a colour to its shape, a shape to its side; 0 = off"})
     phrases: bool = field(default=False, metadata={
         "help": "text_input sentences: also cut sentences into object phrases (after 'and' and commas, before "
                 "'left of' / 'right of' / 'above' / 'below'), one context token each, so 'a red cross and a blue "
@@ -97,8 +93,6 @@ class DecoderConfig:
             raise ValueError(f"text_input {self.text_input!r}: expected states or sentences")
         if self.word_order < 0:
             raise ValueError(f"word_order {self.word_order}: expected >= 0")
-        if self.word_context < 0 or (self.word_context and self.word_context % 2 == 0):
-            raise ValueError(f"word_context {self.word_context}: expected 0 or an odd width (3, 5, ...)")
         if self.text_input == "sentences" and self.vocab_size <= 0:
             raise ValueError("text_input sentences needs vocab_size > 0 (the encoder tokenizer's size)")
         if self.prediction not in ("v", "x"):
@@ -134,8 +128,7 @@ class Decoder(TextConditioning, FlowMatchingLoss, FlowSampling, nn.Module):
         dims = transformer.config
         self.connector = Connector(config.text_hidden_size, dims.joint_attention_dim, config.connector_mult,
                                    vocab_size=config.vocab_size if config.text_input == "sentences" else 0,
-                                   word_order=config.word_order if config.text_input == "sentences" else 0,
-                                   word_context=config.word_context if config.text_input == "sentences" else 0)
+                                   word_order=config.word_order if config.text_input == "sentences" else 0)
         if pooled is None:
             pooled = torch.zeros(dims.pooled_projection_dim)
         if pooled.shape != (dims.pooled_projection_dim,):

@@ -11,9 +11,7 @@ after 200 steps; one token per sentence (mean of trainable word embeddings) 0.12
 sentence's bag of words carries its cell words and its attributes together, and a cell's image token finds
 its sentence by one attention lookup. What a plain mean loses is word order inside a sentence ("a circle
 left of a square" and "a square left of a circle" read alike), which matters for short GenEval-style
-prompts; `word_order` scales each word by a learned vector of its place in the sentence before the mean,
-and `word_context` adds to each word a learned feature of its neighbours (a small convolution, as n-gram
-text classifiers do), so "red cross" is more than "red" plus "cross".
+prompts; `word_order` scales each word by a learned vector of its place in the sentence before the mean.
 
 The embedding table is `decoder.connector.words` and each sentence mean goes through
 `decoder.connector.sentence_norm` (a LayerNorm; both saved with the connector); the tokenizer is the
@@ -92,11 +90,9 @@ class SentenceReader:
     """A `TextConditioner` (encode_text) over the decoder's word table: one state per caption sentence."""
 
     def __init__(self, words: nn.Embedding, tokenizer, norm: nn.Module | None = None,
-                 order: nn.Embedding | None = None, phrases: bool = False,
-                 context: nn.Module | None = None) -> None:
+                 order: nn.Embedding | None = None, phrases: bool = False) -> None:
         self.words = words
         self.order = order
-        self.context = context
         self.norm = norm if norm is not None else nn.Identity()
         self.tokenizer = tokenizer
         self.ends = sentence_end_table(tokenizer, words.num_embeddings)
@@ -131,9 +127,6 @@ class SentenceReader:
         if self.order is not None:
             place = place_in_sentence(ends, mask).clamp_max(self.order.num_embeddings - 1)
             states = states * (1 + self.order(place))
-        if self.context is not None:  # (B, T, W) -> conv over T; padding is zeroed so it adds nothing
-            states = states * mask[..., None].to(states.dtype)
-            states = states + self.context(states.transpose(1, 2)).transpose(1, 2)
         pooled, keep = sentence_pool(states, ends, mask)
         pooled = self.norm(pooled) * keep[..., None].to(pooled.dtype)
         return (pooled, keep, n_cut) if return_truncated else (pooled, keep)

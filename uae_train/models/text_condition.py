@@ -52,7 +52,6 @@ class TextConditioning:
         if cached is None or cached.tokenizer is not tokenizer:
             cached = SentenceReader(self.connector.words, tokenizer, self.connector.sentence_norm,
                                     order=getattr(self.connector, "word_order", None),
-                                    context=getattr(self.connector, "word_context", None),
                                     phrases=self.config.phrases)
             object.__setattr__(self, "_sentence_reader", cached)  # not a submodule: the table already is
         return cached
