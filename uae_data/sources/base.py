@@ -23,7 +23,8 @@ class SourceConfig:
     min_objects: int = help_field(1, help="scenes: fewest objects per scene")
     max_objects: int = help_field(6, help="scenes: most objects per scene (the 3x3 grid holds 9)")
     prompt_scenes: float = help_field(0.0, help="scenes: share of items drawn from a short GenEval-style prompt (exactly "
-                                                "the objects it names; the prompt is the item's short caption)")
+                                                "the objects it names; the prompt is the item's short caption); when > 0, only these "
+                                                "items carry a short caption")
     url_col: str = help_field("url", help="urls: column holding the image URL")
     caption_col: str | None = help_field("caption", help="urls/parquet/shards: column (or shard field) of the source caption; missing column = no caption")
     image_col: str = help_field("image", help="parquet: column of image bytes, a path (relative to the table) or an HF {bytes, path} struct")

@@ -38,5 +38,7 @@ class SceneSource:
             else:
                 scene = scenes.sample_scene(item_rng(self.seed, i), self.cfg.min_objects, self.cfg.max_objects)
                 # The source caption is a short GenEval-style prompt true of the scene (kept as short_caption).
-                caption = short_caption(scene, seed)
+                # Beside prompt scenes a random scene keeps none: a five-word prompt for a six-object scene
+                # taught the decoder to answer short prompts with crowded scenes.
+                caption = None if self.cfg.prompt_scenes else short_caption(scene, seed)
             yield SourceItem(index=i, image=scenes.render(scene, self.size), caption=caption, meta={"scene": scene})
