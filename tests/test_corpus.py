@@ -203,7 +203,7 @@ def test_prompt_scenes_show_exactly_what_their_prompt_names(tmp_path):
 
     images, metas = [], []
     for i in range(180):
-        scene, prompt = prompt_scene(random.Random(i))
+        scene, prompt = prompt_scene(random.Random(i), layout=("fixed", "random")[i % 2])
         meta = prompt_metadata(prompt, scenes.SHAPES)
         assert meta is not None, prompt
         wanted = sum(item["count"] for item in meta["include"])
@@ -211,6 +211,8 @@ def test_prompt_scenes_show_exactly_what_their_prompt_names(tmp_path):
         images.append(scenes.render(scene, 48))
         metas.append(meta)
     assert {m["tag"] for m in metas} == set(FORMS)
+    lone = [prompt_scene(random.Random(i)) for i in range(40)]
+    assert {(o.row, o.col) for s, p in lone if len(s.objects) == 1 for o in s.objects} == {(1, 1)}  # framed
     assert GenEvalReward()(images, metas).tolist() == [1.0] * len(metas)
 
     plain = list(shards.iter_samples(_built(tmp_path / "plain", small_cfg())))

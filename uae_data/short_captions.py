@@ -71,42 +71,56 @@ FORMS = ("single_object", "colors", "two_object", "counting", "position", "color
 _SIDES = {"left of": (0, -1), "right of": (0, 1), "above": (-1, 0), "below": (1, 0)}
 
 
-def prompt_scene(rng: random.Random) -> tuple[Scene, str]:
+# where a fixed layout puts the prompt's objects, by count (prompt order, left to right, then top to bottom)
+FIXED_CELLS = {1: [(1, 1)], 2: [(1, 0), (1, 2)], 3: [(1, 0), (1, 1), (1, 2)], 4: [(0, 0), (0, 2), (2, 0), (2, 2)]}
+
+
+def prompt_scene(rng: random.Random, layout: str = "fixed") -> tuple[Scene, str]:
     """A short prompt in one of GenEval's six forms (drawn evenly) and a scene of exactly what it names.
 
     Why: a short prompt written for a random 1-6-object scene ("a photo of a cross" for a cross among five
     other objects) asks the decoder to invent every object it does not name, and the scene-world DiT answered
-    GenEval prompts with random scenes. A photo captioned "a photo of a cross" shows a cross; these scenes
-    show the prompt's objects at random cells, colours and sizes, and nothing else.
+    GenEval prompts with crowded random scenes. A photo captioned "a photo of a cross" shows a cross, framed:
+    with `layout` fixed, a lone object sits in the centre cell, two or three along the middle row in prompt
+    order, four in the corners, and a relation's pair along the middle row or column. With `layout` random
+    (cells drawn at random) the demo DiT could not choose a cell for an unplaced object and painted faint
+    ghosts in all nine (docs/scene-world-learning.md). Colours and sizes the prompt leaves open stay random.
     """
     from uae_data.scenes import COLORS, GRID, SHAPES, SIZES
 
+    if layout not in ("fixed", "random"):
+        raise ValueError(f"layout {layout!r}: expected fixed or random")
     cells = [(r, c) for r in range(GRID) for c in range(GRID)]
     form = rng.choice(FORMS)
+
+    def place(n: int) -> list[tuple[int, int]]:
+        return list(FIXED_CELLS[n]) if layout == "fixed" else rng.sample(cells, n)
 
     def obj(shape: str, cell: tuple[int, int], color: str | None = None) -> SceneObject:
         return SceneObject(shape, color or rng.choice(list(COLORS)), rng.choice(list(SIZES)), *cell)
 
     if form in ("single_object", "colors"):
-        o = obj(rng.choice(SHAPES), rng.choice(cells))
+        o = obj(rng.choice(SHAPES), place(1)[0])
         name = f"{o.color} {o.shape}" if form == "colors" else o.shape
         return Scene((o,)), f"a photo of {with_article(name)}"
     if form == "counting":
         n, shape = rng.choice(sorted(NUMBERS)[:3]), rng.choice(SHAPES)  # GenEval-scene counts two to four
-        objs = tuple(obj(shape, cell) for cell in rng.sample(cells, n))
+        objs = tuple(obj(shape, cell) for cell in place(n))
         return Scene(objs), f"a photo of {NUMBERS[n]} {plural(shape)}"
     a_shape, b_shape = rng.sample(SHAPES, 2)
     if form == "position":
         rel = rng.choice(sorted(_SIDES))
         dr, dc = _SIDES[rel]
-        b_cell = rng.choice([(r, c) for r, c in cells if 0 <= r + dr < GRID and 0 <= c + dc < GRID])
-        steps = [k for k in range(1, GRID) if 0 <= b_cell[0] + k * dr < GRID and 0 <= b_cell[1] + k * dc < GRID]
-        k = rng.choice(steps)
-        a_cell = (b_cell[0] + k * dr, b_cell[1] + k * dc)
+        if layout == "fixed":  # across the centre: "left of" puts a in the middle left cell, b in the middle right
+            a_cell, b_cell = (1 + dr, 1 + dc), (1 - dr, 1 - dc)
+        else:
+            b_cell = rng.choice([(r, c) for r, c in cells if 0 <= r + dr < GRID and 0 <= c + dc < GRID])
+            k = rng.choice([k for k in range(1, GRID) if 0 <= b_cell[0] + k * dr < GRID and 0 <= b_cell[1] + k * dc < GRID])
+            a_cell = (b_cell[0] + k * dr, b_cell[1] + k * dc)
         a, b = obj(a_shape, a_cell), obj(b_shape, b_cell)
         assert _relation(a, b) == rel
         return Scene((a, b)), f"a photo of {with_article(a_shape)} {rel} {with_article(b_shape)}"
-    a_cell, b_cell = rng.sample(cells, 2)
+    a_cell, b_cell = place(2)
     a, b = obj(a_shape, a_cell), obj(b_shape, b_cell)
     if form == "two_object":
         return Scene((a, b)), f"a photo of {with_article(a_shape)} and {with_article(b_shape)}"
