@@ -48,11 +48,14 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, ua
 @pytest.mark.integration
 def test_demo_from_scratch_pretrains_and_two_seeds_give_an_interval(tmp_path, uae):
     toy = TOY + ["pretrain=[encoder_steps=2, decoder_steps=2, batch_size=4, decoder_batch_size=4, warmup_steps=1]",
-                 "controls=false"]
+                 "controls=false", "pretrain_corpus=[source.n=120, shard_size=60]"]
     r = uae("demo", *toy, "--seeds", "2", "--from-scratch", "--out", str(tmp_path / "d"), timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     d = tmp_path / "d"
     assert (d / "pre/metrics.jsonl").exists() and (d / "seed-1/s2/decoder").exists()
+    pre_corpus = json.loads((d / "pretrain-corpus/manifest.json").read_text())
+    assert pre_corpus["counts"]["samples"] == 120  # the pretraining corpus, with its prompt scenes
+    assert "pretrain-corpus" in (d / "pre/config.yaml").read_text()
     assert not (d / "s1-constant").exists()
     head = json.loads((d / "headline.json").read_text())
     row = next(row for row in head["rows"] if row["metric"].startswith("GenEval-scene"))
@@ -76,3 +79,18 @@ def test_shipped_scene_models_load_with_provenance_and_see_colour_and_cell():
     texts = enc.caption([scenes.render(s, 48) for s in truths], sample=False, max_new_tokens=192)
     m = aggregate([score_caption(t, s) for t, s in zip(texts, truths)])
     assert m["occupancy"] > 0.9 and m["color"] > 0.8, m  # a blind encoder: ~0.6 and ~0.1
+
+
+@pytest.mark.unit
+def test_demo_overrides_with_a_typo_fail_before_any_work():
+    from uae_data.core.config import load_config
+    from uae_data.core.errors import ConfigError
+    from uae_train.demo import DemoConfig
+
+    manifest = ROOT / "manifests/demo/scene-cpu.yaml"
+    assert load_config(DemoConfig, manifest, ["pretrain_corpus=[source.n=500]"], kind="demo").pretrain_corpus
+    for bad, where in (("pretrain_corpus=[source.prompt_scene=0.2]", "pretrain_corpus"),
+                       ("pretrain_corpus=[source.prompt_scenes=2]", "pretrain_corpus"),
+                       ("stage2=[lr_typo=1]", "stage2")):
+        with pytest.raises((ConfigError, ValueError), match=where):
+            load_config(DemoConfig, manifest, [bad], kind="demo")

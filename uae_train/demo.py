@@ -6,7 +6,7 @@ encoder (trained on a constant image), object-free images (the `noise` generator
 GenEval, and shuffled captions for the decoder (caption reliance). Every step writes its own folder
 under OUT and is skipped when its result is already there, so re-running the same command continues.
 
-Layout: corpus/ heldout/ pre/ s1/ s2/ s1-constant/ s2-constant/ (s1-shuffled/ s2-shuffled/ with
+Layout: corpus/ heldout/ (pretrain-corpus/ with from_scratch) pre/ s1/ s2/ s1-constant/ s2-constant/ (s1-shuffled/ s2-shuffled/ with
 shuffled_controls) eval/<label>/<benchmark>/ (seed 0);
 seed-<k>/ holds the same for seed k > 0. headline.json holds the report's rows; report.html reads them.
 """
@@ -35,6 +35,8 @@ class DemoConfig:
     from_scratch: bool = help_field(False, help="pretrain the scene models with manifests/train/pretrain-scene.yaml "
                                                 "instead of starting from the shipped checkpoints")
     pretrain: list = help_field([], help="overrides of manifests/train/pretrain-scene.yaml (key=value strings)")
+    pretrain_corpus: list = help_field([], help="overrides of manifests/corpus/scenes-pretrain.yaml, the corpus "
+                                                "from_scratch pretrains on (e.g. source.n=2000 for a quick try)")
     stage1: list = help_field([], help="overrides of manifests/train/stage1-scene.yaml")
     stage2: list = help_field([], help="overrides of manifests/train/stage2-scene.yaml")
     seeds: int = help_field(1, help="RL seeds (stage 1 + stage 2 and their controls once per seed); the report "
@@ -66,6 +68,12 @@ class DemoConfig:
                 load_config(Config, MANIFESTS / "train" / f"{name}-scene.yaml", list(getattr(self, name)), kind=name)
             except ConfigError as err:
                 raise ValueError(f"{name} overrides: {err}") from None
+        from uae_data.corpus_config import CorpusConfig
+
+        try:
+            load_config(CorpusConfig, MANIFESTS / "corpus" / "scenes-pretrain.yaml", list(self.pretrain_corpus), kind="corpus")
+        except ConfigError as err:
+            raise ValueError(f"pretrain_corpus overrides: {err}") from None
 
 
 def install_shipped(run: Path, what: str = "scene") -> None:
@@ -130,9 +138,17 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
     pre = out / "pre"
     if not (pre / "summary.json").exists():
         if cfg.from_scratch:
+            # the shipped models' own corpus (60,000 scenes, 30% framed prompt scenes), not the RL stages' corpus
+            pre_corpus = out / "pretrain-corpus"
+            if not (pre_corpus / "manifest.json").exists():
+                say(f"pretraining corpus: {MANIFESTS / 'corpus' / 'scenes-pretrain.yaml'} -> {pre_corpus}")
+                timed("corpus", lambda: build(load_config(CorpusConfig, MANIFESTS / "corpus" / "scenes-pretrain.yaml",
+                                                          [f"image_size={cfg.image_size}", f"seed={cfg.seed}",
+                                                           *cfg.pretrain_corpus]),
+                                              pre_corpus, workers=None))
             say(f"pretrain -> {pre}")
             c = load_config(PretrainConfig, MANIFESTS / "train" / "pretrain-scene.yaml",
-                            [f"corpus={corpus}", f"image_size={cfg.image_size}", f"seed={cfg.seed}", *cfg.pretrain],
+                            [f"corpus={pre_corpus}", f"image_size={cfg.image_size}", f"seed={cfg.seed}", *cfg.pretrain],
                             kind="pretrain")
             timed("pretrain", lambda: pretrain(c, pre, resume=(pre / "config.yaml").exists(), progress=progress))
         else:
