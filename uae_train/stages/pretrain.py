@@ -70,7 +70,7 @@ class PretrainConfig(RunConfig):
     image_word_weight: float = help_field(0.0, help="encoder, scene corpora: weight of the loss that makes the LM "
                                                     "predict each grid cell's words (size, colour, shape, or 'empty') "
                                                     "at that cell's image token (0 = off)")
-    short_caption_prob: float = help_field(0.3, help="decoder: share of samples conditioned on their short caption")
+    short_caption_prob: float = help_field(0.3, help="decoder: share of the samples that have a short caption (meta short_caption) conditioned on it")
     max_text_tokens: int = help_field(256, help="decoder: caption tokens kept for conditioning (longer ones are cut and counted)")
     checkpoint_every: int = help_field(100, help="save a resumable checkpoint every N steps (and at the end)")
     log_every: int = help_field(10, help="write metrics.jsonl every N steps")
