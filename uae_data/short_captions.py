@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from uae_data.scenes import Scene, SceneObject
+from uae_data.scenes import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject
 
 NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
@@ -86,8 +86,6 @@ def prompt_scene(rng: random.Random, layout: str = "fixed") -> tuple[Scene, str]
     (cells drawn at random) the demo DiT could not choose a cell for an unplaced object and painted faint
     ghosts in all nine (docs/scene-world-learning.md). Colours and sizes the prompt leaves open stay random.
     """
-    from uae_data.scenes import COLORS, GRID, SHAPES, SIZES
-
     if layout not in ("fixed", "random"):
         raise ValueError(f"layout {layout!r}: expected fixed or random")
     cells = [(r, c) for r in range(GRID) for c in range(GRID)]
@@ -96,8 +94,8 @@ def prompt_scene(rng: random.Random, layout: str = "fixed") -> tuple[Scene, str]
     def place(n: int) -> list[tuple[int, int]]:
         return list(FIXED_CELLS[n]) if layout == "fixed" else rng.sample(cells, n)
 
-    def obj(shape: str, cell: tuple[int, int], color: str | None = None) -> SceneObject:
-        return SceneObject(shape, color or rng.choice(list(COLORS)), rng.choice(list(SIZES)), *cell)
+    def obj(shape: str, cell: tuple[int, int]) -> SceneObject:
+        return SceneObject(shape, rng.choice(list(COLORS)), rng.choice(list(SIZES)), *cell)
 
     if form in ("single_object", "colors"):
         o = obj(rng.choice(SHAPES), place(1)[0])

@@ -25,6 +25,7 @@ from uae_train.demo_headline import headline_rows, seed_root
 
 MANIFESTS = ev.MANIFESTS
 SHIPPED = Path(__file__).resolve().parent / "scene_models"
+PRETRAIN_CORPUS = MANIFESTS / "corpus" / "scenes-pretrain.yaml"  # what from_scratch pretrains on
 
 
 @config_kind("demo")
@@ -71,7 +72,7 @@ class DemoConfig:
         from uae_data.corpus_config import CorpusConfig
 
         try:
-            load_config(CorpusConfig, MANIFESTS / "corpus" / "scenes-pretrain.yaml", list(self.pretrain_corpus), kind="corpus")
+            load_config(CorpusConfig, PRETRAIN_CORPUS, list(self.pretrain_corpus), kind="corpus")
         except ConfigError as err:
             raise ValueError(f"pretrain_corpus overrides: {err}") from None
 
@@ -141,8 +142,8 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
             # the shipped models' own corpus (60,000 scenes, 30% framed prompt scenes), not the RL stages' corpus
             pre_corpus = out / "pretrain-corpus"
             if not (pre_corpus / "manifest.json").exists():
-                say(f"pretraining corpus: {MANIFESTS / 'corpus' / 'scenes-pretrain.yaml'} -> {pre_corpus}")
-                timed("corpus", lambda: build(load_config(CorpusConfig, MANIFESTS / "corpus" / "scenes-pretrain.yaml",
+                say(f"pretraining corpus: {PRETRAIN_CORPUS} -> {pre_corpus}")
+                timed("corpus", lambda: build(load_config(CorpusConfig, PRETRAIN_CORPUS,
                                                           [f"image_size={cfg.image_size}", f"seed={cfg.seed}",
                                                            *cfg.pretrain_corpus]),
                                               pre_corpus, workers=None))
