@@ -204,6 +204,27 @@ def test_stage2_paints_short_prompts_and_is_rewarded_by_geneval(world, tmp_path)
     assert all(0.0 <= r["reward_geneval"] <= r["reward_geneval-partial"] <= 1.0 for r in log)
     ev = rows(out / "eval.jsonl")
     assert "heldout_geneval" in ev[0] and "exact_caption_reward" not in ev[0]
+    with pytest.raises(Exception, match="eval_corpus"):  # at load, before a run folder exists
+        s2cfg(world, "prompts=short", f"eval_corpus={world / 'corpus'}")
     assert max_change(Decoder.from_pretrained(out / "decoder"), Decoder.from_pretrained(world / "init" / "decoder")) > 0
     with pytest.raises(Exception, match="set prompts: short"):
         s2cfg(world, "reward={geneval: 1.0}")
+
+
+@pytest.mark.unit
+def test_short_prompt_stage_is_judged_on_held_out_scenes_its_prompts_describe():
+    """prompts: short evaluates on framed prompt scenes (a random scene's short caption names one or two of its
+    objects, so no painting of it can match the scene): deterministic, every form, each render correct."""
+    from uae_data.scenes import SHAPES
+    from uae_eval.geneval.prompts import prompt_metadata
+    from uae_eval.geneval.reward import GenEvalReward
+    from uae_train.training.data import heldout_prompts
+
+    images, scenes_, prompts = heldout_prompts(60, 2024, 48)
+    again = heldout_prompts(60, 2024, 48)
+    assert again[2] == prompts and [im.tobytes() for im in again[0]] == [im.tobytes() for im in images]
+    assert heldout_prompts(60, 2025, 48)[2] != prompts and images[0].size == (48, 48)
+    metas = [prompt_metadata(p, SHAPES) for p in prompts]
+    assert len({m["tag"] for m in metas}) == 6
+    assert all(len(sc.objects) == sum(i["count"] for i in m["include"]) for sc, m in zip(scenes_, metas))
+    assert GenEvalReward()(images, metas).tolist() == [1.0] * len(metas)

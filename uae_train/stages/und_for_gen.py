@@ -62,6 +62,8 @@ class Stage2Config(RLConfig):
         super().validate()
         if self.prompts not in ("captions", "short"):
             raise ValueError(f"prompts must be captions or short; got {self.prompts!r}")
+        if self.prompts == "short" and self.eval_corpus:
+            raise ValueError("prompts: short evaluates on held-out scene-world prompt scenes; set eval_corpus: ''")
         if set(self.reward) & set(GENEVAL_TERMS) and self.prompts != "short":
             raise ValueError("reward geneval judges a painting against its GenEval prompt: set prompts: short")
         if self.advantage not in ("flow_grpo", "group"):
@@ -243,12 +245,9 @@ class Stage2:
 
     def prepare_eval(self, ctx: rl_loop.RLContext) -> None:
         cfg = ctx.cfg
-        if cfg.prompts == "short":  # held-out short prompts, true of each held-out scene
-            from uae_data.short_captions import short_caption
-
-            if any(s is None for s in ctx.eval_scenes):
-                raise InputError(f"{cfg.eval_corpus}: prompts: short evaluates on scene-world images (eval_corpus: '')")
-            self.eval_texts = [short_caption(s, cfg.eval_seed + i) for i, s in enumerate(ctx.eval_scenes)]
+        if cfg.prompts == "short":  # held-out framed prompt scenes and their prompts (validate: no eval_corpus)
+            ctx.eval_images, ctx.eval_scenes, self.eval_texts = data.heldout_prompts(cfg.eval_images, cfg.eval_seed,
+                                                                                     cfg.image_size)
         else:
             from uae_train.training.precision import autocast
 

@@ -69,6 +69,22 @@ def heldout(eval_corpus: str, n: int, seed: int, image_size: int) -> tuple[list[
     return images, scenes
 
 
+def heldout_prompts(n: int, seed: int, image_size: int) -> tuple[list[Image.Image], list[Scene], list[str]]:
+    """n held-out framed prompt scenes (`short_captions.prompt_scene`: exactly what a GenEval-form prompt
+    names) with their prompts, from generators seeded (seed, 7927, i), a stream no corpus draws.
+
+    Why: a stage that paints short prompts is judged on scenes its prompts describe; a random scene's short
+    caption names one or two of its up to six objects, so a painting of the prompt cannot match the scene.
+    """
+    import random
+
+    from uae_data.short_captions import prompt_scene
+
+    drawn = [prompt_scene(random.Random(int(np.random.default_rng([seed, 7927, i]).integers(2**62))))
+             for i in range(n)]
+    return [render(s, image_size) for s, _ in drawn], [s for s, _ in drawn], [p for _, p in drawn]
+
+
 def shift_by_one(items: list, shuffle: bool) -> list:
     """The shuffled-reward control: each item's reference is the next item of the batch, so the reward no
     longer says anything about the image the policy saw. As given when off or with fewer than 2 items."""
