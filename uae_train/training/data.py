@@ -5,6 +5,7 @@ depend on the number of processes; a resumed run fast-forwards the stream by the
 """
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Iterator
 
@@ -14,6 +15,7 @@ from PIL import Image
 from uae_data.core.errors import CorpusError, InputError
 from uae_data.scenes import Scene, render, sample_scene
 from uae_data.shards import corpus_dataset, list_shards
+from uae_data.short_captions import prompt_scene
 
 
 def sample_stream(corpus: Path, shuffle: int, seed: int, skip: int = 0) -> Iterator[dict]:
@@ -76,10 +78,6 @@ def heldout_prompts(n: int, seed: int, image_size: int) -> tuple[list[Image.Imag
     Why: a stage that paints short prompts is judged on scenes its prompts describe; a random scene's short
     caption names one or two of its up to six objects, so a painting of the prompt cannot match the scene.
     """
-    import random
-
-    from uae_data.short_captions import prompt_scene
-
     drawn = [prompt_scene(random.Random(int(np.random.default_rng([seed, 7927, i]).integers(2**62))))
              for i in range(n)]
     return [render(s, image_size) for s, _ in drawn], [s for s, _ in drawn], [p for _, p in drawn]
