@@ -228,3 +228,13 @@ def test_short_prompt_stage_is_judged_on_held_out_scenes_its_prompts_describe():
     assert len({m["tag"] for m in metas}) == 6
     assert all(len(sc.objects) == sum(i["count"] for i in m["include"]) for sc, m in zip(scenes_, metas))
     assert GenEvalReward()(images, metas).tolist() == [1.0] * len(metas)
+
+
+@pytest.mark.unit
+def test_stage2_flags_rollouts_that_score_far_below_the_ode_paintings():
+    from uae_train.stages.und_for_gen import rollout_warning
+
+    line = rollout_warning(0.05, 1.0)  # the demo's old rollouts: 6 SDE steps at noise level 0.7, CFG 8
+    assert line and "noise_level" in line and "0.050" in line
+    assert rollout_warning(0.93, 1.0) is None and rollout_warning(0.6, 0.9) is None
+    assert rollout_warning(0.0, 0.1) is None  # a decoder that paints nothing yet: no baseline to compare with
