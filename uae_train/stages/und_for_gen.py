@@ -300,11 +300,10 @@ class Stage2:
                    if cfg.prompts == "short" else None)
         r, parts = ctx.reward(originals, paintings, rep if all(s is not None for s in all_scenes) else None, prompts)
         rewards = r.view(len(images), G)  # (b, G)
-        start = getattr(self, "start_reward", None)
-        if step == 1 and start is not None and not shuffle:  # every rank joins the sum; the main one warns
-            total, count = dist.sum(float(r.sum()), len(r))
-            line = rollout_warning(total / count, start)
-            if line and dist.main:
+        start = getattr(self, "start_reward", None)  # evals run on the main rank only: only it has one
+        if step == 1 and start is not None and not shuffle:  # no collective here: the main rank's own rollouts
+            line = rollout_warning(float(r.mean()), start)
+            if line:
                 logging.getLogger(__name__).warning(line)
         adv = (grpo.flow_grpo_advantages(rewards, clip=cfg.adv_clip) if cfg.advantage == "flow_grpo"
                else grpo.group_advantages(rewards)).flatten().to(ctx.device)  # (b·G,), groups whole
