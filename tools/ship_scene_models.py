@@ -22,37 +22,52 @@ SHIP = ROOT / "uae_train" / "scene_models"
 GUIDANCE = 8.0  # the demo's CFG (manifests/demo/scene-cpu.yaml)
 
 
+def heldout_scenes(n_scenes: int = 256):
+    """The held-out scenes every measurement reads: a stream no corpus seed draws, at 48 px."""
+    from uae_train.training.data import heldout
+
+    return heldout("", n_scenes, 2024, 48)
+
+
+def eval_cfg() -> SimpleNamespace:
+    """The demo's eval settings (uae_train.demo_evals reads these fields): all MMT rows, 1 GenEval image per prompt."""
+    return SimpleNamespace(image_size=48, geneval_images_per_prompt=1, geneval_limit=None, seed=0, mmt_limit=None,
+                           caption_tokens=192, sampling_steps=10, guidance=GUIDANCE)
+
+
+def encoder_metrics(enc, images, truths, work: Path, prefix: str, name: str, path: Path) -> dict:
+    """Greedy-caption cell attributes on the held-out scenes and the MMT-scene caption-reader of one encoder."""
+    from uae_eval import scene_captions
+    from uae_train import demo_evals as ev
+    from uae_train.evaluation.autoencoder import image_to_text
+
+    r = scene_captions.run(images, truths, image_to_text(enc, max_new_tokens=192, batch_size=32),
+                           work / f"{prefix}scene-captions", model={"name": name, "path": str(path)})
+    out = {k: round(v, 4) for k, v in r.metrics.items()}
+    ev.mmt(eval_cfg(), enc, work / f"{prefix}mmt-bench", name)
+    out["mmt_caption_reader"] = round(json.loads((work / f"{prefix}mmt-bench/results.json").read_text())
+                                      ["metrics"]["overall"], 4)
+    return out
+
+
 def measure(run: Path, blind: Path | None, work: Path, n_scenes: int = 256) -> dict:
     import torch
 
-    from uae_eval import scene_captions
     from uae_train import demo_evals as ev
-    from uae_train.evaluation.autoencoder import image_to_text, text_to_image
+    from uae_train.evaluation.autoencoder import text_to_image
     from uae_train.evaluation.caption_reliance import caption_reliance
     from uae_train.models.decoder import Decoder
     from uae_train.models.encoder import Encoder
-    from uae_train.training.data import heldout
 
     torch.manual_seed(0)
-    cfg = SimpleNamespace(image_size=48, geneval_images_per_prompt=1, geneval_limit=None, seed=0, mmt_limit=None,
-                          caption_tokens=192, sampling_steps=10, guidance=GUIDANCE)
-    images, truths = heldout("", n_scenes, 2024, 48)  # fresh scenes: a stream no corpus seed draws
+    cfg = eval_cfg()
+    images, truths = heldout_scenes(n_scenes)
     metrics: dict = {}
     enc = Encoder.from_pretrained(run / "encoder", device="cpu").eval()
-    r = scene_captions.run(images, truths, image_to_text(enc, max_new_tokens=192, batch_size=32),
-                           work / "scene-captions", model={"name": "scene encoder", "path": str(run / "encoder")})
-    metrics["encoder"] = {k: round(v, 4) for k, v in r.metrics.items()}
-    ev.mmt(cfg, enc, work / "mmt-bench", "scene encoder")
-    metrics["encoder"]["mmt_caption_reader"] = round(json.loads((work / "mmt-bench/results.json").read_text())
-                                                     ["metrics"]["overall"], 4)
+    metrics["encoder"] = encoder_metrics(enc, images, truths, work, "", "scene encoder", run / "encoder")
     if blind is not None:
         benc = Encoder.from_pretrained(blind / "encoder", device="cpu").eval()
-        r = scene_captions.run(images, truths, image_to_text(benc, max_new_tokens=192, batch_size=32),
-                               work / "blind-scene-captions", model={"name": "blind encoder", "path": str(blind)})
-        metrics["blind_encoder"] = {k: round(v, 4) for k, v in r.metrics.items()}
-        ev.mmt(cfg, benc, work / "blind-mmt-bench", "blind encoder")
-        metrics["blind_encoder"]["mmt_caption_reader"] = round(
-            json.loads((work / "blind-mmt-bench/results.json").read_text())["metrics"]["overall"], 4)
+        metrics["blind_encoder"] = encoder_metrics(benc, images, truths, work, "blind-", "blind encoder", blind)
     if (run / "decoder").is_dir():
         dec = Decoder.from_pretrained(run / "decoder", text_hidden_size=enc.hidden_size).eval()
         from uae_data import scenes

@@ -242,6 +242,7 @@ class Stage2:
 
     def setup(self, ctx: rl_loop.RLContext, encoder, decoder):
         self.encoder, self.decoder = encoder, decoder
+        self.start_reward: float | None = None  # the step-0 eval's reward; evals run on the main rank only
         for p in encoder.parameters():
             p.requires_grad_(False)
         if decoder.has_lora or ctx.cfg.beta <= 0:
@@ -300,9 +301,8 @@ class Stage2:
                    if cfg.prompts == "short" else None)
         r, parts = ctx.reward(originals, paintings, rep if all(s is not None for s in all_scenes) else None, prompts)
         rewards = r.view(len(images), G)  # (b, G)
-        start = getattr(self, "start_reward", None)  # evals run on the main rank only: only it has one
-        if step == 1 and start is not None and not shuffle:  # no collective here: the main rank's own rollouts
-            line = rollout_warning(float(r.mean()), start)
+        if step == 1 and self.start_reward is not None and not shuffle:  # no collective: the main rank's rollouts
+            line = rollout_warning(float(r.mean()), self.start_reward)
             if line:
                 logging.getLogger(__name__).warning(line)
         adv = (grpo.flow_grpo_advantages(rewards, clip=cfg.adv_clip) if cfg.advantage == "flow_grpo"
