@@ -43,6 +43,10 @@ class Stage2Config(RLConfig):
     rollout_steps: int = help_field(10, help="SDE steps per rollout (Flow-GRPO: 10 for training, 40 ODE for eval)")
     noise_level: float = help_field(0.7, help="a in σ_t = a·√(t/(1−t)) (Flow-GRPO: 0.7)")
     timestep_fraction: float = help_field(0.99, help="share of rollout steps trained (Flow-GRPO 0.99: 9 of 10)")
+    ode_after_trained: bool = help_field(False, help="steps after the trained ones are ODE steps, so a group's "
+                                                     "spread comes only from steps the update trains")
+    group_noise: str = help_field("independent", help="starting latent of a group's paintings: independent (Flow-GRPO) "
+                                                      "| shared (DanceGRPO's init_same_noise)")
     guidance: float = help_field(1.0, help="CFG inside the policy (Flow-GRPO 4.5 on SD3.5; 1 = off for the tiny decoder)")
     advantage: str = help_field("flow_grpo", help="flow_grpo (group mean, batch std, ±5 clip) | group (TRL)")
     clip_range: float = help_field(1e-4, help="ρ clip (Flow-GRPO: 1e-4)")
@@ -67,6 +71,8 @@ class Stage2Config(RLConfig):
             raise ValueError("prompts: short evaluates on held-out scene-world prompt scenes; set eval_corpus: ''")
         if set(self.reward) & set(GENEVAL_TERMS) and self.prompts != "short":
             raise ValueError("reward geneval judges a painting against its GenEval prompt: set prompts: short")
+        if self.group_noise not in ("independent", "shared"):
+            raise ValueError(f"group_noise must be independent or shared; got {self.group_noise!r}")
         if self.advantage not in ("flow_grpo", "group"):
             raise ValueError(f"advantage must be flow_grpo or group; got {self.advantage!r}")
         require_at_least_one(self, "rollout_steps")
@@ -163,16 +169,23 @@ def rollout_warning(rollout_reward: float, heldout_reward: float) -> str | None:
     return None
 
 
-def rollout(cfg: Stage2Config, decoder, context, seeds: list[int]):
-    """G·B SDE trajectories: latents (K+1, N, C, h, w), log-probs (K, N), sigmas (K+1,), final images."""
-    sigmas = decoder.sigmas(cfg.rollout_steps)
-    x = decoder.initial_noise(seeds)
+def trained_steps(cfg: Stage2Config) -> int:
+    """How many of a rollout's first steps the update trains (timestep_fraction of them, at least one)."""
+    return max(1, int(cfg.rollout_steps * cfg.timestep_fraction))
+
+
+def rollout(cfg: Stage2Config, decoder, context, seeds: list[int], noise_seeds: list[int] | None = None):
+    """G·B SDE trajectories: latents (K+1, N, C, h, w), log-probs (K, N), sigmas (K+1,), final images.
+    `seeds` drive each trajectory's SDE noise; `noise_seeds` (default: `seeds`) its starting latent."""
+    sigmas, trained = decoder.sigmas(cfg.rollout_steps), trained_steps(cfg)
+    x = decoder.initial_noise(noise_seeds if noise_seeds is not None else seeds)
     gens = [torch.Generator().manual_seed(int(s) * 31 + 17) for s in seeds]
     traj, logps = [x], []
     with torch.no_grad():
         for k in range(cfg.rollout_steps):
             v = decoder.velocity_from_context(x, sigmas[k], context, cfg.guidance)
-            st = flow_sde.sde_step(v, x, float(sigmas[k]), float(sigmas[k + 1]), cfg.noise_level,
+            a = cfg.noise_level if k < trained or not cfg.ode_after_trained else 0.0  # 0: an ODE step
+            st = flow_sde.sde_step(v, x, float(sigmas[k]), float(sigmas[k + 1]), a,
                                    sigma_max=float(sigmas[1]), generator=gens)
             x = st.prev_sample
             traj.append(x)
@@ -190,7 +203,7 @@ def update(cfg: Stage2Config, decoder, reference, hidden, mask, traj, old_logps,
     dist = dist or distributed.current()
     n_local = traj.shape[1]
     n = int(dist.sum(n_local)[0])
-    trained = max(1, int(cfg.rollout_steps * cfg.timestep_fraction))
+    trained = trained_steps(cfg)
     chunks = [slice(i, min(n_local, i + cfg.micro_batch)) for i in range(0, n_local, cfg.micro_batch)]
     stats: dict = {}
     for it in range(cfg.num_iterations):
@@ -288,11 +301,12 @@ class Stage2:
             hidden, mask = decoder.reader(self.encoder).encode_text(texts, max_length=cfg.max_text_tokens)
         hidden = hidden.float().repeat_interleave(G, 0)  # (b·G, T, H): row i·G+g = caption i
         mask = mask.repeat_interleave(G, 0)
-        seeds = [base + lo * G + j for j in range(len(images) * G)]  # every painting its own noise
+        seeds = [base + lo * G + j for j in range(len(images) * G)]  # every painting its own SDE noise
+        starts = seeds if cfg.group_noise == "independent" else [seeds[j - j % G] for j in range(len(seeds))]
         decoder.eval()
         with torch.no_grad():
             context = decoder.context(hidden, mask)
-        traj, logps, sigmas, paintings = rollout(cfg, decoder, context, seeds)
+        traj, logps, sigmas, paintings = rollout(cfg, decoder, context, seeds, starts)
         t_roll = time.perf_counter()
         shuffle = cfg.shuffle_reward_images
         originals = [im for im in data.shift_by_one(all_images, shuffle)[lo:hi] for _ in range(G)]
