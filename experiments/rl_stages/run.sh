@@ -17,7 +17,7 @@ if [ "$stage" = stage2 ]; then
   $PY -c "import cli; cli.main()" train stage2 manifests/train/stage2-scene.yaml init=out/shipped-init image_size=48 guidance=8.0 \
     steps=25 images_per_step=4 group_size=4 rollout_steps=6 eval_images=32 eval_every=5 eval_steps=10 weight_decay=0 \
     lr=0.0001 "$@" --out "$out"
-  $PY experiments/measure_decoder/measure_decoder.py "$out/decoder" "$out-measure" 8 10 4 norel   # add: 0 4 for 4 images
+  $PY experiments/measure_decoder/measure_decoder.py "$out/decoder" "$out-measure" 8 10 4 norel ${MEASURE:-}  # MEASURE="0 4": 4 images a prompt
 else
   $PY -c "import cli; cli.main()" train stage1 manifests/train/stage1-scene.yaml init=out/shipped-init image_size=48 \
     decoder_guidance=8.0 steps=30 images_per_step=4 group_size=4 temperature=0.7 lr=0.0001 decoder_steps=8 eval_images=32 \
