@@ -238,3 +238,30 @@ def test_stage2_flags_rollouts_that_score_far_below_the_ode_paintings():
     assert line and "noise_level" in line and "0.050" in line
     assert rollout_warning(0.93, 1.0) is None and rollout_warning(0.6, 0.9) is None
     assert rollout_warning(0.0, 0.1) is None  # a decoder that paints nothing yet: no baseline to compare with
+
+
+@pytest.mark.unit
+def test_stage2_shared_group_noise_and_ode_tail_leave_the_trained_steps_as_the_only_spread(world):
+    """group_noise: shared starts every painting of a group from one latent; ode_after_trained makes the untrained
+    steps ODE steps (log-prob 0, no noise). Then a group's paintings differ only through the steps the update
+    trains, so its reward spread is credit the policy gradient can assign."""
+    import torch
+
+    from uae_train.stages.und_for_gen import rollout
+
+    cfg = s2cfg(world, "rollout_steps=4", "timestep_fraction=0.5", "noise_level=0.7", "ode_after_trained=true",
+                "group_noise=shared")
+    enc = Encoder.from_pretrained(world / "init" / "encoder", device="cpu")
+    dec = Decoder.from_pretrained(world / "init" / "decoder", text_hidden_size=enc.hidden_size).eval()
+    hidden, mask = dec.reader(enc).encode_text(["a red circle."] * 3, max_length=16)
+    with torch.no_grad():
+        context = dec.context(hidden.float(), mask)
+    traj, logps, sigmas, _ = rollout(cfg, dec, context, [5, 6, 7], [5, 5, 5])
+    assert torch.equal(traj[0, 0], traj[0, 1]) and torch.equal(traj[0, 0], traj[0, 2])
+    assert not torch.equal(traj[2, 0], traj[2, 1])  # the two trained SDE steps spread the group
+    assert bool((logps[:2] != 0).all()) and bool((logps[2:] == 0).all())
+    with torch.no_grad():  # an untrained step is the Euler step of the flow ODE
+        v = dec.velocity_from_context(traj[2], sigmas[2], context, cfg.guidance)
+    torch.testing.assert_close(traj[3], traj[2] + (sigmas[3] - sigmas[2]) * v, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="group_noise"):
+        s2cfg(world, "group_noise=same").validate()
