@@ -24,7 +24,7 @@ from uae_data.core.config import check_options, config_kind, help_field, require
 from uae_data.core.errors import InputError
 from uae_data.core.paths import shipped
 from uae_data.scenes import write_caption
-from uae_train import flow_sde, grpo
+from uae_train import flow_nft, flow_sde, grpo
 from uae_train.models.image_tensors import tensor_to_pil
 from uae_train.models.painting import paint
 from uae_train.rewards import GENEVAL_TERMS
@@ -48,6 +48,10 @@ class Stage2Config(RLConfig):
     group_noise: str = help_field("independent", help="starting latent of a group's paintings: independent (Flow-GRPO) "
                                                       "| shared (DanceGRPO's init_same_noise)")
     guidance: float = help_field(1.0, help="CFG inside the policy (Flow-GRPO 4.5 on SD3.5; 1 = off for the tiny decoder)")
+    algorithm: str = help_field("flow_grpo", help="flow_grpo (SDE rollouts, clipped log-prob objective) | nft "
+                                                  "(DiffusionNFT: ODE rollouts, advantage-signed flow matching on "
+                                                  "the paintings; flow_nft.py)")
+    nft_beta: float = help_field(1.0, help="DiffusionNFT's β: v⁺ = β·v_θ + (1 − β)·v_old (algorithm: nft)")
     advantage: str = help_field("flow_grpo", help="flow_grpo (group mean, batch std, ±5 clip) | group (TRL)")
     clip_range: float = help_field(1e-4, help="ρ clip (Flow-GRPO: 1e-4)")
     adv_clip: float = help_field(5.0, help="advantage clip (Flow-GRPO: 5)")
@@ -78,8 +82,12 @@ class Stage2Config(RLConfig):
         require_at_least_one(self, "rollout_steps")
         if not 0 < self.timestep_fraction <= 1:
             raise ValueError("timestep_fraction must be in (0, 1]")
-        if self.noise_level <= 0:
+        if self.algorithm not in ("flow_grpo", "nft"):
+            raise ValueError(f"algorithm must be flow_grpo or nft; got {self.algorithm!r}")
+        if self.algorithm == "flow_grpo" and self.noise_level <= 0:
             raise ValueError("noise_level must be > 0: an ODE step has no log-probability")
+        if self.algorithm == "nft" and self.nft_beta <= 0:
+            raise ValueError(f"nft_beta must be > 0; got {self.nft_beta}")
         from uae_train.models.decoder import Decoder, DecoderConfig
 
         check_options("decoder_options", self.decoder_options, Decoder.from_pretrained, DecoderConfig,
@@ -174,9 +182,11 @@ def trained_steps(cfg: Stage2Config) -> int:
     return max(1, int(cfg.rollout_steps * cfg.timestep_fraction))
 
 
-def rollout(cfg: Stage2Config, decoder, context, seeds: list[int], noise_seeds: list[int] | None = None):
+def rollout(cfg: Stage2Config, decoder, context, seeds: list[int], noise_seeds: list[int] | None = None,
+            ode: bool = False):
     """G·B SDE trajectories: latents (K+1, N, C, h, w), log-probs (K, N), sigmas (K+1,), final images.
-    `seeds` drive each trajectory's SDE noise; `noise_seeds` (default: `seeds`) its starting latent."""
+    `seeds` drive each trajectory's SDE noise; `noise_seeds` (default: `seeds`) its starting latent; `ode`:
+    every step an ODE step (log-probs 0), the eval's sampler, for algorithm nft."""
     sigmas, trained = decoder.sigmas(cfg.rollout_steps), trained_steps(cfg)
     x = decoder.initial_noise(noise_seeds if noise_seeds is not None else seeds)
     gens = [torch.Generator().manual_seed(int(s) * 31 + 17) for s in seeds]
@@ -184,7 +194,7 @@ def rollout(cfg: Stage2Config, decoder, context, seeds: list[int], noise_seeds: 
     with torch.no_grad():
         for k in range(cfg.rollout_steps):
             v = decoder.velocity_from_context(x, sigmas[k], context, cfg.guidance)
-            a = cfg.noise_level if k < trained or not cfg.ode_after_trained else 0.0  # 0: an ODE step
+            a = 0.0 if ode or (k >= trained and cfg.ode_after_trained) else cfg.noise_level  # 0: an ODE step
             st = flow_sde.sde_step(v, x, float(sigmas[k]), float(sigmas[k + 1]), a,
                                    sigma_max=float(sigmas[1]), generator=gens)
             x = st.prev_sample
@@ -204,7 +214,7 @@ def update(cfg: Stage2Config, decoder, reference, hidden, mask, traj, old_logps,
     n_local = traj.shape[1]
     n = int(dist.sum(n_local)[0])
     trained = trained_steps(cfg)
-    chunks = [slice(i, min(n_local, i + cfg.micro_batch)) for i in range(0, n_local, cfg.micro_batch)]
+    chunks = chunks_of(n_local, cfg.micro_batch)
     stats: dict = {}
     for it in range(cfg.num_iterations):
         optimizer.zero_grad(set_to_none=True)
@@ -245,6 +255,60 @@ def update(cfg: Stage2Config, decoder, reference, hidden, mask, traj, old_logps,
             stats = {"first_ratio_min": rmin, "first_ratio_max": rmax}
         stats.update(acc)
     return stats
+
+
+def update_nft(cfg: Stage2Config, decoder, reference, hidden, mask, x0, sigmas, adv, optimizer, params, dist=None,
+               seed: int = 0) -> dict:
+    """DiffusionNFT over `trained_steps` noise levels per painting, drawn from the rollout's σ grid, each with
+    fresh noise; v_old is the painting policy (the weights before this step; DiffusionNFT's soft update of
+    v_old is not used); + β·‖v − v_ref‖² to the reference decoder. One optimizer step per iteration."""
+    from uae_data import distributed
+
+    dist = dist or distributed.current()
+    n_local = x0.shape[0]
+    n = int(dist.sum(n_local)[0])
+    trained = trained_steps(cfg)
+    r = flow_nft.optimality(adv, cfg.adv_clip)
+    gen = torch.Generator().manual_seed(int(seed) % (2**62))
+    grid = sigmas[:-1]  # σ > 0 of the rollout
+    draws = []  # (σ (N,), x_t, v_old) per trained level, fixed across iterations
+    with torch.no_grad():
+        for _ in range(trained):
+            sig = grid[torch.randint(len(grid), (n_local,), generator=gen)].to(x0.device)
+            eps = torch.randn(x0.shape, generator=gen).to(x0.device)
+            x_t = (1 - sig.view(-1, 1, 1, 1)) * x0 + sig.view(-1, 1, 1, 1) * eps
+            v_old = torch.cat([decoder.velocity_from_context(x_t[c], sig[c], decoder.context(hidden[c], mask[c]),
+                                                             cfg.guidance) for c in chunks_of(n_local, cfg.micro_batch)])
+            draws.append((sig, x_t, v_old))
+    stats: dict = {}
+    for _ in range(cfg.num_iterations):
+        optimizer.zero_grad(set_to_none=True)
+        acc = {"loss": 0.0, "kl": 0.0, "r_mean": float(r.sum()) / n}  # summed over ranks below
+        for sig, x_t, v_old in draws:
+            for c in chunks_of(n_local, cfg.micro_batch):
+                w = (c.stop - c.start) / n / trained
+                v = decoder.velocity_from_context(x_t[c], sig[c], decoder.context(hidden[c], mask[c]), cfg.guidance)
+                loss = flow_nft.nft_loss(v, v_old[c], x_t[c], x0[c], sig[c], r[c], cfg.nft_beta).mean()
+                if cfg.beta > 0:
+                    with torch.no_grad(), reference() as ref:
+                        v_ref = ref.velocity_from_context(x_t[c], sig[c], ref.context(hidden[c], mask[c]),
+                                                          cfg.guidance)
+                    kl = ((v - v_ref) ** 2).mean()
+                    loss = loss + cfg.beta * kl
+                    acc["kl"] += w * float(kl.detach())
+                (loss * w).backward()
+                acc["loss"] += w * float(loss.detach())
+        dist.sync_grads(params)
+        acc = dict(zip(acc, dist.sum(*acc.values())))
+        if cfg.grad_clip > 0:
+            acc["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+        optimizer.step()
+        stats.update(acc)
+    return stats
+
+
+def chunks_of(n: int, size: int) -> list[slice]:
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 class Stage2:
@@ -306,7 +370,8 @@ class Stage2:
         decoder.eval()
         with torch.no_grad():
             context = decoder.context(hidden, mask)
-        traj, logps, sigmas, paintings = rollout(cfg, decoder, context, seeds, starts)
+        nft = cfg.algorithm == "nft"
+        traj, logps, sigmas, paintings = rollout(cfg, decoder, context, seeds, starts, ode=nft)
         t_roll = time.perf_counter()
         shuffle = cfg.shuffle_reward_images
         originals = [im for im in data.shift_by_one(all_images, shuffle)[lo:hi] for _ in range(G)]
@@ -323,8 +388,12 @@ class Stage2:
                else grpo.group_advantages(rewards)).flatten().to(ctx.device)  # (b·G,), groups whole
         t_rew = time.perf_counter()
         decoder.train()
-        st = update(cfg, decoder, self.reference, hidden, mask, traj, logps, sigmas, adv, ctx.optimizer, ctx.params,
-                    dist)
+        if nft:
+            st = update_nft(cfg, decoder, self.reference, hidden, mask, traj[-1], sigmas, adv, ctx.optimizer,
+                            ctx.params, dist, seed=base * 7919 + lo)
+        else:
+            st = update(cfg, decoder, self.reference, hidden, mask, traj, logps, sigmas, adv, ctx.optimizer,
+                        ctx.params, dist)
         decoder.eval()
         return rl_loop.StepResult(rewards, parts, st, t_roll - t0, t_rew - t_roll,
                                   {"images_per_s": dist.sum(len(paintings))[0] / max(1e-9, t_roll - t0)})
