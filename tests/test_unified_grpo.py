@@ -265,3 +265,31 @@ def test_stage2_shared_group_noise_and_ode_tail_leave_the_trained_steps_as_the_o
     torch.testing.assert_close(traj[3], traj[2] + (sigmas[3] - sigmas[2]) * v, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="group_noise"):
         s2cfg(world, "group_noise=same").validate()
+
+
+@pytest.mark.unit
+def test_stage2_nft_moves_the_decoder_only_and_its_constant_reward_control_is_a_no_op(world, tmp_path):
+    stage2(s2cfg(world, "algorithm=nft", "steps=1"), tmp_path / "n")
+    first = rows(tmp_path / "n" / "metrics.jsonl")[0]
+    assert 0.0 <= first["r_mean"] <= 1.0 and first["kl"] == pytest.approx(0.0, abs=1e-8)
+    init_dec = Decoder.from_pretrained(world / "init" / "decoder")
+    assert max_change(Decoder.from_pretrained(tmp_path / "n" / "decoder"), init_dec) > 0
+    init_enc = Encoder.from_pretrained(world / "init" / "encoder", device="cpu")
+    assert max_change(Encoder.from_pretrained(tmp_path / "n" / "encoder", device="cpu").model, init_enc.model) == 0.0
+    stage2(s2cfg(world, "algorithm=nft", "reward={constant: 1.0}", "weight_decay=0"), tmp_path / "c")
+    assert max_change(Decoder.from_pretrained(tmp_path / "c" / "decoder"), init_dec) == 0.0
+
+
+@pytest.mark.unit
+def test_stage2_short_prompts_skip_corpus_rows_whose_prompt_geneval_scores():
+    from uae_train.stages.und_for_gen import Stage2, eval_prompt_filter
+
+    metadata = "manifests/geneval/scene_metadata.jsonl"
+    scored = json.loads((ROOT / metadata).read_text().splitlines()[0])["prompt"]
+    keep = eval_prompt_filter(metadata)
+    assert not keep({"meta": {"short_caption": scored}}) and not keep({"meta": {"short_caption": scored.upper()}})
+    assert keep({"meta": {"short_caption": "a photo of nine purple wombats"}}) and keep({"meta": {}})
+    cfg = Stage2Config(prompts="short", reward={"geneval-partial": 1.0}, eval_corpus="")
+    assert Stage2().keep(cfg) is not None
+    assert Stage2().keep(Stage2Config(prompts="short", train_on_eval_prompts=True)) is None
+    assert Stage2().keep(Stage2Config()) is None  # captions of corpus images: nothing to skip

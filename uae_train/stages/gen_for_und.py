@@ -157,6 +157,10 @@ class Stage1:
 
     name, policy_part = "stage1", "encoder"
 
+    def keep(self, cfg: Stage1Config) -> None:
+        """Stage 1 trains on every corpus image."""
+        return None
+
     def setup(self, ctx: rl_loop.RLContext, encoder, decoder):
         self.policy, self.decoder = encoder, decoder
         reader = rl_loop.frozen_copy(encoder.model)

@@ -60,6 +60,9 @@ class Stage2Config(RLConfig):
     prompts: str = help_field("captions", help="what the decoder paints from: captions (UAE: the frozen encoder's "
                                                "caption of each image) | short (each image's short GenEval-template "
                                                "prompt from the corpus, for the geneval reward: Flow-GRPO's GenEval task)")
+    train_on_eval_prompts: bool = help_field(False, help="prompts: short: also train on corpus rows whose prompt is "
+                                                          "one of geneval_metadata's (off: those rows are skipped, "
+                                                          "so GenEval-scene scores prompts stage 2 never painted)")
     decoder_options: dict = help_field({}, help="decoder load options, e.g. {lora_rank: 32} (LoRA policy; reference = adapter off)")
     eval_steps: int = help_field(20, help="ODE steps of eval paintings")
     eval_geneval_prompts: int = help_field(0, help="GenEval-scene prompts painted at every eval, every k-th of the 553 "
@@ -307,6 +310,19 @@ def update_nft(cfg: Stage2Config, decoder, reference, hidden, mask, x0, sigmas, 
     return stats
 
 
+def eval_prompt_filter(metadata: str) -> Callable[[dict], bool]:
+    """A corpus-sample filter that drops rows whose short prompt is one of a GenEval metadata file's prompts."""
+    import json
+
+    held = {json.loads(line)["prompt"].strip().lower() for line in shipped(metadata).read_text().splitlines()
+            if line.strip()}
+
+    def keep(sample: dict) -> bool:
+        prompt = (sample.get("meta") or {}).get("short_caption")
+        return prompt is None or prompt.strip().lower() not in held
+    return keep
+
+
 def chunks_of(n: int, size: int) -> list[slice]:
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
@@ -316,6 +332,12 @@ class Stage2:
     prompt), the decoder paints G images per text through the SDE sampler, the reward scores each painting."""
 
     name, policy_part = "stage2", "decoder"
+
+    def keep(self, cfg: Stage2Config) -> Callable[[dict], bool] | None:
+        """prompts: short trains on prompts GenEval-scene does not score, unless train_on_eval_prompts."""
+        if cfg.prompts != "short" or cfg.train_on_eval_prompts:
+            return None
+        return eval_prompt_filter(cfg.geneval_metadata)
 
     def setup(self, ctx: rl_loop.RLContext, encoder, decoder):
         self.encoder, self.decoder = encoder, decoder

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -18,19 +18,23 @@ from uae_data.shards import corpus_dataset, list_shards
 from uae_data.short_captions import prompt_scene
 
 
-def sample_stream(corpus: Path, shuffle: int, seed: int, skip: int = 0) -> Iterator[dict]:
-    """Endless seeded sample stream over the corpus (epoch e reshuffles with seed + e); skips `skip` samples."""
+def sample_stream(corpus: Path, shuffle: int, seed: int, skip: int = 0,
+                  keep: Callable[[dict], bool] | None = None) -> Iterator[dict]:
+    """Endless seeded sample stream over the corpus (epoch e reshuffles with seed + e); skips `skip` samples;
+    `keep` filters samples before they are counted (so a resumed run skips the same ones)."""
     list_shards(corpus)  # one line, early, when the folder has no shards
     epoch, seen = 0, 0
     while True:
         empty = True
         for s in corpus_dataset(corpus, shuffle=shuffle, seed=seed + epoch):
+            if keep is not None and not keep(s):
+                continue
             empty = False
             seen += 1
             if seen > skip:
                 yield s
         if empty:
-            raise CorpusError(f"{corpus}: the shards hold no samples")
+            raise CorpusError(f"{corpus}: the shards hold no samples" + (" the stage trains on" if keep else ""))
         epoch += 1
 
 

@@ -78,6 +78,9 @@ class RLStage(Protocol):
     def step(self, ctx: RLContext, batch: tuple, base_seed: int, step: int) -> StepResult:
         """Rollouts of this rank's groups, rewards, advantages and the policy update."""
 
+    def keep(self, cfg: Any) -> Callable[[dict], bool] | None:
+        """Which corpus samples the stage trains on (None: all), decided before resume counts them."""
+
 
 def frozen_copy(module: Any) -> Any:
     """A deep copy with gradients off: the reference policy / the frozen text reader."""
@@ -128,7 +131,7 @@ def run(stage: RLStage, cfg: Any, out: Path, resume: bool = False,
     step, seen = run_folder.restore(out, ckpt, policy, optimizer, scheduler, resume)
     ctx.eval_images, ctx.eval_scenes = data.heldout(cfg.eval_corpus, cfg.eval_images, cfg.eval_seed, cfg.image_size)
     stage.prepare_eval(ctx)
-    stream = data.sample_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen)
+    stream = data.sample_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen, keep=stage.keep(cfg))
     eval_rows = read_jsonl(out / "eval.jsonl")
     ctx.lo, ctx.hi = dist.bounds(cfg.images_per_step, "images_per_step")  # this rank's whole groups
 
