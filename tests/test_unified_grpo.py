@@ -269,7 +269,13 @@ def test_stage2_shared_group_noise_and_ode_tail_leave_the_trained_steps_as_the_o
 
 @pytest.mark.unit
 def test_stage2_nft_moves_the_decoder_only_and_its_constant_reward_control_is_a_no_op(world, tmp_path):
-    stage2(s2cfg(world, "algorithm=nft", "steps=1"), tmp_path / "n")
+    nft = load_config(Stage2Config, ROOT / "manifests/train/stage2-scene-nft.yaml",
+                      [f"init={world / 'init'}", f"corpus={world / 'corpus'}", "image_size=32", "steps=1",
+                       "images_per_step=2", "group_size=3", "rollout_steps=3", "eval_images=4", "eval_steps=2",
+                       "reward={scene-soft: 1.0, pixel: 1.0}"],  # a random decoder's paintings all fail GenEval's judge
+                      kind="stage2")
+    assert nft.algorithm == "nft" and nft.prompts == "short" and not nft.train_on_eval_prompts
+    stage2(nft, tmp_path / "n")
     first = rows(tmp_path / "n" / "metrics.jsonl")[0]
     assert 0.0 <= first["r_mean"] <= 1.0 and first["kl"] == pytest.approx(0.0, abs=1e-8)
     init_dec = Decoder.from_pretrained(world / "init" / "decoder")
