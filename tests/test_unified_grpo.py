@@ -299,3 +299,13 @@ def test_stage2_short_prompts_skip_corpus_rows_whose_prompt_geneval_scores():
     assert Stage2().keep(cfg) is not None
     assert Stage2().keep(Stage2Config(prompts="short", train_on_eval_prompts=True)) is None
     assert Stage2().keep(Stage2Config()) is None  # captions of corpus images: nothing to skip
+
+
+@pytest.mark.unit
+def test_a_filter_that_drops_every_row_is_a_corpus_error_not_a_hang(world):
+    from uae_data.core.errors import CorpusError
+    from uae_train.training.data import sample_stream
+
+    stream = sample_stream(world / "corpus", 16, 0, keep=lambda sample: False)
+    with pytest.raises(CorpusError, match="train_on_eval_prompts"):
+        next(stream)

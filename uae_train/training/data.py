@@ -34,7 +34,9 @@ def sample_stream(corpus: Path, shuffle: int, seed: int, skip: int = 0,
             if seen > skip:
                 yield s
         if empty:
-            raise CorpusError(f"{corpus}: the shards hold no samples" + (" the stage trains on" if keep else ""))
+            raise CorpusError(f"{corpus}: the shards hold no samples" + (" that this stage trains on (a filter such as "
+                                                                          "stage 2's train_on_eval_prompts: false "
+                                                                          "dropped them all)" if keep else ""))
         epoch += 1
 
 
