@@ -87,7 +87,7 @@ def update_nft(cfg: Stage2Config, decoder, reference, hidden, mask, x0, sigmas, 
     dist = dist or distributed.current()
     n_local = x0.shape[0]
     n = int(dist.sum(n_local)[0])
-    trained = trained_steps(cfg)
+    trained, chunks = trained_steps(cfg), chunks_of(n_local, cfg.micro_batch)
     r = flow_nft.optimality(adv, cfg.adv_clip)
     gen = torch.Generator().manual_seed(int(seed) % (2**62))
     grid = sigmas[:-1]  # σ > 0 of the rollout
@@ -98,14 +98,14 @@ def update_nft(cfg: Stage2Config, decoder, reference, hidden, mask, x0, sigmas, 
             eps = torch.randn(x0.shape, generator=gen).to(x0.device)
             x_t = (1 - sig.view(-1, 1, 1, 1)) * x0 + sig.view(-1, 1, 1, 1) * eps
             v_old = torch.cat([decoder.velocity_from_context(x_t[c], sig[c], decoder.context(hidden[c], mask[c]),
-                                                             cfg.guidance) for c in chunks_of(n_local, cfg.micro_batch)])
+                                                             cfg.guidance) for c in chunks])
             draws.append((sig, x_t, v_old))
     stats: dict = {}
     for _ in range(cfg.num_iterations):
         optimizer.zero_grad(set_to_none=True)
         acc = {"loss": 0.0, "kl": 0.0, "r_mean": float(r.sum()) / n}  # summed over ranks below
         for sig, x_t, v_old in draws:
-            for c in chunks_of(n_local, cfg.micro_batch):
+            for c in chunks:
                 w = (c.stop - c.start) / n / trained
                 v = decoder.velocity_from_context(x_t[c], sig[c], decoder.context(hidden[c], mask[c]), cfg.guidance)
                 loss = flow_nft.nft_loss(v, v_old[c], x_t[c], x0[c], sig[c], r[c], cfg.nft_beta).mean()

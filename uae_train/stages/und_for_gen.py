@@ -207,10 +207,9 @@ def rollout(cfg: Stage2Config, decoder, context, seeds: list[int], noise_seeds: 
 
 def eval_prompt_filter(metadata: str) -> Callable[[dict], bool]:
     """A corpus-sample filter that drops rows whose short prompt is one of a GenEval metadata file's prompts."""
-    import json
+    from uae_eval.geneval.prompts import load_metadata
 
-    held = {json.loads(line)["prompt"].strip().lower() for line in shipped(metadata).read_text().splitlines()
-            if line.strip()}
+    held = {m["prompt"].strip().lower() for m in load_metadata(shipped(metadata))}
 
     def keep(sample: dict) -> bool:
         prompt = (sample.get("meta") or {}).get("short_caption")
