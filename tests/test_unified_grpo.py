@@ -101,6 +101,22 @@ def test_stage1_updates_the_encoder_only_and_logs_grpo_stats(world, tmp_path):
 
 
 @pytest.mark.unit
+def test_stage1_kl_reference_is_the_initial_encoder_with_a_word_table_decoder(world, tmp_path):
+    """beta > 0 scores the KL against the frozen initial encoder, also when the decoder reads captions through
+    its own word table (the shipped decoder's text input), whose reader is not an encoder."""
+    init = tmp_path / "init"
+    enc = Encoder.from_pretrained(world / "init" / "encoder", device="cpu")
+    enc.save_pretrained(init / "encoder")
+    Decoder.tiny(enc.hidden_size, image_size=32, seed=0, init="torch", text_input="sentences",
+                 vocab_size=len(enc.tokenizer)).save_pretrained(init / "decoder")
+    out = tmp_path / "kl"
+    stage1(s1cfg(world, f"init={init}", "beta=0.5", "mmt_tsv="), out)
+    log = rows(out / "metrics.jsonl")
+    assert log[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as its reference
+    assert log[1]["kl"] > 1e-6  # after one update it has moved away from it
+
+
+@pytest.mark.unit
 def test_stage1_constant_reward_control_leaves_the_encoder_unchanged(world, tmp_path):
     stage1(s1cfg(world, "reward={constant: 1.0}", "mmt_tsv="), tmp_path / "c")
     log = rows(tmp_path / "c" / "metrics.jsonl")

@@ -163,9 +163,11 @@ class Stage1:
 
     def setup(self, ctx: rl_loop.RLContext, encoder, decoder):
         self.policy, self.decoder = encoder, decoder
-        reader = rl_loop.frozen_copy(encoder.model)
-        self.reader = decoder.reader(type(encoder)(reader, encoder.processor, prompt=encoder.prompt,
-                                                   name_or_path=encoder.name_or_path))
+        # the frozen initial encoder: the KL reference, and what the decoder reads captions through (a decoder
+        # with its own word table returns a reader that is not an encoder, so the two are kept apart)
+        self.reference = type(encoder)(rl_loop.frozen_copy(encoder.model), encoder.processor, prompt=encoder.prompt,
+                                       name_or_path=encoder.name_or_path)
+        self.reader = decoder.reader(self.reference)
         for p in decoder.parameters():
             p.requires_grad_(False)
         return encoder, decoder
@@ -197,7 +199,7 @@ class Stage1:
         rewards = r.view(len(images), G)  # (b, G): row i = image lo+i's G captions
         adv = grpo.group_advantages(rewards, scale=cfg.scale_rewards).flatten()  # (b·G,), groups whole
         policy.train()
-        st = update(cfg, policy, self.reader, originals, samples.token_ids, adv, ctx.optimizer, ctx.params, dist)
+        st = update(cfg, policy, self.reference, originals, samples.token_ids, adv, ctx.optimizer, ctx.params, dist)
         policy.eval()
         words, cut, count = dist.sum(sum(len(t.split()) for t in samples.texts), sum(samples.truncated),
                                      len(samples.texts))
