@@ -1,6 +1,7 @@
-"""Paired gains over RL seeds, per GenEval-scene tag, from the RESULT lines that measure_decoder.py prints.
+"""Paired gains over RL seeds from RESULT lines: per GenEval-scene tag (measure_decoder.py), or per encoder metric
+(measure_encoder.py: cell attributes, exact scenes, MMT-scene; the base is its RESULT of the starting encoder).
 usage: python experiments/rl_stages/gains.py BASE.log RUN_SEED0.log RUN_SEED1.log ...   (from the repository root)
-BASE.log: the measurement of the starting decoder with the same eval seed and images per prompt."""
+BASE.log: the measurement of the starting model (for a decoder: same eval seed and images per prompt)."""
 import json, sys
 sys.path.insert(0, ".")
 from uae_train.demo_stats import paired_gain
@@ -15,7 +16,9 @@ def result(path: str) -> dict:
 
 
 base, runs = result(sys.argv[1]), [result(p) for p in sys.argv[2:]]
-for key in [k for k in base if k.startswith("geneval_")]:
+keys = [k for k in base if k.startswith("geneval_")] or \
+    [k for k in base if isinstance(base[k], (int, float)) and all(isinstance(r.get(k), (int, float)) for r in runs)]
+for key in keys:
     g = paired_gain(base[key], [r[key] for r in runs])
     ci = "" if g["ci95"] is None else f" 95% CI [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"
-    print(f"{key[8:]:22s} {base[key]:.3f} -> {' / '.join(f'{r[key]:.3f}' for r in runs)}   gain {g['mean']:+.3f}{ci}")
+    print(f"{key.removeprefix('geneval_'):22s} {base[key]:.3f} -> {' / '.join(f'{r[key]:.3f}' for r in runs)}   gain {g['mean']:+.3f}{ci}")
