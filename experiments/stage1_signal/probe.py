@@ -1,6 +1,8 @@
 """Can stage 1's reward fix the shipped encoder's mistakes? For held-out scenes whose greedy caption is wrong:
 (1) does the frozen decoder's repainting reward the true caption above the greedy one (same phrasing, same noise)?
 (2) how often does sampling at temperature T produce a caption that parses to the true scene?
+It also prints what the greedy captions get wrong, and their shape errors by object size (a missed object counts
+as a wrong shape).
 usage: python experiments/stage1_signal/probe.py [N_SCENES] [G] [T]   (from the repository root)"""
 import sys
 from collections import Counter
@@ -14,6 +16,7 @@ sys.path.insert(0, "tools")
 from ship_scene_models import heldout_scenes  # noqa: E402
 
 from uae_data.scenes import parse_caption, write_caption  # noqa: E402
+from uae_eval.scene_captions import score_caption  # noqa: E402
 from uae_train.models.decoder import Decoder  # noqa: E402
 from uae_train.models.encoder import Encoder  # noqa: E402
 from uae_train.models.painting import paint  # noqa: E402
@@ -33,41 +36,49 @@ reward = build_reward({"scene-soft": 1.0})
 greedy = enc.caption(images, n=1, sample=False, max_new_tokens=192, batch_size=32)
 
 
-def parsed(t):
+def exact(texts, truth) -> list[bool]:
+    return [score_caption(t, truth)["exact"] for t in texts]
+
+
+def scene_of(text):
     try:
-        return parse_caption(t)
-    except Exception:  # noqa: BLE001
+        return parse_caption(text)
+    except ValueError:
         return None
 
 
-wrong = [i for i, t in enumerate(greedy) if parsed(t) != truths[i]]
+said = [scene_of(t) for t in greedy]
+wrong = [i for i, s in enumerate(said) if s != truths[i]]
 print(f"greedy wrong on {len(wrong)}/{n} scenes")
-conf = Counter()
-for i in wrong:
-    p, s = parsed(greedy[i]), truths[i]
-    if p is None:
-        conf["unparseable"] += 1
-        continue
-    got = {(o.row, o.col): o for o in p.objects}
+conf, objects, shape_wrong = Counter(), Counter(), Counter()
+for i, (p, s) in enumerate(zip(said, truths)):
+    got = {(o.row, o.col): o for o in p.objects} if p is not None else {}
     for o in s.objects:
         g = got.get((o.row, o.col))
-        if g is None:
-            conf["missed object"] += 1
-            continue
-        for a in ("color", "shape", "size"):
-            if getattr(g, a) != getattr(o, a):
-                conf[f"{a}: {getattr(o, a)}->{getattr(g, a)}"] += 1
-    conf["extra objects"] += max(0, len(p.objects) - len(s.objects))
+        objects[o.size] += 1
+        shape_wrong[o.size] += g is None or g.shape != o.shape
+        if p is not None and p != s:  # what a parseable wrong caption got wrong
+            if g is None:
+                conf["missed object"] += 1
+            else:
+                conf.update(f"{a}: {getattr(o, a)}->{getattr(g, a)}" for a in ("color", "shape", "size")
+                            if getattr(g, a) != getattr(o, a))
+    if p is None:
+        conf["unparseable"] += 1
+    elif p != s:
+        conf["extra objects"] += max(0, len(got) - len(s.objects))
 print("errors:", conf.most_common(20))
+print("greedy shape errors by size (wrong, objects, rate):",
+      {k: (shape_wrong[k], objects[k], round(shape_wrong[k] / objects[k], 3)) for k in objects})
 # (1) reward of true vs greedy scene, same phrasing seed, 4 noise seeds
-pairs = [(i, parsed(greedy[i])) for i in wrong if parsed(greedy[i]) is not None]
 wins = ties = losses = 0
 gaps = []
-for i, p in pairs:
-    tt = write_caption(truths[i], 7)
-    gt = write_caption(p, 7)
-    seeds = [1000 + k for k in range(4)]
-    rec = paint(reader, dec, [tt] * 4 + [gt] * 4, seeds + seeds, 8, 8.0, 192)
+seeds = [1000 + k for k in range(4)]
+for i in wrong:
+    if said[i] is None:
+        continue
+    rec = paint(reader, dec, [write_caption(truths[i], 7)] * 4 + [write_caption(said[i], 7)] * 4, seeds + seeds,
+                8, 8.0, 192)
     r, _ = reward([images[i]] * 8, rec, [truths[i]] * 8)
     rt, rg = float(r[:4].mean()), float(r[4:].mean())
     gaps.append(rt - rg)
@@ -77,16 +88,13 @@ for i, p in pairs:
 print(f"reward true vs greedy-scene caption: wins {wins} ties {ties} losses {losses}; "
       f"mean gap {sum(gaps) / max(1, len(gaps)):.3f}")
 # (2) sampling: does any of G samples parse to the truth?
-sub = [images[i] for i in wrong]
-samples = enc.sample_captions(sub, n=G, sample=True, temperature=T, max_new_tokens=192, seed=0)
-hit = correct = 0
-for k, i in enumerate(wrong):
-    ok = [parsed(t) == truths[i] for t in samples.texts[k * G:(k + 1) * G]]
-    hit += any(ok)
-    correct += sum(ok)
-print(f"T={T} G={G}: wrong scenes with a correct sample {hit}/{len(wrong)}; correct samples {correct}/{len(wrong) * G}")
-# and on all scenes: fraction of groups that are not all identical in parsed scene
+samples = enc.sample_captions([images[i] for i in wrong], n=G, sample=True, temperature=T, max_new_tokens=192, seed=0)
+ok = [exact(samples.texts[k * G:(k + 1) * G], truths[i]) for k, i in enumerate(wrong)]
+print(f"T={T} G={G}: wrong scenes with a correct sample {sum(map(any, ok))}/{len(wrong)}; "
+      f"correct samples {sum(map(sum, ok))}/{len(wrong) * G}")
+# and on all scenes: groups whose samples are not all the same scene
 allsamp = enc.sample_captions(images[:64], n=G, sample=True, temperature=T, max_new_tokens=192, seed=1)
-diverse = sum(len({repr(parsed(t)) for t in allsamp.texts[k * G:(k + 1) * G]}) > 1 for k in range(64))
-right = sum(parsed(t) == truths[k // G] for k, t in enumerate(allsamp.texts))
+groups = [allsamp.texts[k * G:(k + 1) * G] for k in range(64)]
+diverse = sum(len({repr(scene_of(t)) for t in g}) > 1 for g in groups)
+right = sum(sum(exact(g, truths[k])) for k, g in enumerate(groups))
 print(f"on 64 scenes: groups with >1 distinct parsed scene {diverse}/64; samples exactly right {right}/{64 * G}")

@@ -10,20 +10,13 @@ sys.path.insert(0, ".")
 sys.path.insert(0, "tools")
 from ship_scene_models import heldout_scenes  # noqa: E402
 
-from uae_data.scenes import parse_caption  # noqa: E402
+from uae_eval.scene_captions import score_caption  # noqa: E402
 from uae_train.models.encoder import Encoder  # noqa: E402
-
-
-def parsed(text):
-    try:
-        return parse_caption(text)
-    except Exception:  # noqa: BLE001 - an unparseable caption is simply not exact
-        return None
 
 
 images, truths = heldout_scenes(256)
 for path in sys.argv[1:]:
     enc = Encoder.from_pretrained(path, device="cpu").eval()
     s = enc.sample_captions(images, n=4, sample=True, temperature=1.0, max_new_tokens=192, seed=5)
-    right = sum(parsed(t) == truths[k // 4] for k, t in enumerate(s.texts))
+    right = sum(score_caption(t, truths[k // 4])["exact"] for k, t in enumerate(s.texts))
     print(path, "held-out sampled (T=1, 4 per scene) exact", round(right / len(s.texts), 4), flush=True)
