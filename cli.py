@@ -163,6 +163,10 @@ def build_corpus(
     c = manifest["counts"]
     out.print(f"corpus {out_dir}: {c['samples']} samples in {c['shards']} shards from {c['input_rows']} input rows "
               f"({c.get('status_dropped', 0)} dropped, {c.get('status_failed', 0)} failed: reasons in stats.parquet)")
+    if "caption_audit" in manifest:
+        a = manifest["caption_audit"]
+        out.print(f"caption audit: {a['objects_named']:.1%} of objects named ({a['objects_named_full']:.1%} with colour, "
+                  f"shape and size), {a['words_per_caption']:.1f} words per caption")
 
 
 @train_app.command("pretrain", epilog=OVERRIDES)

@@ -38,6 +38,6 @@ class CorpusConfig:
         if self.image_format not in ("png", "jpg"):
             raise ValueError(f"image_format must be png or jpg, got {self.image_format!r}")
         require_at_least_one(self, "shard_size", "limit")
-        if self.captioner.name == "scene" and self.source.name != "scenes":
-            raise ValueError(f"captioner 'scene' writes exact captions of scene items only; source '{self.source.name}' "
+        if self.captioner.name in ("scene", "web") and self.source.name != "scenes":
+            raise ValueError(f"captioner '{self.captioner.name}' writes captions of scene items only; source '{self.source.name}' "
                              "needs captioner keep or hf")

@@ -220,6 +220,7 @@ def finalize(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, seconds: 
         },
         "stages": {f"{status}_{stage or 'other'}": int(v)
                    for (status, stage), v in not_ok.groupby(["status", "stage"]).size().items()},
+        **caption_audit(stats),
         "sha256": {n: sh.file_sha256(out / "shards" / n) for n in names},
         "versions": package_versions(),
         "git_hash": git_hash(),
@@ -227,6 +228,20 @@ def finalize(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, seconds: 
     }
     _write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def caption_audit(stats: pd.DataFrame) -> dict:
+    """{"caption_audit": ...} for corpora whose captioner counted what each caption names (web captions):
+    the share of the scenes' objects named (at all, and with colour, shape and size) and words per caption."""
+    if "objects_named" not in stats:
+        return {}
+    ok = stats[(stats["status"] == "ok") & (stats["objects"] > 0)]
+    objects = max(1, int(ok["objects"].sum()))
+    return {"caption_audit": {
+        "objects_named": round(float(ok["objects_named"].sum()) / objects, 4),
+        "objects_named_full": round(float(ok["objects_named_full"].sum()) / objects, 4),
+        "words_per_caption": round(float(ok["caption_words"].mean()), 2) if len(ok) else 0.0,
+        "samples": int(len(ok))}}
 
 
 def _write_json(path: Path, obj: Any) -> None:

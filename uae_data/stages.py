@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from uae_data.clip_score import ClipScore
 
 STATS_COLUMNS = ["key", "status", "reason", "shard", "url", "stage", "source_status"]
+# per-row counts a captioner may report (web captions), kept in stats.parquet for the corpus audit
+AUDIT_COLUMNS = ["objects", "objects_named", "objects_named_full"]
 STAGING = ".staging"
 
 
@@ -133,6 +135,7 @@ def sample_meta(cfg: CorpusConfig, item: SourceItem, caption: Caption) -> dict:
     scene = item.meta.get("scene")
     if scene is not None:
         meta["scene"] = scene.to_dict()
+    meta.update(caption.meta)
     return meta
 
 
@@ -153,7 +156,13 @@ def write_shard_outputs(cfg: CorpusConfig, k: int, items: list[SourceItem], capt
     rows = [{"key": sh.sample_key(it.index), "status": it.status, "reason": it.reason,
              "shard": name if it.status == "ok" else "", "url": it.url or "", "stage": it.meta.get("stage", ""),
              "source_status": it.source_status} for it in items]
-    stats = pd.DataFrame(rows, columns=STATS_COLUMNS)
+    audit = {sh.sample_key(it.index): {c: cap.meta[c] for c in AUDIT_COLUMNS if c in cap.meta} | {
+        "caption_words": len(cap.text.split())} for it, cap in zip(ok, captions)}
+    extra = [c for c in AUDIT_COLUMNS if any(c in a for a in audit.values())]
+    if extra:  # web captions: per-row counts behind the corpus audit (manifest.json "caption_audit")
+        for r in rows:
+            r.update({c: audit.get(r["key"], {}).get(c, -1) for c in [*extra, "caption_words"]})
+    stats = pd.DataFrame(rows, columns=[*STATS_COLUMNS, *([*extra, "caption_words"] if extra else [])])
     atomic_write(out / ".parts" / f"{name}.parquet", lambda f: stats.to_parquet(f, index=False), binary=True)
     count, digest = sh.write_shard(out / "shards" / name, samples)
     statuses: dict[str, int] = {}
