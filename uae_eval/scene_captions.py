@@ -7,6 +7,11 @@ shape and size there. `cell_attributes` is the share of those three attributes r
 cells (chance: colour 1/10, shape 1/|shapes|, size 1/3). A blind encoder (trained on a constant image)
 gets occupancy and attribute rates near what the caption prior alone allows; compare against it.
 A caption that does not parse scores 0 on every cell it should have described.
+
+Web-style captions name only some objects, so three more figures (`uae_data.web_captions.recall_counts`):
+`object_recall`, the share of the scenes' objects a caption names in their cell with the right colour, shape
+and size; `attribute_precision`, the share of the objects it names that exist as named (whatever attributes it
+gives must match; a caption that names nothing counts as no named objects); and `words_per_caption`.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from uae_data import scenes
+from uae_data.web_captions import recall_counts
 from uae_eval.results import Results, write_results
 
 ATTRIBUTES = ("color", "shape", "size")
@@ -34,6 +40,9 @@ def score_caption(text: str, truth: scenes.Scene) -> dict:
     for a in ATTRIBUTES:
         row[a] = sum(k in said and getattr(said[k], a) == getattr(o, a) for k, o in true.items())
     row["exact"] = said == true
+    counts = recall_counts(text, truth)
+    row.update(named=counts["named"], named_correct=counts["correct"], recalled=counts["recalled"],
+               words=counts["words"])
     return row
 
 
@@ -46,6 +55,11 @@ def aggregate(rows: Sequence[dict]) -> dict[str, float]:
     metrics["cell_attributes"] = sum(metrics[a] for a in ATTRIBUTES) / len(ATTRIBUTES)
     metrics["exact_scene"] = sum(r["exact"] for r in rows) / n
     metrics["parsed"] = sum(r["parsed"] for r in rows) / n
+    if rows and "recalled" in rows[0]:
+        named = sum(r["named"] for r in rows)
+        metrics["object_recall"] = sum(r["recalled"] for r in rows) / objects
+        metrics["attribute_precision"] = sum(r["named_correct"] for r in rows) / named if named else 0.0
+        metrics["words_per_caption"] = sum(r["words"] for r in rows) / n
     return metrics
 
 

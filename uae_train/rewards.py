@@ -2,8 +2,9 @@
 
 Both stages score (original, reconstruction) pairs; the reward is Σ w_k · metric_k. Every metric of the
 uae_eval registry is a reward (clip, dino, ssim, scene, scene-soft; psnr is scaled to [0, 1] by /50 dB so
-it mixes with the others), plus `pixel` (1 − mean squared error on [0, 1] RGB) and `constant` (the
-control run: a reward with no signal must not move the model). Both images get the same preprocessing:
+it mixes with the others), plus `pixel` (1 − mean squared error on [0, 1] RGB), `constant` (the
+control run: a reward with no signal must not move the model) and `length` (the control for "say more": it
+pays for the objects a caption names and the words it writes, never looking at an image; stage 1 only). Both images get the same preprocessing:
 the reconstruction is resized to the original's size inside each metric (facts §5.6: reward(x, x) = 1).
 """
 from __future__ import annotations
@@ -18,6 +19,18 @@ from uae_data.core.errors import ConfigError
 from uae_data.scenes import SHAPES, Scene
 
 GENEVAL_TERMS = ("geneval", "geneval-partial")
+CAPTION_TERMS = ("length",)  # terms that read the caption, not the images
+LENGTH_OBJECTS, LENGTH_WORDS = 9, 150  # the length reward saturates at 9 named objects (the grid) and 150 words
+
+
+def length_reward(caption: str) -> float:
+    """0.8 · objects named / 9 + 0.2 · words / 150, each capped at 1: more named objects and more words pay,
+    whether or not they are in the image (the words term breaks ties between captions naming as many)."""
+    from uae_data.web_captions import mentions
+
+    named = min(len(mentions(caption)), LENGTH_OBJECTS) / LENGTH_OBJECTS
+    words = min(len(caption.split()), LENGTH_WORDS) / LENGTH_WORDS
+    return 0.8 * named + 0.2 * words
 
 
 def _pixel(originals: Sequence[Image.Image], recons: Sequence[Image.Image]) -> list[float]:
@@ -35,7 +48,7 @@ def reward_terms() -> list[str]:
     """Every reward term: the uae_eval metric registry plus pixel, constant and the GenEval judges."""
     from uae_eval.metrics import metric_names
 
-    return sorted({*metric_names(), "pixel", "constant", *GENEVAL_TERMS})
+    return sorted({*metric_names(), "pixel", "constant", *GENEVAL_TERMS, *CAPTION_TERMS})
 
 
 def check_reward(weights: dict[str, float], options: dict[str, dict]) -> None:
@@ -57,7 +70,7 @@ def check_reward(weights: dict[str, float], options: dict[str, dict]) -> None:
 
             target = GenEvalReward
         else:
-            target = METRICS.get(name) if name in metric_names() else (lambda: None)  # pixel, constant: none
+            target = METRICS.get(name) if name in metric_names() else (lambda: None)  # pixel, constant, length: none
         check_options(f"reward_options.{name}", opts or {}, target)
 
 
@@ -76,7 +89,7 @@ class Reward:
         self.weights = {k: float(v) for k, v in weights.items()}
         options = metric_options or {}
         self.metrics = {k: build_metric(k, **options.get(k, {})) for k in weights
-                        if k not in ("pixel", "constant", *GENEVAL_TERMS)}
+                        if k not in ("pixel", "constant", *GENEVAL_TERMS, *CAPTION_TERMS)}
         self.geneval = None
         if set(weights) & set(GENEVAL_TERMS):
             from uae_eval.geneval.reward import GenEvalReward
@@ -84,6 +97,11 @@ class Reward:
             self.geneval = GenEvalReward(**options.get("geneval", {}))
             namer = getattr(self.geneval.detector, "class_names", None)
             self.geneval_classes = namer() if callable(namer) else list(SHAPES)
+
+    @property
+    def reads_images(self) -> bool:
+        """False when every term ignores the images (constant, length): a stage may then skip painting."""
+        return any(k not in ("constant", *CAPTION_TERMS) for k in self.weights)
 
     def _geneval(self, recons, prompts: Sequence[str] | None) -> dict[str, list[float]]:
         from uae_eval.geneval.prompts import prompt_metadata
@@ -98,7 +116,12 @@ class Reward:
         self.geneval(list(recons), [parsed[p] for p in prompts])
         return {"geneval": self.geneval.parts["strict"], "geneval-partial": self.geneval.parts["partial"]}
 
-    def _term(self, name: str, originals, recons, scenes: Sequence[Scene] | None) -> list[float]:
+    def _term(self, name: str, originals, recons, scenes: Sequence[Scene] | None,
+              captions: Sequence[str] | None = None) -> list[float]:
+        if name == "length":
+            if captions is None or len(captions) != len(recons):
+                raise ConfigError("reward length: needs the caption of every reconstruction (a stage-1 reward)")
+            return [length_reward(c) for c in captions]
         if name == "pixel":
             return _pixel(originals, recons)
         if name == "constant":
@@ -114,15 +137,17 @@ class Reward:
 
     def __call__(self, originals: Sequence[Image.Image], recons: Sequence[Image.Image],
                  scenes: Sequence[Scene] | None = None,
-                 prompts: Sequence[str] | None = None) -> tuple[torch.Tensor, dict[str, list[float]]]:
-        """prompts: what each painting was painted from; only the geneval terms read them."""
+                 prompts: Sequence[str] | None = None,
+                 captions: Sequence[str] | None = None) -> tuple[torch.Tensor, dict[str, list[float]]]:
+        """prompts: what each painting was painted from; only the geneval terms read them.
+        captions: the captions the reconstructions were painted from; only the length term reads them."""
         if len(originals) != len(recons):
             raise ValueError(f"reward needs pairs: {len(originals)} originals, {len(recons)} reconstructions")
         total = np.zeros(len(recons), dtype=np.float64)
         parts: dict[str, list[float]] = {}
         judged = self._geneval(recons, prompts) if self.geneval is not None else {}
         for name, w in self.weights.items():
-            values = judged[name] if name in judged else self._term(name, originals, recons, scenes)
+            values = judged[name] if name in judged else self._term(name, originals, recons, scenes, captions)
             parts[name] = values
             total += w * np.asarray(values, dtype=np.float64)
         return torch.tensor(total, dtype=torch.float32), parts

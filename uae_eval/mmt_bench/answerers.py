@@ -10,7 +10,8 @@ import json
 import random
 from typing import Callable
 
-from uae_data.scenes import COLORS, POSITIONS, SHAPES, Scene, parse_caption
+from uae_data.scenes import COLORS, POSITIONS, SHAPES, Scene
+from uae_data.web_captions import Mention, mentions
 
 L2 = {"count": "Count", "colour": "VR", "shape": "VR", "position": "Loc", "relation": "Loc"}
 RELATIONS = ("left of", "right of", "above", "below")
@@ -96,13 +97,44 @@ def make_random(seed: int = 0) -> Callable:
     return answer
 
 
+def solve_mentions(said: list[Mention], qtype: str, target: str) -> str | None:
+    """`solve` over what a caption names (`uae_data.web_captions.mentions`), attributes it leaves out included.
+
+    Why: a web-style caption names some objects, sometimes without size or colour. Counting counts the objects
+    it names (a caption that stops early undercounts, as a reader would); a question about an attribute or an
+    object the caption does not give has no answer (None). On exact long captions this is `solve` on
+    `parse_caption`'s scene: the same objects, every attribute given.
+    """
+    if qtype == "count":
+        return str(len(said)) if said else None
+    if qtype in ("colour", "shape"):
+        m = next((m for m in said if (m.row, m.col) == _cell(target)), None)
+        return None if m is None else (m.color if qtype == "colour" else m.shape)
+
+    def find(name: str) -> Mention | None:
+        color, shape = name.split(" ")
+        return next((m for m in said if (m.color, m.shape) == (color, shape)), None)
+
+    if qtype == "position":
+        m = find(target)
+        return None if m is None else POSITIONS[m.row][m.col]
+    if qtype == "relation":
+        a, b = (find(t) for t in target.split("|"))
+        if a is None or b is None:
+            return None
+        if a.row == b.row:
+            return "left of" if a.col < b.col else "right of"
+        return "above" if a.row < b.row else "below"
+    raise ValueError(f"unknown question type {qtype!r}")
+
+
 def make_caption_reader(caption: Callable[[list], list[str]]) -> Callable:
-    """Answer from the scene parsed out of `caption(images)[0]`; questions it cannot solve get "Z"."""
+    """Answer from what `caption(images)[0]` names (`solve_mentions`); questions it cannot answer get "Z"."""
     def answer(images, prompt, row):
         try:
-            scene = parse_caption(caption(images)[0])
-            return _letter_of(solve(scene, row["qtype"], row["target"]), row)
-        except Exception:  # noqa: BLE001 - an unparseable caption is a wrong answer, not a crash
+            text = solve_mentions(mentions(caption(images)[0]), row["qtype"], row["target"])
+            return "Z" if text is None else _letter_of(text, row)
+        except Exception:  # noqa: BLE001 - an unreadable caption is a wrong answer, not a crash
             return "Z"
     answer.wants_row = True
     answer.needs_columns = ("qtype", "target")  # type: ignore[attr-defined]

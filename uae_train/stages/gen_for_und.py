@@ -30,7 +30,6 @@ import torch
 
 from uae_data.core.config import config_kind, help_field
 from uae_data.core.paths import shipped
-from uae_data.scenes import parse_caption
 from uae_train import grpo
 from uae_train.evaluation.autoencoder import mmt_captioner
 from uae_train.models.painting import paint
@@ -67,18 +66,16 @@ def evaluate(cfg: Stage1Config, policy, reader, decoder, images, scenes, reward,
     texts = policy.caption(images, n=1, sample=False, max_new_tokens=cfg.max_new_tokens, batch_size=32)
     recons = paint(reader, decoder, texts, [cfg.eval_seed + i for i in range(len(texts))], cfg.decoder_steps,
                    cfg.decoder_guidance, cfg.max_text_tokens)
-    r, parts = reward(images, recons, scenes if all(s is not None for s in scenes) else None)
+    r, parts = reward(images, recons, scenes if all(s is not None for s in scenes) else None, captions=texts)
     row = {"step": step, "heldout_reward": float(r.mean()),
            "caption_words": sum(len(t.split()) for t in texts) / len(texts)}
     row.update({f"heldout_{k}": sum(v) / len(v) for k, v in parts.items()})
     if all(s is not None for s in scenes):
-        exact = 0
-        for t, s in zip(texts, scenes):
-            try:
-                exact += int(parse_caption(t) == s)
-            except Exception:  # noqa: BLE001 - an unparseable caption is simply not exact
-                pass
-        row["caption_exact_scene"] = exact / len(texts)
+        from uae_eval.scene_captions import aggregate, score_caption
+
+        m = aggregate([score_caption(t, s) for t, s in zip(texts, scenes)])
+        row.update(caption_exact_scene=m["exact_scene"], object_recall=m["object_recall"],
+                   attribute_precision=m["attribute_precision"])
     if cfg.mmt_tsv:
         from uae_eval.mmt_bench import harness as mmt
         from uae_eval.mmt_bench.answerers import build_answerer
@@ -188,13 +185,17 @@ class Stage1:
                                          max_new_tokens=cfg.max_new_tokens, seed=data.rank_seed(base, dist.rank))
         t_gen = time.perf_counter()
         seeds = [base + lo + i for i in range(len(images)) for _ in range(G)]  # shared within a group
-        recons = paint(self.reader, self.decoder, samples.texts, seeds, cfg.decoder_steps, cfg.decoder_guidance,
-                       cfg.max_text_tokens)
         originals = [im for im in images for _ in range(G)]  # what the policy saw
+        if ctx.reward.reads_images:
+            recons = paint(self.reader, self.decoder, samples.texts, seeds, cfg.decoder_steps, cfg.decoder_guidance,
+                           cfg.max_text_tokens)
+        else:  # constant and length rewards never look at a painting: skip the decoder (held-out evals still paint)
+            recons = originals
         targets = [im for im in data.shift_by_one(all_images, cfg.shuffle_reward_images)[lo:hi] for _ in range(G)]
         ref_scenes = data.shift_by_one(all_scenes, cfg.shuffle_reward_images)  # what the reward compares with
         rep_scenes = [s for s in ref_scenes[lo:hi] for _ in range(G)]
-        r, parts = ctx.reward(targets, recons, rep_scenes if all(s is not None for s in all_scenes) else None)
+        r, parts = ctx.reward(targets, recons, rep_scenes if all(s is not None for s in all_scenes) else None,
+                              captions=samples.texts)
         t_rew = time.perf_counter()
         rewards = r.view(len(images), G)  # (b, G): row i = image lo+i's G captions
         adv = grpo.group_advantages(rewards, scale=cfg.scale_rewards).flatten()  # (b·G,), groups whole

@@ -29,7 +29,7 @@ from uae_data.scenes import write_caption
 from uae_train import flow_sde, grpo
 from uae_train.models.image_tensors import tensor_to_pil
 from uae_train.models.painting import paint
-from uae_train.rewards import GENEVAL_TERMS
+from uae_train.rewards import CAPTION_TERMS, GENEVAL_TERMS
 from uae_train.stages.stage2_updates import trained_steps, update, update_nft
 from uae_train.training import data, rl_loop
 from uae_train.training.config import RLConfig
@@ -81,6 +81,9 @@ class Stage2Config(RLConfig):
             raise ValueError("prompts: short evaluates on held-out scene-world prompt scenes; set eval_corpus: ''")
         if set(self.reward) & set(GENEVAL_TERMS) and self.prompts != "short":
             raise ValueError("reward geneval judges a painting against its GenEval prompt: set prompts: short")
+        if set(self.reward) & set(CAPTION_TERMS):
+            raise ValueError(f"reward {sorted(set(self.reward) & set(CAPTION_TERMS))[0]} pays for the encoder's captions: "
+                             "a stage-1 control, not a stage-2 reward")
         if self.group_noise not in ("independent", "shared"):
             raise ValueError(f"group_noise must be independent or shared; got {self.group_noise!r}")
         if self.advantage not in ("flow_grpo", "group"):
