@@ -26,12 +26,23 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, ua
                  "eval/unified-grpo/recon/results.json", "eval/unified-grpo/mmt-bench/results.json",
                  "eval/unified-grpo/scene-captions/results.json", "eval/stage1-constant/mmt-bench/results.json",
                  "eval/stage2-constant/geneval/results.json", "eval/blind-encoder/scene-captions/results.json",
-                 "eval/noise/geneval/results.json", "eval/random/geneval/results.json", "report.html"):
+                 "eval/noise/geneval/results.json", "eval/random/geneval/results.json", "report.html",
+                 # the web-caption setting (the default): the length-reward control and the exact-caption ceiling
+                 "s1-length/encoder", "eval/stage1-length/mmt-bench/results.json",
+                 "eval/exact-caption-encoder/scene-captions/results.json"):
         assert (d / part).exists(), part
-    assert json.loads((d / "pre/summary.json").read_text())["source"] == "shipped scene models"
+    assert json.loads((d / "pre/summary.json").read_text())["source"] == "shipped web models"
+    assert json.loads((d / "corpus/manifest.json").read_text())["caption_audit"]["objects_named"] < 0.8
     head = json.loads((d / "headline.json").read_text())
     metrics = [row["metric"] for row in head["rows"]]
     assert any(m.startswith("GenEval-scene") for m in metrics) and any(m.startswith("MMT-scene") for m in metrics)
+    for name in ("object recall", "attribute precision", "words per caption"):
+        r = next(row for row in head["rows"] if name in row["metric"])
+        ctrl = {c["name"]: c for c in r["controls"]}
+        assert {"constant reward", "shuffled-image reward", "length reward", "exact-caption encoder",
+                "blind encoder"} <= set(ctrl), name
+        assert ctrl["constant reward"]["gain"]["mean"] == 0.0  # the constant reward leaves the encoder as it was
+        assert "true_minus_control" in ctrl["length reward"] and "mean" in r["gain"] and "ci95" in r["gain"]
     geneval = next(row for row in head["rows"] if row["metric"].startswith("GenEval-scene"))
     names = [c["name"] for c in geneval["controls"]]
     assert names[:2] == ["constant reward", "shuffled-image reward"]
@@ -40,6 +51,8 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, ua
     assert "report:" in r.stdout and "gain" in r.stdout
     html = (d / "report.html").read_text()
     assert html.index("constant reward") < html.index("unified-grpo-stage1")  # the headline comes first
+    # then the stage-1 curves and the before/after samples, before the per-benchmark sections
+    assert html.index("object recall over steps") < html.index("before stage 1") < html.index("unified-grpo-stage1")
     before = (d / "report.html").stat().st_mtime_ns
     r2 = uae_in_process("demo", *TOY, "shuffled_controls=true", "--out", str(tmp_path / "d"))  # everything done: only the report is rebuilt
     assert r2.returncode == 0 and "stage1 ->" not in r2.stdout and (d / "report.html").stat().st_mtime_ns >= before
@@ -48,14 +61,18 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, ua
 @pytest.mark.integration
 def test_demo_from_scratch_pretrains_and_two_seeds_give_an_interval(tmp_path, uae):
     toy = TOY + ["pretrain=[encoder_steps=2, decoder_steps=2, batch_size=4, decoder_batch_size=4, warmup_steps=1]",
-                 "controls=false", "pretrain_corpus=[source.n=120, shard_size=60]"]
+                 "controls=false", "pretrain_corpus=[source.n=120, shard_size=60]",
+                 "web_encoder=[encoder_steps=2, batch_size=4, warmup_steps=1]"]
     r = uae("demo", *toy, "--seeds", "2", "--from-scratch", "--out", str(tmp_path / "d"), timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     d = tmp_path / "d"
     assert (d / "pre/metrics.jsonl").exists() and (d / "seed-1/s2/decoder").exists()
     pre_corpus = json.loads((d / "pretrain-corpus/manifest.json").read_text())
     assert pre_corpus["counts"]["samples"] == 120  # the pretraining corpus, with its prompt scenes
-    assert "pretrain-corpus" in (d / "pre/config.yaml").read_text()
+    assert "pretrain-corpus" in (d / "pre-exact/config.yaml").read_text()
+    # the web-caption encoder: SFT of the freshly pretrained encoder on the demo's web-caption corpus
+    web_sft = (d / "pre/config.yaml").read_text()
+    assert "pre-exact/encoder" in web_sft and "image_word_weight: 0" in web_sft and (d / "pre/decoder").is_dir()
     assert not (d / "s1-constant").exists()
     head = json.loads((d / "headline.json").read_text())
     row = next(row for row in head["rows"] if row["metric"].startswith("GenEval-scene"))

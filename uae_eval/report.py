@@ -305,8 +305,10 @@ def benchmark_blocks(bench: str, runs: list[Run]) -> list[Block]:
     return blocks
 
 
-def report_blocks(runs: list[Run], max_samples: int, headline: list[dict] | None = None) -> list[Block]:
+def report_blocks(runs: list[Run], max_samples: int, headline: list[dict] | None = None,
+                  lead: Sequence[Block] = ()) -> list[Block]:
     blocks: list[Block] = [headline_table(headline)] if headline else []
+    blocks += list(lead)
     blocks.append(summary_table(runs))
     for bench in dict.fromkeys(r.results.benchmark for r in runs):
         blocks += benchmark_blocks(bench, [r for r in runs if r.results.benchmark == bench])
@@ -331,11 +333,13 @@ def report_blocks(runs: list[Run], max_samples: int, headline: list[dict] | None
 
 
 def build_report(results_paths: Sequence[str | Path], out: str | Path, max_samples: int = MAX_SAMPLES,
-                 title: str = "uae report", headline: str | Path | Sequence[dict] | dict | None = None) -> Path:
+                 title: str = "uae report", headline: str | Path | Sequence[dict] | dict | None = None,
+                 lead: Sequence[Block] = ()) -> Path:
     """Write a report of one or more results folders to `out` (.html self-contained, or .md + `<stem>_files/`).
 
     `headline`: rows for the headline table at the top (a list of dicts, {"rows": [...]}, or the path of a
-    JSON file holding either; row format in uae_eval.report_headline)."""
+    JSON file holding either; row format in uae_eval.report_headline). `lead`: blocks shown right after the
+    headline (the demo's stage-1 curves and before/after samples)."""
     out = Path(out)
     kind = out.suffix.lower()
     if kind not in (".html", ".htm", ".md"):
@@ -343,7 +347,7 @@ def build_report(results_paths: Sequence[str | Path], out: str | Path, max_sampl
     if not results_paths:
         raise ReportError("give at least one results folder or results.json")
     rows = load_headline(headline)
-    blocks = report_blocks(load_runs(results_paths), max_samples, rows)
+    blocks = report_blocks(load_runs(results_paths), max_samples, rows, lead)
     if kind == ".md":
         text = render_markdown(title, blocks, out.parent / f"{out.stem}_files", f"{out.stem}_files")
     else:

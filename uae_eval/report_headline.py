@@ -6,6 +6,8 @@ A row (a dict; `build_report(..., headline=rows)` or a headline.json holding {"r
      "before": {"mean": 0.41, "sd": 0.03, "n": 3}, "after": {"mean": 0.52, "sd": 0.02, "n": 3},
      "gain": {"mean": 0.11, "ci95": [0.05, 0.17]}, "chance": 0.25,
      "controls": [{"name": "constant reward", "gain": {"mean": 0.0, "ci95": [-0.03, 0.03]}},
+                  {"name": "length reward", "gain": {"mean": 0.05, "ci95": [0.01, 0.09]},
+                   "true_minus_control": {"mean": 0.06, "ci95": [0.02, 0.10]}},
                   {"name": "blind encoder", "value": 0.27}]}
 
 Only "metric" is required; stage, unit, higher_is_better (default true), sd, n, gain, ci95, chance and
@@ -24,7 +26,7 @@ from typing import Any, Sequence
 
 from uae_eval.report_doc import ReportError, Table
 
-MAX_CONTROL_COLUMNS = 4
+MAX_CONTROL_COLUMNS = 5
 ABOVE, BELOW, SPANS, NO_CI = "▲ CI above 0", "▼ CI below 0", "○ CI includes 0", "no CI"
 
 
@@ -114,7 +116,10 @@ def _control_cell(c: Any) -> tuple[str, str | None]:
         return (num(_float(c)), None)
     if c.get("gain") is not None:
         g = _stat(c["gain"])
-        return (_gain_text(g), None if g["ci95"] is None else "ns" if ci_marker(g["ci95"]) == SPANS else "warn")
+        text = _gain_text(g)
+        if isinstance(c.get("true_minus_control"), dict):  # the true reward's after minus this control's, per seed
+            text += f"; true − control {_gain_text(_stat(c['true_minus_control']))}"
+        return (text, None if g["ci95"] is None else "ns" if ci_marker(g["ci95"]) == SPANS else "warn")
     if c.get("value") is not None:
         v = _stat(c["value"])
         return (_mean_sd(v), None)

@@ -6,8 +6,15 @@ encoder (trained on a constant image), object-free images (the `noise` generator
 GenEval, and shuffled captions for the decoder (caption reliance). Every step writes its own folder
 under OUT and is skipped when its result is already there, so re-running the same command continues.
 
-Layout: corpus/ heldout/ (pretrain-corpus/ with from_scratch) pre/ s1/ s2/ s1-constant/ s2-constant/ (s1-shuffled/ s2-shuffled/ with
-shuffled_controls) eval/<label>/<benchmark>/ (seed 0);
+Two settings. `web` (the default, the paper's setting in miniature): the RL corpus carries web-style captions
+(manifests/corpus/scenes-web.yaml) and stage 1 starts from the web-caption encoder, which names about half of
+a scene's objects; beside the constant and shuffled controls, stage 1 also runs with a length reward (pays for
+naming more objects and words, never looks at an image), and the exact-caption encoder is measured as the
+ceiling. `exact`: exact long captions and the exact-caption encoder, as before.
+
+Layout: corpus/ heldout/ (pretrain-corpus/ with from_scratch; pre-exact/ too in the web setting) pre/ s1/ s2/
+s1-constant/ s2-constant/ (s1-shuffled/ s2-shuffled/ with shuffled_controls; s1-length/ in the web setting)
+eval/<label>/<benchmark>/ (seed 0);
 seed-<k>/ holds the same for seed k > 0. headline.json holds the report's rows; report.html reads them.
 """
 from __future__ import annotations
@@ -22,15 +29,19 @@ from typing import Callable
 from uae_data.core.config import config_kind, help_field, load_config, require_at_least_one
 from uae_train import demo_evals as ev
 from uae_train.demo_headline import headline_rows, seed_root
+from uae_train.demo_web import web_headline_rows, web_report_lead
 
 MANIFESTS = ev.MANIFESTS
 SHIPPED = Path(__file__).resolve().parent / "scene_models"
 PRETRAIN_CORPUS = MANIFESTS / "corpus" / "scenes-pretrain.yaml"  # what from_scratch pretrains on
+SETTINGS = {"web": "scenes-web.yaml", "exact": "scenes.yaml"}  # the RL corpus of each setting
 
 
 @config_kind("demo")
 @dataclass
 class DemoConfig:
+    setting: str = help_field("web", help="web: web-caption corpus and encoder, stage 1 beside a length-reward control "
+                                          "(the paper's setting) | exact: exact long captions and the exact-caption encoder")
     corpus_size: int = help_field(3000, help="scenes in the training corpus")
     image_size: int = help_field(48, help="image side for every model and eval")
     from_scratch: bool = help_field(False, help="pretrain the scene models with manifests/train/pretrain-scene.yaml "
@@ -38,6 +49,8 @@ class DemoConfig:
     pretrain: list = help_field([], help="overrides of manifests/train/pretrain-scene.yaml (key=value strings)")
     pretrain_corpus: list = help_field([], help="overrides of manifests/corpus/scenes-pretrain.yaml, the corpus "
                                                 "from_scratch pretrains on (e.g. source.n=2000 for a quick try)")
+    web_encoder: list = help_field([], help="web setting with from_scratch: overrides of "
+                                            "manifests/train/pretrain-scene-web.yaml (the web-caption SFT)")
     stage1: list = help_field([], help="overrides of manifests/train/stage1-scene.yaml")
     stage2: list = help_field([], help="overrides of manifests/train/stage2-scene.yaml")
     seeds: int = help_field(1, help="RL seeds (stage 1 + stage 2 and their controls once per seed); the report "
@@ -58,6 +71,8 @@ class DemoConfig:
 
     def validate(self) -> None:
         require_at_least_one(self, "seeds")
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {', '.join(SETTINGS)}; got {self.setting!r}")
         from uae_data.core.errors import ConfigError
         from uae_train.stages.gen_for_und import Stage1Config
         from uae_train.stages.pretrain import PretrainConfig
@@ -79,7 +94,8 @@ class DemoConfig:
 
 def install_shipped(run: Path, what: str = "scene") -> None:
     """Copy the shipped scene encoder and decoder into run/ (encoder/, decoder/) with their provenance."""
-    names = {"scene": ("encoder", "decoder"), "blind": ("blind-encoder", "decoder")}[what]
+    names = {"scene": ("encoder", "decoder"), "blind": ("blind-encoder", "decoder"),
+             "web": ("web-encoder", "decoder")}[what]
     for src, dst in zip(names, ("encoder", "decoder")):
         if not (SHIPPED / src).is_dir():
             from uae_data.core.errors import InputError
@@ -128,17 +144,19 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
 
     corpus, heldout = out / "corpus", out / "heldout"
     if not (corpus / "manifest.json").exists():
-        say(f"corpus: {cfg.corpus_size} scenes at {cfg.image_size} px")
-        timed("corpus", lambda: build(load_config(CorpusConfig, MANIFESTS / "corpus" / "scenes.yaml",
+        say(f"corpus: {cfg.corpus_size} scenes at {cfg.image_size} px ({cfg.setting} captions)")
+        timed("corpus", lambda: build(load_config(CorpusConfig, MANIFESTS / "corpus" / SETTINGS[cfg.setting],
                                                   [f"source.n={cfg.corpus_size}", f"image_size={cfg.image_size}",
                                                    f"seed={cfg.seed}"]), corpus, workers=None))
     if not (heldout / "manifest.json").exists():  # another corpus seed: scenes the models never trained on
         build(load_config(CorpusConfig, MANIFESTS / "corpus" / "scenes.yaml",
                           [f"source.n={cfg.recon_limit}", f"image_size={cfg.image_size}", f"seed={cfg.seed + 1000}",
                            "name=heldout"]), heldout, workers=1)
+    web = cfg.setting == "web"
     pre = out / "pre"
+    exact_pre = out / "pre-exact" if web else pre  # where the exact-caption models are pretrained (from_scratch)
     if not (pre / "summary.json").exists():
-        if cfg.from_scratch:
+        if cfg.from_scratch and not (exact_pre / "summary.json").exists():
             # the shipped models' own corpus (60,000 scenes, 30% framed prompt scenes), not the RL stages' corpus
             pre_corpus = out / "pretrain-corpus"
             if not (pre_corpus / "manifest.json").exists():
@@ -147,15 +165,24 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
                                                           [f"image_size={cfg.image_size}", f"seed={cfg.seed}",
                                                            *cfg.pretrain_corpus]),
                                               pre_corpus, workers=None))
-            say(f"pretrain -> {pre}")
+            say(f"pretrain -> {exact_pre}")
             c = load_config(PretrainConfig, MANIFESTS / "train" / "pretrain-scene.yaml",
                             [f"corpus={pre_corpus}", f"image_size={cfg.image_size}", f"seed={cfg.seed}", *cfg.pretrain],
                             kind="pretrain")
+            timed("pretrain", lambda: pretrain(c, exact_pre, resume=(exact_pre / "config.yaml").exists(),
+                                               progress=progress))
+        if cfg.from_scratch and web:  # the web-caption encoder: caption SFT of the exact one on the web corpus
+            say(f"web-caption encoder: SFT of {exact_pre / 'encoder'} on {corpus} -> {pre}")
+            c = load_config(PretrainConfig, MANIFESTS / "train" / "pretrain-scene-web.yaml",
+                            [f"corpus={corpus}", f"encoder={exact_pre / 'encoder'}", f"image_size={cfg.image_size}",
+                             f"seed={cfg.seed}", *cfg.web_encoder], kind="pretrain")
             timed("pretrain", lambda: pretrain(c, pre, resume=(pre / "config.yaml").exists(), progress=progress))
-        else:
+        elif not cfg.from_scratch:
             say(f"pretrained scene models: shipped checkpoints -> {pre} (from_scratch=true pretrains them)")
             pre.mkdir(parents=True, exist_ok=True)
-            install_shipped(pre)
+            install_shipped(pre, "web" if web else "scene")
+    if web and cfg.from_scratch and not (pre / "decoder").exists():  # the web SFT trains the encoder only
+        shutil.copytree(exact_pre / "decoder", pre / "decoder")
 
     for k in range(cfg.seeds):
         root, seed = seed_root(out, k), cfg.seed + k
@@ -168,6 +195,8 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
             plan += [("s1-shuffled", "stage1", Stage1Config, stage1, pre, [*cfg.stage1, "shuffle_reward_images=true"]),
                      ("s2-shuffled", "stage2", Stage2Config, stage2, root / "s1",
                       [*cfg.stage2, "shuffle_reward_images=true"])]
+        if cfg.controls and web:
+            plan += [("s1-length", "stage1", Stage1Config, stage1, pre, [*cfg.stage1, "reward={length: 1.0}"])]
         for name, kind, Config, fn, init, over in plan:
             if not (root / name / "summary.json").exists():
                 say(f"seed {seed}: {kind} -> {root / name}")
@@ -188,10 +217,13 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
                                                   reliance=False))
             timed("eval", lambda: ev.evaluate_run(cfg, root / "s2-constant", "stage2-constant", e / "stage2-constant",
                                                   heldout, say, parts=("geneval",), reliance=False))
-        if cfg.controls and cfg.shuffled_controls:
-            timed("eval", lambda: ev.evaluate_run(cfg, root / "s1-shuffled", "stage1-shuffled", e / "stage1-shuffled",
+        s1_controls = [c for c, on in (("shuffled", cfg.controls and cfg.shuffled_controls),
+                                       ("length", cfg.controls and web)) if on]
+        for c in s1_controls:
+            timed("eval", lambda: ev.evaluate_run(cfg, root / f"s1-{c}", f"stage1-{c}", e / f"stage1-{c}",
                                                   heldout, say, parts=("mmt-bench", "scene-captions", "recon"),
                                                   reliance=False))
+        if cfg.controls and cfg.shuffled_controls:
             timed("eval", lambda: ev.evaluate_run(cfg, root / "s2-shuffled", "stage2-shuffled", e / "stage2-shuffled",
                                                   heldout, say, parts=("geneval",), reliance=False))
     if cfg.controls:
@@ -202,20 +234,28 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         if (blind / "summary.json").exists():
             timed("eval", lambda: ev.evaluate_run(cfg, blind, "blind-encoder", evals / "blind-encoder", heldout, say,
                                                   parts=("mmt-bench", "scene-captions"), reliance=False))
+        ceiling = exact_pre if cfg.from_scratch else out / "exact-encoder"
+        if web and not (ceiling / "summary.json").exists() and not cfg.from_scratch:
+            ceiling.mkdir(parents=True, exist_ok=True)
+            install_shipped(ceiling, "scene")
+        if web and (ceiling / "summary.json").exists():  # the ceiling: what the encoder says with exact labels
+            timed("eval", lambda: ev.evaluate_run(cfg, ceiling, "exact-caption-encoder", evals / "exact-caption-encoder",
+                                                  heldout, say, parts=("mmt-bench", "scene-captions"), reliance=False))
         for gen in ("noise", "random"):
             timed("eval", lambda: ev.geneval(cfg, evals / gen / "geneval", generator=gen))
     if cfg.alignment:
         timed("eval", lambda: ev.alignment(cfg, pre, "pretrain", evals / "pretrain", heldout, say))
         timed("eval", lambda: ev.alignment(cfg, out / "s2", "unified-grpo", evals / "unified-grpo", heldout, say))
 
-    rows = headline_rows(out, cfg.seeds, cfg.controls)
+    rows = web_headline_rows(out, cfg.seeds, cfg.controls) if web else headline_rows(out, cfg.seeds, cfg.controls)
     results = [p for p in sorted(evals.glob("*/*/results.json")) if p.parent.parent.name in ("pretrain", "unified-grpo")]
     results = [p.parent for p in results] + [out / "s1" / "results", out / "s2" / "results"]
     if cfg.controls:
-        results += [out / run / "results" for run in ("s1-constant", "s2-constant", "s1-shuffled", "s2-shuffled")
-                    if (out / run / "results").exists()]
+        results += [out / run / "results" for run in ("s1-constant", "s2-constant", "s1-shuffled", "s2-shuffled",
+                                                      "s1-length") if (out / run / "results").exists()]
     headline = {"rows": rows, "seeds": cfg.seeds, "wall_minutes": {k: round(v, 2) for k, v in minutes.items()}}
     (out / "headline.json").write_text(json.dumps(headline, indent=2) + "\n")
-    report = build_report(results, out / "report.html", title="uae demo: Unified-GRPO on the scene world",
-                          headline=rows)
+    lead = web_report_lead(out, cfg.seeds) if web else []
+    report = build_report(results, out / "report.html", title="uae demo: Unified-GRPO on the scene world"
+                          + (" (web captions)" if web else " (exact captions)"), headline=rows, lead=lead)
     return {**headline, "report": str(report)}
