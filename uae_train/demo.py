@@ -57,6 +57,10 @@ class DemoConfig:
                                     "gives mean ± sd and the paired gain's 95% CI from 2 seeds on")
     controls: bool = help_field(True, help="run the constant-reward control of each stage and the blind, noise and "
                                            "random baselines")
+    constant_seeds: int | None = help_field(None, help="RL seeds (the first k) that run the constant-reward controls "
+                                                       "(None = every seed); the constant reward gives every sample "
+                                                       "a zero advantage, so the update is exactly zero on any seed "
+                                                       "(tests/test_unified_grpo.py)")
     shuffled_controls: bool = help_field(False, help="also run each stage with its reward scored against another "
                                                      "image of the batch (with `controls`; about 3.5 more minutes a seed)")
     geneval_limit: int | None = help_field(None, help="GenEval prompts scored (None = all 553; smaller = not comparable)")
@@ -188,7 +192,8 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         root, seed = seed_root(out, k), cfg.seed + k
         plan = [("s1", "stage1", Stage1Config, stage1, pre, cfg.stage1),
                 ("s2", "stage2", Stage2Config, stage2, root / "s1", cfg.stage2)]
-        if cfg.controls:
+        constant = cfg.controls and (cfg.constant_seeds is None or k < cfg.constant_seeds)
+        if constant:
             plan += [("s1-constant", "stage1", Stage1Config, stage1, pre, [*cfg.stage1, "reward={constant: 1.0}"]),
                      ("s2-constant", "stage2", Stage2Config, stage2, root / "s1", [*cfg.stage2, "reward={constant: 1.0}"])]
         if cfg.controls and cfg.shuffled_controls:
@@ -211,7 +216,7 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         timed("eval", lambda: ev.evaluate_run(cfg, root / "s2", "unified-grpo", e / "unified-grpo", heldout, say))
         timed("eval", lambda: ev.evaluate_run(cfg, root / "s1", "stage1", e / "stage1", heldout, say,
                                               parts=("recon",), reliance=False))
-        if cfg.controls:
+        if cfg.controls and (cfg.constant_seeds is None or k < cfg.constant_seeds):
             timed("eval", lambda: ev.evaluate_run(cfg, root / "s1-constant", "stage1-constant", e / "stage1-constant",
                                                   heldout, say, parts=("mmt-bench", "scene-captions", "recon"),
                                                   reliance=False))
