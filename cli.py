@@ -150,7 +150,7 @@ def build_corpus(
     """
     import json
     from uae_data.corpus_config import CorpusConfig
-    from uae_data.pipeline import build
+    from uae_data.pipeline import audit_text, build
 
     shortcuts = {"limit": limit, "source.name": source, "source.input": input_path, "captioner.name": captioner,
                  "captioner.model": caption_model}
@@ -163,10 +163,7 @@ def build_corpus(
     c = manifest["counts"]
     out.print(f"corpus {out_dir}: {c['samples']} samples in {c['shards']} shards from {c['input_rows']} input rows "
               f"({c.get('status_dropped', 0)} dropped, {c.get('status_failed', 0)} failed: reasons in stats.parquet)")
-    if "caption_audit" in manifest:
-        a = manifest["caption_audit"]
-        out.print(f"caption audit: {a['objects_named']:.1%} of objects named ({a['objects_named_full']:.1%} with colour, "
-                  f"shape and size), {a['words_per_caption']:.1f} words per caption")
+    out.print(audit_text(manifest)) if "caption_audit" in manifest else None  # web captions: what they name
 
 
 @train_app.command("pretrain", epilog=OVERRIDES)

@@ -37,12 +37,12 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, ua
     metrics = [row["metric"] for row in head["rows"]]
     assert any(m.startswith("GenEval-scene") for m in metrics) and any(m.startswith("MMT-scene") for m in metrics)
     for name in ("object recall", "attribute precision", "words per caption"):
-        r = next(row for row in head["rows"] if name in row["metric"])
-        ctrl = {c["name"]: c for c in r["controls"]}
+        web_row = next(row for row in head["rows"] if name in row["metric"])
+        ctrl = {c["name"]: c for c in web_row["controls"]}
         assert {"constant reward", "shuffled-image reward", "length reward", "exact-caption encoder",
                 "blind encoder"} <= set(ctrl), name
         assert ctrl["constant reward"]["gain"]["mean"] == 0.0  # the constant reward leaves the encoder as it was
-        assert "true_minus_control" in ctrl["length reward"] and "mean" in r["gain"] and "ci95" in r["gain"]
+        assert "true_minus_control" in ctrl["length reward"] and "mean" in web_row["gain"] and "ci95" in web_row["gain"]
     geneval = next(row for row in head["rows"] if row["metric"].startswith("GenEval-scene"))
     names = [c["name"] for c in geneval["controls"]]
     assert names[:2] == ["constant reward", "shuffled-image reward"]
@@ -137,6 +137,6 @@ def test_demo_overrides_with_a_typo_fail_before_any_work():
     assert load_config(DemoConfig, manifest, ["pretrain_corpus=[source.n=500]"], kind="demo").pretrain_corpus
     for bad, where in (("pretrain_corpus=[source.prompt_scene=0.2]", "pretrain_corpus"),
                        ("pretrain_corpus=[source.prompt_scenes=2]", "pretrain_corpus"),
-                       ("stage2=[lr_typo=1]", "stage2")):
+                       ("stage2=[lr_typo=1]", "stage2"), ("web_encoder=[encoder_step=3]", "web_encoder")):
         with pytest.raises((ConfigError, ValueError), match=where):
             load_config(DemoConfig, manifest, [bad], kind="demo")

@@ -177,3 +177,15 @@ def test_shipped_web_encoder_writes_web_captions_and_names_less_than_the_exact_o
     assert web_m["attribute_precision"] > 0.3  # it names real objects, not noise
     prov = json.loads((shipped / "provenance.json").read_text())["web_encoder"]
     assert prov["config"]["image_word_weight"] == 0 and "scenes-web.yaml" in prov["command"]
+
+
+@pytest.mark.unit
+def test_demo_defaults_to_the_web_setting_and_the_exact_one_is_a_manifest_away():
+    from uae_train.demo import DemoConfig
+
+    web_demo = load_config(DemoConfig, ROOT / "manifests/demo/scene-cpu.yaml", [], kind="demo")
+    exact = load_config(DemoConfig, ROOT / "manifests/demo/scene-cpu-exact.yaml", [], kind="demo")
+    assert web_demo.setting == "web" and exact.setting == "exact" and DemoConfig().setting == "web"
+    assert any("reward={scene-soft: 1.0}" in s for s in web_demo.stage1)
+    with pytest.raises(ConfigError, match="setting"):
+        load_config(DemoConfig, ROOT / "manifests/demo/scene-cpu.yaml", ["setting=alt-text"], kind="demo")

@@ -244,5 +244,12 @@ def caption_audit(stats: pd.DataFrame) -> dict:
         "samples": int(len(ok))}}
 
 
+def audit_text(manifest: dict) -> str:
+    """The caption audit of a built corpus as one line for users."""
+    a = manifest["caption_audit"]
+    return (f"caption audit: {a['objects_named']:.1%} of objects named ({a['objects_named_full']:.1%} with colour, "
+            f"shape and size), {a['words_per_caption']:.1f} words per caption")
+
+
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

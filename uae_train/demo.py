@@ -88,6 +88,11 @@ class DemoConfig:
                 load_config(Config, MANIFESTS / "train" / f"{name}-scene.yaml", list(getattr(self, name)), kind=name)
             except ConfigError as err:
                 raise ValueError(f"{name} overrides: {err}") from None
+        try:
+            load_config(PretrainConfig, MANIFESTS / "train" / "pretrain-scene-web.yaml", list(self.web_encoder),
+                        kind="pretrain")
+        except ConfigError as err:
+            raise ValueError(f"web_encoder overrides: {err}") from None
         from uae_data.corpus_config import CorpusConfig
 
         try:
