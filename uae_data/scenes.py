@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -419,6 +420,16 @@ _CELL_RE = re.compile(rf"\b({_alternation(_POS_OF)})\s+cell\b")
 _RELATION_RE = re.compile(r"\b(left of|right of|above|below)\b")
 
 
+def statements(text: str, phrase_re: re.Pattern) -> Iterator[tuple[tuple[str, ...], tuple[int, int]]]:
+    """(phrase_re's groups, (row, col)) of each sentence of `text` naming exactly one phrase_re match and one
+    "<position> cell" and no relation: the object statements `parse_caption` (and web_captions.mentions) read."""
+    norm = re.sub(r"[-_]", " ", text.lower()).replace("centre", "center")
+    for sentence in re.split(r"[.!?;\n]+", norm):
+        phrases, cells = phrase_re.findall(sentence), _CELL_RE.findall(sentence)
+        if len(phrases) == 1 and len(cells) == 1 and not _RELATION_RE.search(sentence):
+            yield phrases[0], _POS_OF[cells[0]]
+
+
 def parse_caption(text: str) -> Scene:
     """The scene a caption describes, from its per-object statements.
 
@@ -428,13 +439,8 @@ def parse_caption(text: str) -> Scene:
     """
     if not isinstance(text, str):
         raise ValueError(f"caption must be a string, got {type(text).__name__}")
-    norm = re.sub(r"[-_]", " ", text.lower()).replace("centre", "center")
     found: dict[tuple[int, int], SceneObject] = {}
-    for sentence in re.split(r"[.!?;\n]+", norm):
-        triples, cells = _TRIPLE_RE.findall(sentence), _CELL_RE.findall(sentence)
-        if len(triples) != 1 or len(cells) != 1 or _RELATION_RE.search(sentence):
-            continue
-        (size, color, shape), (row, col) = triples[0], _POS_OF[cells[0]]
+    for (size, color, shape), (row, col) in statements(text, _TRIPLE_RE):
         found.setdefault((row, col), SceneObject(shape, color, size, row, col))
     if not found:
         snippet = text[:60].replace("\n", " ")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from uae_data.core.config import help_field
-from uae_data.scenes import COLORS, POSITIONS, SHAPES, SIZES, Scene, _alternation, _CELL_RE, _POS_OF, _RELATION_RE
+from uae_data.scenes import COLORS, POSITIONS, SHAPES, SIZES, Scene, _alternation, statements
 
 FORMS = ("short", "medium")
 # cell first, see above (forms weighted by manifest; within a form a template is drawn uniformly)
@@ -115,13 +115,8 @@ def mentions(text: str) -> list[Mention]:
     """The objects `text` names (see the module docstring); [] for text that names none."""
     if not isinstance(text, str):
         return []
-    norm = re.sub(r"[-_]", " ", text.lower()).replace("centre", "center")
     found: dict[tuple[int, int], Mention] = {}
-    for sentence in re.split(r"[.!?;\n]+", norm):
-        phrases, cells = _PHRASE_RE.findall(sentence), _CELL_RE.findall(sentence)
-        if len(phrases) != 1 or len(cells) != 1 or _RELATION_RE.search(sentence):
-            continue
-        (size, color, shape), (row, col) = phrases[0], _POS_OF[cells[0]]
+    for (size, color, shape), (row, col) in statements(text, _PHRASE_RE):
         found.setdefault((row, col), Mention(row, col, shape, color or None, size or None))
     return [found[k] for k in sorted(found)]
 
