@@ -55,11 +55,10 @@ def aggregate(rows: Sequence[dict]) -> dict[str, float]:
     metrics["cell_attributes"] = sum(metrics[a] for a in ATTRIBUTES) / len(ATTRIBUTES)
     metrics["exact_scene"] = sum(r["exact"] for r in rows) / n
     metrics["parsed"] = sum(r["parsed"] for r in rows) / n
-    if rows and "recalled" in rows[0]:
-        named = sum(r["named"] for r in rows)
-        metrics["object_recall"] = sum(r["recalled"] for r in rows) / objects
-        metrics["attribute_precision"] = sum(r["named_correct"] for r in rows) / named if named else 0.0
-        metrics["words_per_caption"] = sum(r["words"] for r in rows) / n
+    named = sum(r["named"] for r in rows)
+    metrics["object_recall"] = sum(r["recalled"] for r in rows) / objects
+    metrics["attribute_precision"] = sum(r["named_correct"] for r in rows) / named if named else 0.0
+    metrics["words_per_caption"] = sum(r["words"] for r in rows) / n
     return metrics
 
 

@@ -73,6 +73,10 @@ class DemoConfig:
     alignment: bool = help_field(False, help="also measure UniFork's per-layer alignment of both models")
     seed: int = help_field(0, help="seed of the corpus, the evals and the first RL seed")
 
+    def runs_constant(self, k: int) -> bool:
+        """Whether RL seed k (0-based) runs the constant-reward controls."""
+        return self.controls and (self.constant_seeds is None or k < self.constant_seeds)
+
     def validate(self) -> None:
         require_at_least_one(self, "seeds")
         if self.setting not in SETTINGS:
@@ -197,8 +201,7 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         root, seed = seed_root(out, k), cfg.seed + k
         plan = [("s1", "stage1", Stage1Config, stage1, pre, cfg.stage1),
                 ("s2", "stage2", Stage2Config, stage2, root / "s1", cfg.stage2)]
-        constant = cfg.controls and (cfg.constant_seeds is None or k < cfg.constant_seeds)
-        if constant:
+        if cfg.runs_constant(k):
             plan += [("s1-constant", "stage1", Stage1Config, stage1, pre, [*cfg.stage1, "reward={constant: 1.0}"]),
                      ("s2-constant", "stage2", Stage2Config, stage2, root / "s1", [*cfg.stage2, "reward={constant: 1.0}"])]
         if cfg.controls and cfg.shuffled_controls:
@@ -221,7 +224,7 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
         timed("eval", lambda: ev.evaluate_run(cfg, root / "s2", "unified-grpo", e / "unified-grpo", heldout, say))
         timed("eval", lambda: ev.evaluate_run(cfg, root / "s1", "stage1", e / "stage1", heldout, say,
                                               parts=("recon",), reliance=False))
-        if cfg.controls and (cfg.constant_seeds is None or k < cfg.constant_seeds):
+        if cfg.runs_constant(k):
             timed("eval", lambda: ev.evaluate_run(cfg, root / "s1-constant", "stage1-constant", e / "stage1-constant",
                                                   heldout, say, parts=("mmt-bench", "scene-captions", "recon"),
                                                   reliance=False))
@@ -265,7 +268,7 @@ def demo(cfg: DemoConfig, out: Path, progress=None, say: Callable[[str], None] =
                                                       "s1-length") if (out / run / "results").exists()]
     headline = {"rows": rows, "seeds": cfg.seeds, "wall_minutes": {k: round(v, 2) for k, v in minutes.items()}}
     (out / "headline.json").write_text(json.dumps(headline, indent=2) + "\n")
-    lead = web_report_lead(out, cfg.seeds) if web else []
+    lead = web_report_lead(out) if web else []
     report = build_report(results, out / "report.html", title="uae demo: Unified-GRPO on the scene world"
                           + (" (web captions)" if web else " (exact captions)"), headline=rows, lead=lead)
     return {**headline, "report": str(report)}

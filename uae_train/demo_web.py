@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from uae_train.demo_headline import MMT_CHANCE, _metric, _per_seed, seed_root
+from uae_train.demo_headline import MMT_CHANCE, _metric, _per_seed
 from uae_train.demo_stats import paired_gain, row
 
 STAGE1_CONTROLS = (("constant", "constant reward"), ("shuffled", "shuffled-image reward"),
@@ -74,18 +74,17 @@ def _eval_rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
 
 
-def stage1_curves(out: Path, seeds: int) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+def stage1_curves(out: Path) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
     """{metric: {run label: (steps, values)}} of words per caption and object recall over stage-1 steps, seed 0's
     held-out evals, for the true reward and each control."""
     curves: dict[str, dict[str, tuple[list[float], list[float]]]] = {"caption_words": {}, "object_recall": {}}
-    for k in range(min(seeds, 1)):
-        for run, label in (("s1", "reconstruction reward"), ("s1-shuffled", "shuffled-image reward"),
-                           ("s1-length", "length reward"), ("s1-constant", "constant reward")):
-            rows = _eval_rows(seed_root(out, k) / run)
-            for metric in curves:
-                pts = [(r["step"], r[metric]) for r in rows if metric in r]
-                if pts:
-                    curves[metric][label] = ([p[0] for p in pts], [p[1] for p in pts])
+    for run, label in (("s1", "reconstruction reward"), ("s1-shuffled", "shuffled-image reward"),
+                       ("s1-length", "length reward"), ("s1-constant", "constant reward")):
+        rows = _eval_rows(out / run)  # seed 0's runs sit in the demo folder itself
+        for metric in curves:
+            pts = [(r["step"], r[metric]) for r in rows if metric in r]
+            if pts:
+                curves[metric][label] = ([p[0] for p in pts], [p[1] for p in pts])
     return {m: c for m, c in curves.items() if c}
 
 
@@ -95,16 +94,19 @@ def _recon_samples(folder: Path) -> dict[str, dict]:
     return {str(s.get("key")): s for s in read_samples(folder) if s.get("original")}
 
 
-def web_report_lead(out: Path, seeds: int) -> list:
+def web_report_lead(out: Path) -> list:
     """Report blocks after the headline: the stage-1 curves, then six held-out images, each with its caption
     before and after stage 1 (seed 0) and the pretrained decoder's reconstruction of both."""
     from uae_eval.report_doc import Figure, Triple
     from uae_eval.report_plots import line_plot
-    from uae_eval.report_samples import _image
+    from uae_eval.report_samples import thumbnail
+
+    def image(folder: Path, rel: str | None) -> bytes | None:
+        return thumbnail(folder / rel) if rel else None
 
     blocks: list = []
     titles = {"caption_words": ("words per caption", "words"), "object_recall": ("object recall", "share")}
-    for metric, series in stage1_curves(out, seeds).items():
+    for metric, series in stage1_curves(out).items():
         title, unit = titles[metric]
         blocks.append(Figure(line_plot(series, f"stage 1 (seed 0): held-out {title} over steps", "step", unit),
                              f"stage 1 {title} over steps"))
@@ -112,18 +114,14 @@ def web_report_lead(out: Path, seeds: int) -> list:
     before, after = _recon_samples(before_dir), _recon_samples(after_dir)
     keys = sorted(set(before) & set(after))[:SAMPLE_IMAGES]
     if keys:
-        class _Run:  # report_samples._image reads run.folder
-            def __init__(self, folder: Path) -> None:
-                self.folder = folder
-
         triples = []
         for key in keys:
             for tag, folder, s in (("before stage 1", before_dir, before[key]), ("after stage 1", after_dir, after[key])):
                 rec = s.get("reconstruction") or (s.get("reconstructions") or [None])[0]
                 scores = [(m, f"{float(v):.3f}") for m, v in (s.get("metrics") or {}).items()
                           if m == "scene" and isinstance(v, (int, float))]
-                triples.append(Triple(f"{key} {tag}", _image(_Run(folder), s["original"]), str(s.get("caption", "")),
-                                      scores, _image(_Run(folder), rec)))
+                triples.append(Triple(f"{key} {tag}", image(folder, s["original"]), str(s.get("caption", "")),
+                                      scores, image(folder, rec)))
         blocks.append(("triples", "Six held-out images: caption and reconstruction before and after stage 1 "
                                   "(seed 0; the pretrained decoder paints both)", triples))
     return blocks

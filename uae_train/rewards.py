@@ -17,6 +17,7 @@ from PIL import Image
 
 from uae_data.core.errors import ConfigError
 from uae_data.scenes import SHAPES, Scene
+from uae_data.web_captions import mentions
 
 GENEVAL_TERMS = ("geneval", "geneval-partial")
 CAPTION_TERMS = ("length",)  # terms that read the caption, not the images
@@ -26,8 +27,6 @@ LENGTH_OBJECTS, LENGTH_WORDS = 9, 150  # the length reward saturates at 9 named 
 def length_reward(caption: str) -> float:
     """0.8 · objects named / 9 + 0.2 · words / 150, each capped at 1: more named objects and more words pay,
     whether or not they are in the image (the words term breaks ties between captions naming as many)."""
-    from uae_data.web_captions import mentions
-
     named = min(len(mentions(caption)), LENGTH_OBJECTS) / LENGTH_OBJECTS
     words = min(len(caption.split()), LENGTH_WORDS) / LENGTH_WORDS
     return 0.8 * named + 0.2 * words

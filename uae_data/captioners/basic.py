@@ -33,18 +33,15 @@ class WebSceneCaptioner:
     the objects; the exact long caption stays in the sample's meta (`exact_caption`) for evaluation only."""
 
     def __init__(self, cfg: CaptionerConfig, seed: int) -> None:
-        self.seed, self.web = seed, cfg.web
+        self.seed, self.web, self.exact = seed, cfg.web, SceneCaptioner(cfg, seed)
 
     def __call__(self, items: list[SourceItem]) -> list[Caption]:
         out = []
-        for it in items:
-            scene = it.meta.get("scene")
-            if scene is None:
-                raise ValueError(f"captioner 'web' needs scene items (source 'scenes'); item {it.index} has none")
-            exact = scenes.write_caption(scene, np.random.default_rng([self.seed, it.index, 1]))
+        for it, exact in zip(items, self.exact(items)):  # the exact captions refuse items without a scene
+            scene = it.meta["scene"]
             text, said = write_web_caption(scene, np.random.default_rng([self.seed, it.index, 2]), self.web)
             out.append(Caption(text, model="scene-web", meta={
-                "exact_caption": exact, "objects": len(scene.objects), "objects_named": len(said),
+                "exact_caption": exact.text, "objects": len(scene.objects), "objects_named": len(said),
                 "objects_named_full": sum(m.full for m in said)}))
         return out
 

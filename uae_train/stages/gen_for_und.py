@@ -186,7 +186,7 @@ class Stage1:
         t_gen = time.perf_counter()
         seeds = [base + lo + i for i in range(len(images)) for _ in range(G)]  # shared within a group
         originals = [im for im in images for _ in range(G)]  # what the policy saw
-        if ctx.reward.reads_images:
+        if getattr(ctx.reward, "reads_images", True):
             recons = paint(self.reader, self.decoder, samples.texts, seeds, cfg.decoder_steps, cfg.decoder_guidance,
                            cfg.max_text_tokens)
         else:  # constant and length rewards never look at a painting: skip the decoder (held-out evals still paint)
