@@ -6,7 +6,7 @@
 #   experiments/rl_stages/run.sh stage1 OUT corpus=C1 temperature=1.0 images_per_step=8 group_size=8 lr=0.00001
 # C1: uae build-corpus manifests/corpus/scenes.yaml source.n=3000 image_size=48 seed=0 --out C1 (the demo's corpus)
 # C2: the same with source.prompt_scenes=1.0 (framed prompt scenes, each with its short prompt)
-# Defaults are the demo's stage settings before session 13 (stage 2: 6 rollout steps at noise level 0.7); later
+# Defaults are the demo's stage settings before 2026-11-30 (stage 2: 6 rollout steps at noise level 0.7); later
 # key=value arguments override them.
 set -euo pipefail
 stage=$1 out=$2; shift 2
