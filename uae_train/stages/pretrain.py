@@ -364,6 +364,8 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False,
                 summary[phase]["first_token_accuracy"] = sum(r["token_accuracy"] for r in rows[:k]) / k
                 summary[phase]["last_token_accuracy"] = sum(r["token_accuracy"] for r in rows[-k:]) / k
     trackers.close()
+    if dist.main and not (out / "encoder" / "config.json").is_file():
+        encoder.save_pretrained(out / "encoder")  # model: decoder read a frozen encoder; the stages start from the pair
     if dist.main:
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     dist.barrier()
