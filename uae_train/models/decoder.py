@@ -189,6 +189,7 @@ class Decoder(TextConditioning, FlowMatchingLoss, FlowSampling, nn.Module):
         saved = root / files.CONFIG_FILE
         if saved.is_file():
             stored = files.read_config(saved, {f.name for f in fields(DecoderConfig)})
+            saved_lora = bool(stored.get("lora_rank"))  # a LoRA asked for now on a folder without one starts fresh
             stored.update(config)
             if text_hidden_size is not None:
                 stored["text_hidden_size"] = text_hidden_size
@@ -217,7 +218,7 @@ class Decoder(TextConditioning, FlowMatchingLoss, FlowSampling, nn.Module):
                 cfg.lora_rank = lora_rank
                 decoder._add_lora()
         if saved.is_file():
-            files.load_own_weights(decoder, root)
+            files.load_own_weights(decoder, root, lora=saved_lora)
         if torch_dtype is not None or device is not None:
             decoder.to(device=device, dtype=torch_dtype)
         return decoder

@@ -138,13 +138,14 @@ def save_decoder(decoder: nn.Module, path: str | Path, include_base: bool = True
     return path
 
 
-def load_own_weights(decoder: nn.Module, root: Path) -> None:
-    """Connector, pooled vector and LoRA of a saved folder into a decoder built from its config."""
+def load_own_weights(decoder: nn.Module, root: Path, lora: bool = True) -> None:
+    """Connector, pooled vector and (lora: the folder was saved with one) LoRA of a saved folder into a decoder
+    built from its config. With lora False a decoder's LoRA is a fresh one (stage 2 adding an adapter)."""
     own = load_file(str(root / CONNECTOR_FILE))
     decoder.connector.load_state_dict({k.removeprefix("connector."): v for k, v in own.items() if k != "pooled"})
     with torch.no_grad():
         decoder.pooled.copy_(own["pooled"])
-    if decoder.has_lora:
+    if decoder.has_lora and lora:
         if not (root / LORA_FILE).is_file():
             raise ModelLoadError(f"{root} records lora_rank={decoder.config.lora_rank} but has no {LORA_FILE}")
         from peft.utils import set_peft_model_state_dict

@@ -25,6 +25,14 @@ class RunConfig:
     seed: int = help_field(0, help="seed of model init, data order, sampling and noise")
     log_with: list[str] = help_field([], help="experiment trackers beside metrics.jsonl, rank 0 only, under "
                                              "RUN/trackers: tensorboard, wandb (offline), mlflow (local)")
+    tiny: bool = help_field(False, help="swap every model the recipe names for a tiny one of the same class and cap "
+                                        "its sizes (uae_train/training/tiny.py): a real-size recipe's wiring, offline")
+
+    def __post_init__(self) -> None:
+        if self.tiny:  # before validate(): the tiny models' options are what gets checked
+            from uae_train.training.tiny import shrink
+
+            shrink(self)
 
     def validate(self) -> None:
         from uae_train.tracking import TRACKERS
