@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "manifests" / "eval" / "unified-bench.yaml"
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "camera", "colorwheel", "coins", "moon", "horse", "retina",
           "immunohistochemistry", "hubble_deep_field"]
-BACKBONES = ("clip", "longclip", "dino", "dinov3")
+BACKBONES = ("clip-hf", "longclip", "dino", "dinov3")  # the preset's
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def _cfg(ub, *extra: str) -> ReconConfig:
 # ---------------------------------------------------------------- backbones
 
 @pytest.mark.unit
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", (*BACKBONES, "clip"))
 def test_each_backbone_loads_from_a_local_path_scores_identity_one_and_records_its_preprocessing(ub, name):
     m = build_metric(name, model=ub["backbones"][name], device="cpu")
     ims = _photos(ub)
@@ -74,13 +74,15 @@ def test_each_backbone_loads_from_a_local_path_scores_identity_one_and_records_i
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", (*BACKBONES, "clip"))
 def test_each_backbone_runs_in_bfloat16_close_to_float32(ub, name):
     ims = _photos(ub)
     pairs = (ims, ims[1:] + ims[:1])
     full = build_metric(name, model=ub["backbones"][name], device="cpu")(*pairs)
     half = build_metric(name, model=ub["backbones"][name], device="cpu", dtype="bfloat16")
-    assert next(half.model.parameters() if hasattr(half, "model") else half.impl.model.parameters()).dtype == torch.bfloat16
+    model = half.model if hasattr(half, "model") else half.impl.model
+    conv = getattr(getattr(model, "visual", None), "conv1", None)  # longclip: OpenAI's mixed recipe, norms in fp32
+    assert (conv.weight if conv is not None else next(model.parameters())).dtype == torch.bfloat16
     assert np.allclose(half(*pairs), full, atol=0.05)
 
 
@@ -134,6 +136,7 @@ def test_a_backbone_of_the_wrong_kind_is_refused_with_one_line(ub, tmp_path):
 
 @pytest.mark.unit
 @pytest.mark.parametrize("name,option", [("clip", "metric_options.clip.pretrained=FILE"),
+                                         ("clip-hf", "metric_options.clip-hf.model=PATH"),
                                          ("longclip", "metric_options.longclip.model=PATH"),
                                          ("dino", "metric_options.dino.model=PATH"),
                                          ("dinov3", "metric_options.dinov3.model=PATH")])

@@ -1,7 +1,7 @@
 """Tiny Unified-Bench backbones of the real classes, built from config with seeded random weights and saved
 the way the real ones are published, so tests load them through the production code path (a local path in
-place of a hub name): open_clip CLIP, LongCLIP (released .pt layout, and a transformers CLIPModel folder),
-DINOv2 and DINOv3."""
+place of a hub name): open_clip CLIP, a transformers CLIPModel (clip-hf), LongCLIP (released .pt layout, and a
+transformers CLIPModel folder), DINOv2 and DINOv3."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ import torch
 
 from benchmarks.tiny_geneval_models import tiny_clip
 
-__all__ = ["tiny_clip", "tiny_longclip_file", "tiny_longclip_hf", "tiny_dinov2", "tiny_dinov3", "tiny_backbones"]
+__all__ = ["tiny_clip", "tiny_clip_hf", "tiny_longclip_file", "tiny_longclip_hf", "tiny_dinov2", "tiny_dinov3", "tiny_backbones"]
 
 
 def tiny_longclip_file(path: Path, seed: int = 0, positions: int = 248) -> Path:
@@ -31,14 +31,20 @@ def tiny_longclip_file(path: Path, seed: int = 0, positions: int = 248) -> Path:
     return path
 
 
-def tiny_longclip_hf(path: Path, seed: int = 0) -> Path:
-    """A transformers CLIPModel with 248 text positions + a CLIPImageProcessor (32 px)."""
+def tiny_clip_hf(path: Path, seed: int = 0) -> Path:
+    """A transformers CLIPModel (77 text positions) + a CLIPImageProcessor (32 px), as openai/clip-vit-large-patch14
+    is published."""
+    return tiny_longclip_hf(path, seed, positions=77)
+
+
+def tiny_longclip_hf(path: Path, seed: int = 0, positions: int = 248) -> Path:
+    """A transformers CLIPModel with `positions` (248: LongCLIP) text positions + a CLIPImageProcessor (32 px)."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config={"vocab_size": 100, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 248},
+                     "num_attention_heads": 2, "max_position_embeddings": positions},
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
                        "image_size": 32, "patch_size": 8},
         projection_dim=16)
@@ -69,7 +75,8 @@ def tiny_dinov3(path: Path, seed: int = 0) -> Path:
 
 
 def tiny_backbones(root: Path) -> dict[str, str]:
-    """All four Unified-Bench backbones under `root`: {metric name: local path}."""
+    """The Unified-Bench backbones under `root` ({metric name: local path}): clip-hf, longclip, dino, dinov3, and
+    open_clip's clip as the alternative CLIP."""
     root = Path(root)
-    return {"clip": str(tiny_clip(root / "clip")), "longclip": str(tiny_longclip_file(root / "longclip-L.pt", seed=1)),
+    return {"clip-hf": str(tiny_clip_hf(root / "clip-hf", seed=2)), "clip": str(tiny_clip(root / "clip")), "longclip": str(tiny_longclip_file(root / "longclip-L.pt", seed=1)),
             "dino": str(tiny_dinov2(root / "dinov2")), "dinov3": str(tiny_dinov3(root / "dinov3"))}

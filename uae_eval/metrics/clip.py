@@ -20,12 +20,15 @@ class OpenClipEmbedder(EmbeddingCosine):
 
     higher_is_better = True
 
-    def _setup(self, model, preprocess, device: str, batch_size: int, dtype: str, metric: str) -> None:
+    def _setup(self, model, preprocess, device: str, batch_size: int, dtype: str, metric: str,
+               cast: bool = True) -> None:
+        """cast=False: the model's dtypes are already set (longclip's mixed fp16) and only move to `device`."""
         from uae_eval.metrics.dino import DTYPES, torch_dtype
 
         self.device, self.batch_size = device, batch_size
         self.dtype = DTYPES.get(dtype, dtype)
-        self.model = model.to(device=device, dtype=torch_dtype(dtype, metric)).eval()
+        dt = torch_dtype(dtype, metric)
+        self.model = (model.to(device=device, dtype=dt) if cast else model.to(device)).eval()
         self.preprocess = preprocess
 
     def embed(self, images: list):
@@ -33,7 +36,8 @@ class OpenClipEmbedder(EmbeddingCosine):
         agree within 1e-5)."""
         import torch
 
-        dtype = next(self.model.parameters()).dtype
+        conv = getattr(getattr(self.model, "visual", None), "conv1", None)  # a mixed model's input dtype
+        dtype = conv.weight.dtype if conv is not None else next(self.model.parameters()).dtype
 
         def encode(batch):
             x = torch.stack([self.preprocess(im) for im in batch])

@@ -1,7 +1,12 @@
 """DINOv2 / DINOv3 image-image cosine (Unified-Bench, facts §1): cosine of L2-normalised CLS features
 (last_hidden_state[:, 0], after the model's final norm) from a transformers AutoModel, by hub name or local
 folder. Each model is fed through its own saved image processor (DINOv2: resize 256 + centre crop 224;
-DINOv3: resize to 224×224, no crop; both ImageNet mean/std), which provenance records."""
+DINOv3: resize to 224×224, no crop; both ImageNet mean/std), which provenance records.
+
+Which implementation of that processor matters in the 4th digit: transformers 5 defaults to torchvision
+processors, while the 4.x releases Unified-Bench's DINO_v2.py / DINO_v3.py ran under (DINOv3 arrived in 4.56)
+loaded the PIL one saved with DINOv2 and the only one DINOv3 has (torchvision). `dino` therefore asks for
+the PIL processor and `dinov3` for the default, as their scripts got."""
 from __future__ import annotations
 
 from uae_data.core.errors import ModelLoadError
@@ -20,6 +25,18 @@ def torch_dtype(name: str, metric: str):
     return getattr(torch, DTYPES[name])
 
 
+def load_image_processor(model: str, pil: bool):
+    """AutoImageProcessor for `model`; `pil`: the PIL ("slow") implementation where the model has one
+    (transformers 5: backend="pil"; 4.x: use_fast=False, which was also 4.x's default for these models)."""
+    import transformers
+    from transformers import AutoImageProcessor
+
+    if not pil:
+        return AutoImageProcessor.from_pretrained(model)
+    major = int(transformers.__version__.split(".")[0])
+    return AutoImageProcessor.from_pretrained(model, **({"backend": "pil"} if major >= 5 else {"use_fast": False}))
+
+
 def processor_summary(processor) -> dict:
     """What an image processor does to an image, from its own config: resize/crop sizes, resample,
     normalisation — the facts a score depends on, written into results provenance."""
@@ -27,6 +44,7 @@ def processor_summary(processor) -> dict:
     keep = ("size", "crop_size", "do_resize", "do_center_crop", "resample", "image_mean", "image_std",
             "do_normalize", "image_processor_type")
     out = {k: d[k] for k in keep if k in d}
+    out["class"] = type(processor).__name__  # which implementation (PIL or torchvision) resized the images
     if "resample" in out:  # PIL enum or its int value, written by name
         from PIL import Image
 
@@ -45,10 +63,11 @@ class _ClsCosine(EmbeddingCosine):
     metric = ""
     default_model = ""
     model_types: tuple[str, ...] = ()  # config.model_type values this metric accepts
+    pil_processor = True  # the PIL image processor, as UAE's scripts got it (module docstring)
 
     def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 32,
                  dtype: str = "float32") -> None:
-        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+        from transformers import AutoConfig, AutoModel
 
         from uae_data.model_refs import require_model
 
@@ -62,7 +81,7 @@ class _ClsCosine(EmbeddingCosine):
             if self.model_types and model_type not in self.model_types:
                 raise ModelLoadError(f"{self.metric}: {model} holds a {model_type!r} model, not "
                                      f"{' / '.join(self.model_types)}")
-            self.processor = AutoImageProcessor.from_pretrained(model)
+            self.processor = load_image_processor(model, self.pil_processor)
             self.model = AutoModel.from_pretrained(model, dtype=dt).to(self.device).eval()
         except (OSError, ValueError) as e:
             if isinstance(e, ModelLoadError):
@@ -100,3 +119,4 @@ class Dinov3Similarity(_ClsCosine):
     metric = "dinov3"
     default_model = "facebook/dinov3-vitl16-pretrain-lvd1689m"
     model_types = ("dinov3_vit",)
+    pil_processor = False  # DINOv3 has only a torchvision processor

@@ -9,6 +9,12 @@ Two published forms load:
   one table (exact: the two masks partition the positions), so the open_clip model holds the whole network.
 - a transformers `CLIPModel` folder (config.json, text max_position_embeddings 248), e.g. a converted copy.
 A model whose text side does not have 248 positions is refused: it is plain CLIP, not LongCLIP.
+
+Precision, as Unified-Bench's LongCLIP.py gets it from `longclip.load`: on a GPU the model keeps OpenAI CLIP's
+fp16 conversion (convolutions, linear and attention weights and the projection in fp16; LayerNorm weights,
+class and position embeddings in fp32, LayerNorm computed in fp32), on the CPU it is cast to fp32.
+`dtype: auto` does that (the unified-bench preset sets it); `float16` / `bfloat16` use the same mixed recipe
+for the checkpoint file, `float32` (the default) is fp32 everywhere.
 """
 from __future__ import annotations
 
@@ -58,8 +64,9 @@ def fold_positions(sd: dict) -> dict:
     return sd
 
 
-def clip_from_openai_state_dict(sd: dict):
-    """An fp32 open_clip ViT CLIP shaped after an OpenAI-layout state dict.
+def clip_from_openai_state_dict(sd: dict, low_precision=None):
+    """An open_clip ViT CLIP shaped after an OpenAI-layout state dict: fp32, or with `low_precision` (a torch
+    dtype) OpenAI's mixed recipe (LayerNorm in fp32, see the module docstring).
 
     Why not open_clip's build_model_from_openai_state_dict: it casts the model to fp16 before loading, which
     would round fp32 weights; the shape inference below is the same.
@@ -77,13 +84,18 @@ def clip_from_openai_state_dict(sd: dict):
         context_length=sd["positional_embedding"].shape[0], vocab_size=sd["token_embedding.weight"].shape[0],
         width=text_width, heads=max(1, text_width // 64),
         layers=len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks")}))
-    model = open_clip.CLIP(sd["text_projection"].shape[1], vision_cfg=vision, text_cfg=text, quick_gelu=True)
+    model = open_clip.CLIP(sd["text_projection"].shape[1], vision_cfg=vision, text_cfg=text, quick_gelu=True,
+                           cast_dtype=low_precision)  # low precision: LayerNormFp32, as OpenAI's LayerNorm
     for key in ("input_resolution", "context_length", "vocab_size"):
         sd.pop(key, None)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise ModelLoadError(f"longclip: checkpoint does not fit a CLIP ViT: missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]}")
+    if low_precision is not None:
+        from open_clip.model import convert_weights_to_lp
+
+        convert_weights_to_lp(model, low_precision)  # the layers OpenAI's convert_weights puts in fp16
     return model.eval()
 
 
@@ -100,6 +112,8 @@ class LongClipSimilarity(EmbeddingCosine):
 
         self.name = str(model)
         device = default_device(device)
+        if dtype == "auto":  # what longclip.load gives: fp16 (mixed) on a GPU, fp32 on the CPU
+            dtype = "float16" if str(device).startswith("cuda") else "float32"
         require_model(self.name, OPTION, "LongCLIP model", cache_file=HUB_FILE)
         path = Path(self.name).expanduser()
         if not path.exists():  # a hub repo holding the released file
@@ -134,15 +148,18 @@ class _OpenAIFileClip(OpenClipEmbedder):
     def __init__(self, path: Path, device: str, batch_size: int, dtype: str) -> None:
         from open_clip.transform import image_transform
 
+        from uae_eval.metrics.dino import DTYPES, torch_dtype
+
         sd = fold_positions(read_state_dict(path))
         self.positions = int(sd["positional_embedding"].shape[0])
-        model = clip_from_openai_state_dict(sd)
+        mixed = DTYPES.get(dtype) in ("float16", "bfloat16")
+        model = clip_from_openai_state_dict(sd, torch_dtype(dtype, "longclip") if mixed else None)
         # LongCLIP's own _transform(n_px): Resize(n_px, bicubic), CenterCrop, RGB, ToTensor, CLIP mean/std
         model.visual.preprocess_cfg = {"size": model.visual.image_size, "mode": "RGB", "interpolation": "bicubic",
                                        "resize_mode": "shortest", "mean": (0.48145466, 0.4578275, 0.40821073),
                                        "std": (0.26862954, 0.26130258, 0.27577711)}
         preprocess = image_transform(model.visual.image_size, is_train=False)
-        self._setup(model, preprocess, device, batch_size, dtype, "longclip")
+        self._setup(model, preprocess, device, batch_size, dtype, "longclip", cast=not mixed)
 
     def preprocess_summary(self) -> dict:
         return open_clip_preprocess(self.model)
