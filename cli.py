@@ -89,12 +89,9 @@ def friendly(fn: Callable) -> Callable:
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        from uae_data.core.versions import version_line
 
-        try:
-            out.print(f"uae {version('uae')}")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            out.print("uae (not installed: run `pip install -e .`)")
+        out.print(version_line())
         raise typer.Exit(0)
 
 
@@ -324,26 +321,29 @@ def eval_mmt(
 def eval_recon(
     args: Optional[List[str]] = typer.Argument(None, help="\\[MANIFEST] \\[key=value ...] (default manifests/eval/recon-scene.yaml)"),
     out_dir: Path = typer.Option(..., "--out", help="results folder"),
-    data: Optional[Path] = typer.Option(None, help="corpus folder or image folder (overrides the manifest)"),
+    data: Optional[Path] = typer.Option(None, help="corpus folder or image folder (overrides the manifest); with --reconstructions the reference images"),
     encoder: Optional[str] = typer.Option(None, help="caption with this model instead of the manifest's captioner: a saved uae encoder or any image-text-to-text VLM (folder or hub name)"),
     decoder: Optional[str] = typer.Option(None, help="reconstruct with this model: a diffusers text-to-image pipeline (folder or hub name) or a saved uae decoder"),
     steps: Optional[int] = typer.Option(None, help="sampling steps for --decoder (overrides the manifest's steps)"),
+    reconstructions: Optional[Path] = typer.Option(None, help="score this folder of reconstructions made elsewhere against --data, paired by file name as UAE's Score_i2i.py pairs them (no model runs)"),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="with --reconstructions: score around unmatched or unreadable images (results say partial and list them) instead of refusing"),
 ) -> None:
     """Reconstruction fidelity: image -> caption -> image, per-metric similarity with bootstrap CIs.
 
     Example: uae eval recon manifests/eval/recon-scene.yaml --data out/corpus --out runs/recon
 
-    Unified-Bench for your own model (four backbones, their mean is the score):
+    Unified-Bench for your own model (four backbones, their mean is the score), or for reconstructions made elsewhere:
     uae eval recon manifests/eval/unified-bench.yaml --data PHOTOS --encoder VLM --decoder PIPELINE --out runs/ub
+    uae eval recon manifests/eval/unified-bench.yaml --data PHOTOS --reconstructions RECONS --out runs/ub
     """
     from uae_eval.recon import prepare
     from uae_train.evaluation.inputs import recon_models
 
     dist = _ranks()
-    bench, cfg = load_benchmark("recon", args, {"data": data, "steps": steps})
-    metrics = prepare(cfg)  # a bad data folder or a backbone that cannot load fails before any model loads
-    caption, generate, model = recon_models(cfg, encoder, decoder)
-    res = bench.run(cfg, out_dir, caption=caption, generate=generate, model=model, metrics=metrics)
+    bench, cfg = load_benchmark("recon", args, {"data": data, "steps": steps, "reconstructions": reconstructions,
+                                                "allow_partial": "true" if allow_partial else None})
+    metrics = prepare(cfg, encoder, decoder)  # bad folders, pairs or backbones fail before any model loads
+    res = bench.run(cfg, out_dir, *recon_models(cfg, encoder, decoder), metrics=metrics)  # caption, generate, model
     if dist.main:
         out.print(bench.summary(res, out_dir), soft_wrap=True)
 

@@ -13,6 +13,10 @@ so scores show what an unrelated caption of the same style reaches.
 Unified-Bench score is the mean of its four backbone cosines (manifests/eval/unified-bench.yaml). The
 caption prompt, token budget, batch size, sampling steps/guidance/size and dtype for real models
 (`uae eval recon --encoder VLM --decoder PIPELINE`) are manifest fields too, so results record them.
+
+`reconstructions` (folder mode, uae_eval.recon_folder) scores a folder of reconstructions made elsewhere
+against `data`, paired by file name as Unified-Bench's Score_i2i.py pairs them; no captioner or decoder runs.
+A run with `mean_of` also writes OUT/score_i2i.json (and results' extra.score_i2i) in that script's JSON shape.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from PIL import Image, ImageOps
 from uae_data.core.config import help_field, to_dict
 from uae_data.core.errors import ConfigError, InputError
 from uae_eval.benchmarks import Benchmark, MetricTables, generic_tables, register
+from uae_eval.recon_stats import aggregate, bootstrap_ci, rank_worst_first  # noqa: F401  (bootstrap_ci: public here too)
 
 BENCHMARK = "recon"
 BENCHMARK_VERSION = "recon-v1"
@@ -56,6 +61,8 @@ class ReconConfig:
     shuffle_captions: bool = help_field(False, help="control: permute captions across images before decoding")
     bootstrap: int = help_field(1000, help="bootstrap resamples for the 95% CI")
     save_images: bool = help_field(True, help="write originals, reconstructions and pairs under OUT/images")
+    reconstructions: str = help_field("", help="folder mode: score this folder of reconstructions made elsewhere against data (the references), paired by file name as UAE's Score_i2i.py pairs them; no captioner or decoder runs")
+    allow_partial: bool = help_field(False, help="folder mode: score around unmatched or unreadable images (results say partial: true and list them); off: refuse them by name")
 
     def validate(self) -> None:
         from uae_eval.metrics import metric_names
@@ -88,23 +95,13 @@ class ReconConfig:
             raise ValueError(f"image_size must be >= 8 or null, got {self.image_size}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.reconstructions:
+            from uae_eval.recon_folder import check_folder_config
+
+            check_folder_config(self)
 
 
 # ---------------------------------------------------------------- pure math
-
-def bootstrap_ci(values, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean. Infinite values stay infinite (no interpolation: lower/higher
-    order statistics), so an all-inf PSNR run gets (inf, inf) rather than NaN."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        raise ValueError("bootstrap_ci needs at least one value")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.size, size=(n_resamples, v.size))
-    with np.errstate(invalid="ignore"):
-        means = np.sort(v[idx].mean(axis=1))
-    a = (1 - level) / 2
-    return (float(np.quantile(means, a, method="lower")), float(np.quantile(means, 1 - a, method="higher")))
-
 
 def derangement(n: int, seed: int) -> list[int]:
     """A seeded permutation with no fixed point (identity for n < 2)."""
@@ -155,14 +152,6 @@ def load_items(data: str | Path, limit: int | None = None) -> list[dict]:
     return items
 
 
-def _pair_image(a: Image.Image, b: Image.Image) -> Image.Image:
-    b = b.convert("RGB").resize(a.size) if b.size != a.size else b.convert("RGB")
-    out = Image.new("RGB", (a.width * 2 + 2, a.height), (255, 255, 255))
-    out.paste(a.convert("RGB"), (0, 0))
-    out.paste(b, (a.width + 2, 0))
-    return out
-
-
 # ---------------------------------------------------------------- run
 
 def build_metrics(cfg: ReconConfig, prebuilt: dict | None = None) -> dict:
@@ -174,13 +163,22 @@ def build_metrics(cfg: ReconConfig, prebuilt: dict | None = None) -> dict:
             for name in cfg.metrics}
 
 
-def prepare(cfg: ReconConfig) -> dict:
-    """Check the config and the data folder and build the metric backbones, so bad input fails in seconds,
-    before any model under test loads; returns the metrics for `run`."""
+def prepare(cfg: ReconConfig, encoder: str | None = None, decoder: str | None = None) -> dict:
+    """Check the config, the data folder (folder mode: the pairing, and that no model is asked for) and build
+    the metric backbones, so bad input fails in seconds, before any model under test loads; returns the
+    metrics for `run`."""
     cfg.validate()
     if not cfg.data:
         raise ConfigError("recon: no data; pass --data DIR (a folder of images or a corpus folder)")
-    load_items(cfg.data, 1)
+    if cfg.reconstructions:
+        from uae_eval.recon_folder import load_pairs
+
+        if encoder is not None or decoder is not None:
+            raise ConfigError("--reconstructions scores images made elsewhere: no captioner or decoder runs, so "
+                              "drop --encoder/--decoder (or drop --reconstructions to make the images here)")
+        load_pairs(cfg)
+    else:
+        load_items(cfg.data, 1)
     return build_metrics(cfg)
 
 
@@ -193,11 +191,18 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
     names to prebuilt metric objects (tests, or reuse across runs); missing ones are built from cfg.
     """
     from uae_eval.metrics.scene import SceneF1
+    from uae_eval.recon_folder import pair_image, score_i2i_doc, write_score_i2i
     from uae_eval.recon_oracles import CAPTIONERS, DECODERS
     from uae_eval.results import Results, write_results
 
     cfg.validate()
     out = Path(out)
+    if cfg.reconstructions:
+        if caption is not None or generate is not None:
+            raise ConfigError("reconstructions= scores images made elsewhere; give no captioner or generator")
+        from uae_eval.recon_folder import run_folder
+
+        return run_folder(cfg, out, build_metrics(cfg, metrics), model)
     try:
         caption = caption or CAPTIONERS[cfg.captioner]()
         generate = generate or DECODERS[cfg.decoder](cfg.image_size or 64)
@@ -253,27 +258,14 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
             originals[i].save(img_dir / f"{i:05d}_orig.png")
             for j in range(k):
                 recons[r * k + j].save(img_dir / f"{i:05d}_rec{j}.png")
-            _pair_image(originals[i], recons[r * k]).save(img_dir / f"{i:05d}_pair.png")
+            pair_image(originals[i], recons[r * k]).save(img_dir / f"{i:05d}_pair.png")
 
-    higher = {name: bool(m.higher_is_better) for name, m in metric_objs.items()}
-    if cfg.mean_of:
-        if len({higher[name] for name in cfg.mean_of}) > 1:
-            raise ValueError(f"mean_of mixes higher- and lower-is-better metrics: {cfg.mean_of}")
-        values = {cfg.mean_name: np.mean([values[name] for name in cfg.mean_of], axis=0), **values}
-        higher[cfg.mean_name] = higher[cfg.mean_of[0]]
-    per_image = {name: v.mean(axis=1) for name, v in values.items()}
-    summary: dict[str, float] = {}
-    directions: dict[str, bool] = {}
-    for name, v in per_image.items():
-        lo, hi = bootstrap_ci(v, cfg.bootstrap, cfg.seed)
-        summary[name], summary[f"{name}_ci_low"], summary[f"{name}_ci_high"] = float(v.mean()), lo, hi
-        for key in (name, f"{name}_ci_low", f"{name}_ci_high"):
-            directions[key] = higher[name]
+    agg = aggregate(cfg, values, {name: bool(m.higher_is_better) for name, m in metric_objs.items()})
+    values, per_image, summary, primary = agg["values"], agg["per_image"], agg["summary"], agg["primary"]
     lengths = [word_count(t) for t in texts]
     summary["caption_words_mean"] = float(np.mean(lengths))
     summary["caption_words_median"] = float(statistics.median(lengths))
 
-    primary = cfg.mean_name if cfg.mean_of else cfg.metrics[0]
     samples = []
     for i, it in enumerate(items):
         s = {"key": it["key"], "caption": used[i],
@@ -285,26 +277,28 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
             s.update(original=f"images/{i:05d}_orig.png", reconstructions=[f"images/{i:05d}_rec{j}.png" for j in range(k)],
                      image=f"images/{i:05d}_pair.png")
         samples.append(s)
-    sign = 1.0 if higher[primary] else -1.0
-    samples.sort(key=lambda s: sign * s["metrics"][primary])  # worst first (stable: ties keep data order)
-    for rank, s in enumerate(samples):
-        s["rank_worst_first"] = rank
+    rank_worst_first(samples, primary, agg["higher"][primary])
+    doc = score_i2i_doc([it["key"] for it in items], {m: [float(x) for x in per_image[m]] for m in cfg.mean_of},
+                        cfg.mean_of) if cfg.mean_of else None
 
     res = Results(
         benchmark=BENCHMARK, benchmark_version=BENCHMARK_VERSION,
         model=model or {"name": f"{cfg.captioner}+{cfg.decoder}", "path": None, "config": {}},
-        metrics=summary, primary_metric=primary, higher_is_better=higher[primary],
-        n_items=n, config=to_dict(cfg), metric_higher_is_better=directions,
+        metrics=summary, primary_metric=primary, higher_is_better=agg["higher"][primary],
+        n_items=n, config=to_dict(cfg), metric_higher_is_better=agg["directions"],
         extra={"metrics": {name: m.provenance() for name, m in metric_objs.items()},
                **({"mean_of": {cfg.mean_name: list(cfg.mean_of)}} if cfg.mean_of else {}),
-               "n_reconstructions": n * k, "shuffled_captions": cfg.shuffle_captions})
+               "n_reconstructions": n * k, "shuffled_captions": cfg.shuffle_captions,
+               **({"score_i2i": doc} if doc else {})})
     if dist.main:
         write_results(out, res, samples)
+        if doc:
+            write_score_i2i(out, doc)
     dist.barrier()
     return res
 
 
-UNIFIED_BENCH = ("unified_bench", "clip", "longclip", "dino", "dinov3")
+UNIFIED_BENCH = ("unified_bench", "clip-hf", "clip", "longclip", "dino", "dinov3")
 
 
 def recon_tables(names: list[str]) -> MetricTables:
@@ -318,7 +312,8 @@ def recon_tables(names: list[str]) -> MetricTables:
 
 def recon_summary(res, out: Path) -> str:
     shown = "  ".join(f"{k}={v:.4g}" for k, v in res.metrics.items() if not k.endswith(("_ci_low", "_ci_high")))
-    return f"recon over {res.n_items} images: {shown}  -> {out}"
+    partial = f"  PARTIAL: {res.extra['n_dropped']} images dropped" if res.extra.get("partial") else ""
+    return f"recon over {res.n_items} images: {shown}{partial}  -> {out}"
 
 
 register(Benchmark(BENCHMARK, ReconConfig, run, help="Reconstruction fidelity: image -> caption -> image",

@@ -36,3 +36,11 @@ def git_hash() -> str | None:
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def version_line() -> str:
+    """What `uae --version` prints: the installed version, or how to install a source tree that never was."""
+    try:
+        return f"uae {md.version('uae')}"
+    except md.PackageNotFoundError:
+        return "uae (not installed: run `pip install -e .`)"
