@@ -167,8 +167,8 @@ def write_score_i2i(out: Path, doc: dict) -> Path:
 
 def run_folder(cfg: Any, out: Path, metrics: dict, model: dict | None = None):
     """Score cfg.reconstructions against cfg.data with the built `metrics` into `out`; returns the Results.
-    Samples are keyed by the reconstruction's file name; `image` (with save_images) is a reference |
-    reconstruction pair for the report."""
+    Samples are keyed by the reconstruction's file name and name both files as found; `image` (with
+    save_images) is a reference | reconstruction pair for the report's grid."""
     from uae_data import distributed
     from uae_data.core.config import to_dict
     from uae_eval.recon_stats import aggregate, rank_worst_first
@@ -184,8 +184,7 @@ def run_folder(cfg: Any, out: Path, metrics: dict, model: dict | None = None):
     out = Path(out)
     samples = []
     for i, p in enumerate(pairs):
-        s = {"key": p["key"], "reconstruction": os.path.relpath(p["file"], cfg.reconstructions),
-             "reference": os.path.relpath(p["reference"], cfg.data),
+        s = {"key": p["key"], "reconstruction_file": p["file"], "reference_file": p["reference"],
              "metrics": {name: float(per_image[name][i]) for name in agg["values"]}}
         if cfg.save_images:
             s["image"] = f"images/{i:05d}_pair.png"
