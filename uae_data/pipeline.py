@@ -21,6 +21,8 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -100,21 +102,39 @@ def _check_out_dir(cfg: CorpusConfig, out: Path) -> None:
         raise sh.CorpusError(f"{out}: folder is not empty and is not a corpus built by uae; choose another --out")
 
 
+def _ignore_interrupt() -> None:
+    """Pool workers leave Ctrl-C to the parent: a worker interrupted inside the pool's queue machinery can
+    leave a lock held, and then terminate()/join() wait forever (a multi-worker build once hung > 10 min)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: Any, grace_s: float = 5.0) -> None:
+    """terminate() the pool, but never wait more than `grace_s`: SIGKILL whatever worker is still alive and
+    move on (an unfinished shard is only ever a *.tmp file, which the next run deletes)."""
+    procs = list(getattr(pool, "_pool", []))  # the worker processes (no public accessor)
+    stopper = threading.Thread(target=pool.terminate, daemon=True)
+    stopper.start()
+    stopper.join(grace_s)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+
+
 def _run_jobs(fn: Callable, jobs: list[tuple], workers: int) -> Iterable:
-    """fn over jobs, in a fork pool when workers > 1; yields results as they finish."""
+    """fn over jobs, in a fork pool when workers > 1; yields results as they finish. Ctrl-C reaches only the
+    parent, which stops the workers within seconds and re-raises (the CLI prints how to resume)."""
     workers = max(1, min(workers, len(jobs) or 1))
     if workers == 1:
         yield from map(fn, jobs)
         return
-    pool = mp.get_context("fork").Pool(workers)
+    pool = mp.get_context("fork").Pool(workers, initializer=_ignore_interrupt)
     try:
         yield from pool.imap_unordered(fn, jobs)
         pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
         pool.join()
+    except BaseException:
+        _stop_pool(pool)
+        raise
 
 
 def _dedup(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, workers: int) -> None:
