@@ -26,10 +26,12 @@ from uae_data.core.io import atomic_write_text, truncate_jsonl
 from uae_data.shards import list_shards
 from uae_train.training.checkpoint import _trainable, load_checkpoint, save_checkpoint
 from uae_train.training.config import RunConfig, check_lora
-from uae_train.training.data import sample_stream, scene_of
+from uae_train.training.data import scene_of
+from uae_train.training.loader import global_batches, resolve_workers
 from uae_train.training.precision import make_accelerator
 from uae_train.training.run_folder import prepare_run
 from uae_train.training.schedules import SCHEDULES, warmup_schedule
+from uae_train.training.shared_step import SharedStep
 
 PHASES = ("encoder", "decoder")
 BLIND_GREY = (128, 128, 128)  # the blind control's constant image
@@ -179,8 +181,9 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
     """Train one phase to its step count; returns the metrics rows written to metrics.jsonl.
 
     Under torchrun / accelerate launch (uae_data.distributed) `batch_size` is the global batch: every rank
-    reads the same stream and draws the same randomness, computes its slice and the gradients are summed,
-    so the loss curve equals a 1-process run's; rank 0 alone writes metrics, checkpoints and models.
+    reads the same stream's metadata and draws the same randomness, decodes and computes its slice, and the
+    gradients are summed, so the loss curve equals a 1-process run's; rank 0 alone writes metrics,
+    checkpoints and models.
     """
     from uae_data import distributed
 
@@ -223,24 +226,26 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
         step, samples_seen, truncated = state["step"], state["samples_seen"], state.get("truncated", 0)
     if resume and dist.main:
         truncate_jsonl(out / "metrics.jsonl", step, phase=phase)
+    # several CPU processes on one machine: gradients through shared memory, each rank steps its share
+    shared = None if sharded or accelerator.scaler is not None else SharedStep.create(dist, params)
     dist.barrier()
-    stream = sample_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, samples_seen)
     batch_size = cfg.decoder_batch_size if phase == "decoder" and cfg.decoder_batch_size else cfg.batch_size
     lo, hi = dist.bounds(batch_size, f"{phase} batch_size")
+    batches = global_batches(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, samples_seen, None, batch_size,
+                             cfg.image_size, range(lo, hi), resolve_workers(cfg.loader_workers, device))
     reader = decoder.reader(encoder)  # the frozen encoder, or the decoder's own words
     weights = attribute_weights(cfg, encoder) if phase == "encoder" else None
     cell_words = word_ids(encoder) if phase == "encoder" and cfg.image_word_weight > 0 else None
     rows: list[dict] = []
     t_last = time.perf_counter()
-    with (out / "metrics.jsonl").open("a") if dist.main else contextlib.nullcontext() as log:
+    with (out / "metrics.jsonl").open("a") if dist.main else contextlib.nullcontext() as log, batches as stream:
         while step < total:
             optimizer.zero_grad(set_to_none=True)
             loss_sum, acc_sum = 0.0, 0.0
             for micro in range(cfg.grad_accum):
-                batch = [next(stream) for _ in range(batch_size)]  # the global batch; this rank trains [lo, hi)
+                batch, decoded = next(stream)  # the global batch; this rank trains [lo, hi), decoded its images
                 samples_seen += len(batch)
-                mine = batch[lo:hi]
-                images = [s["image"].resize((cfg.image_size, cfg.image_size)) for s in mine]
+                mine, images = batch[lo:hi], decoded[lo:hi]
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * cfg.grad_accum + micro)
                 with accelerator.autocast():
                     if phase == "encoder":
@@ -269,13 +274,20 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                 # FSDP averages the sharded gradients over ranks: a world-times loss makes that the sum
                 accelerator.backward(loss * (dist.world if sharded else 1) / cfg.grad_accum)
                 loss_sum += float(loss.detach()) / cfg.grad_accum
-            dist.sync_grads([p for p in params if not sharded or not fsdp.is_sharded(p)], average=sharded)
-            loss_sum, acc_sum = dist.sum(loss_sum, acc_sum)
+            if shared is not None:
+                loss_sum, acc_sum = shared.reduce(loss_sum, acc_sum, norms=cfg.grad_clip > 0)
+                if cfg.grad_clip > 0:
+                    shared.clip(cfg.grad_clip)
+            else:
+                dist.sync_grads([p for p in params if not sharded or not fsdp.is_sharded(p)], average=sharded)
+                loss_sum, acc_sum = dist.sum(loss_sum, acc_sum)
             if cfg.grad_clip > 0 and sharded:
                 fsdp.clip_grad_norm(params, cfg.grad_clip)
-            elif cfg.grad_clip > 0:
+            elif cfg.grad_clip > 0 and shared is None:
                 accelerator.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
+            if shared is not None:
+                shared.share()
             scheduler.step()
             if ema is not None:
                 ema.step(params)
@@ -299,6 +311,8 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
             if step % cfg.checkpoint_every == 0 or step == total:
                 full = ({"weights": {n: fsdp.full_tensor(p) for n, p in _trainable(module).items()},
                          "optimizer": fsdp.full_optimizer_state(optimizer)} if sharded else None)  # all ranks gather
+                if shared is not None:
+                    shared.gather_state(optimizer)  # rank 0 gets the AdamW state of the others' parameters
                 if dist.main:
                     save_checkpoint(ckpt, module, optimizer, scheduler,
                                     {"step": step, "samples_seen": samples_seen, "truncated": truncated}, ema, full)

@@ -21,6 +21,9 @@ class RunConfig:
     mixed_precision: str = help_field("auto", help="auto (bf16 on CUDA, fp32 on CPU) | no | bf16")
     device: str = help_field("auto", help="auto | cpu | cuda")
     shuffle_buffer: int = help_field(500, help="webdataset sample shuffle buffer")
+    loader_workers: int | None = help_field(None, help="DataLoader worker processes that decode this rank's "
+                                                       "images (0 = in the training process; null = 0 on CPU, "
+                                                       "up to 4 per process on GPUs); batches are the same for any")
     checkpoint_every: int = help_field(10, help="resumable checkpoint every N steps (and at the end)")
     seed: int = help_field(0, help="seed of model init, data order, sampling and noise")
     log_with: list[str] = help_field([], help="experiment trackers beside metrics.jsonl, rank 0 only, under "
@@ -43,6 +46,8 @@ class RunConfig:
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {', '.join(PRECISIONS)}; got {self.mixed_precision!r}")
         require_at_least_one(self, "image_size", "checkpoint_every")
+        if self.loader_workers is not None and self.loader_workers < 0:
+            raise ValueError("loader_workers must be >= 0 (or null for the default)")
 
 
 @dataclass

@@ -1,32 +1,36 @@
 """Data for every recipe: the endless seeded training stream, global batches, held-out images.
 
-Every rank of a multi-process run reads the same stream and takes its slice, so a run's samples do not
-depend on the number of processes; a resumed run fast-forwards the stream by the samples it had seen.
+Every rank of a multi-process run reads the same stream of sample *references and metadata* (cheap: no
+pixels) and takes its slice, so a run's samples do not depend on the number of processes; each rank decodes
+only the images it trains on (`load_image`). A resumed run fast-forwards the stream by the samples it had seen.
 """
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from uae_data.core.errors import CorpusError, InputError
 from uae_data.scenes import Scene, render, sample_scene
+from uae_data.shard_index import ordered_refs, read_image, read_sample
 from uae_data.shards import corpus_dataset, list_shards
 from uae_data.short_captions import prompt_scene
 
 
 def sample_stream(corpus: Path, shuffle: int, seed: int, skip: int = 0,
                   keep: Callable[[dict], bool] | None = None) -> Iterator[dict]:
-    """Endless seeded sample stream over the corpus (epoch e reshuffles with seed + e); skips `skip` samples;
-    `keep` filters samples before they are counted (so a resumed run skips the same ones)."""
+    """Endless seeded sample stream over the corpus (epoch e reshuffles with seed + e, the order of
+    `corpus_dataset`); skips `skip` samples; `keep` filters samples before they are counted (so a resumed
+    run skips the same ones). Samples are {key, caption, meta, ref}: the pixels stay in the shard until
+    `load_image` (a rank reads every sample's metadata but decodes only its own images)."""
     list_shards(corpus)  # one line, early, when the folder has no shards
     epoch, seen = 0, 0
     while True:
         empty = True
-        for s in corpus_dataset(corpus, shuffle=shuffle, seed=seed + epoch):
+        for s in map(read_sample, ordered_refs(corpus, shuffle, seed + epoch)):
             if keep is not None and not keep(s):
                 continue
             empty = False
@@ -48,12 +52,25 @@ def scene_of(sample: dict) -> Scene | None:
     return Scene.from_dict(spec) if isinstance(spec, dict) else None
 
 
-def global_batch(stream: Iterator[dict], n: int, image_size: int) -> tuple[list, list[Scene | None], list[str | None]]:
-    """The next n samples of the stream (every rank reads the same ones): RGB images at image_size, their
-    scene specs and their short prompts (meta short_caption; None where a row has none)."""
-    batch = [next(stream) for _ in range(n)]
-    return ([s["image"].convert("RGB").resize((image_size, image_size)) for s in batch],
-            [scene_of(s) for s in batch], [(s.get("meta") or {}).get("short_caption") for s in batch])
+def load_image(sample: dict, image_size: int) -> Image.Image:
+    """A stream sample's image, decoded (RGB) and resized to image_size: the one costly step per sample."""
+    image = read_image(sample["ref"])
+    if image is None:
+        raise CorpusError(f"{sample['ref'].path}: sample {sample['key']} has no image")
+    return image.resize((image_size, image_size))
+
+
+def batch_images(batch: list[dict], image_size: int, need: Iterable[int] | None = None) -> list:
+    """The images of the batch's positions in `need` (None = all), None elsewhere."""
+    want = range(len(batch)) if need is None else set(need)
+    return [load_image(s, image_size) if i in want else None for i, s in enumerate(batch)]
+
+
+def batch_fields(batch: list[dict], images: list) -> tuple[list, list[Scene | None], list[str | None]]:
+    """(images, scene specs, short prompts) of a global batch (every rank reads the same samples): the
+    images `batch_images` decoded (None where this rank needs none), scene specs and short prompts (meta
+    short_caption; None where a row has none)."""
+    return images, [scene_of(s) for s in batch], [(s.get("meta") or {}).get("short_caption") for s in batch]
 
 
 def heldout(eval_corpus: str, n: int, seed: int, image_size: int) -> tuple[list[Image.Image], list[Scene | None]]:

@@ -25,6 +25,7 @@ from uae_train import grpo
 from uae_train.models.factory import load_pair
 from uae_train.training import data, run_folder
 from uae_train.training.checkpoint import save_checkpoint
+from uae_train.training.loader import global_batches, resolve_workers
 from uae_train.training.precision import autocast
 from uae_train.training.schedules import constant_schedule
 
@@ -131,9 +132,12 @@ def run(stage: RLStage, cfg: Any, out: Path, resume: bool = False,
     step, seen = run_folder.restore(out, ckpt, policy, optimizer, scheduler, resume)
     ctx.eval_images, ctx.eval_scenes = data.heldout(cfg.eval_corpus, cfg.eval_images, cfg.eval_seed, cfg.image_size)
     stage.prepare_eval(ctx)
-    stream = data.sample_stream(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen, keep=stage.keep(cfg))
     eval_rows = read_jsonl(out / "eval.jsonl")
     ctx.lo, ctx.hi = dist.bounds(cfg.images_per_step, "images_per_step")  # this rank's whole groups
+    # the images this rank decodes: its own, and the next one for the shuffled-reward control (shift_by_one)
+    need = {*range(ctx.lo, ctx.hi), *([ctx.hi % cfg.images_per_step] if cfg.shuffle_reward_images else [])}
+    batches = global_batches(Path(cfg.corpus), cfg.shuffle_buffer, cfg.seed, seen, stage.keep(cfg),
+                             cfg.images_per_step, cfg.image_size, need, resolve_workers(cfg.loader_workers, device))
 
     def held_out_eval(at: int) -> dict:
         with autocast(cfg, device):
@@ -141,12 +145,12 @@ def run(stage: RLStage, cfg: Any, out: Path, resume: bool = False,
 
     bar = progress(f"{stage.name} ({stage.policy_part} policy)") if progress and dist.main else contextlib.nullcontext()
     warned = False
-    with bar as update_bar, run_folder.RunLog(out, cfg, stage.name, dist, eval_rows) as records:
+    with bar as update_bar, run_folder.RunLog(out, cfg, stage.name, dist, eval_rows) as records, batches as stream:
         if step == 0 and not eval_rows:
             records.evaluate(held_out_eval, 0)
         while step < cfg.steps:
             t0 = time.perf_counter()
-            batch = data.global_batch(stream, cfg.images_per_step, cfg.image_size)
+            batch = data.batch_fields(*next(stream))  # every image this rank uses decoded, None elsewhere
             seen += len(batch[0])
             with autocast(cfg, device):
                 res = stage.step(ctx, batch, cfg.seed * 1_000_003 + step * 7_919, step)
