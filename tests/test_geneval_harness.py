@@ -48,7 +48,9 @@ def test_scoring_a_saved_folder_reproduces_generator_scores(tmp_path):
     gen = run(cfg("generator=random", "limit=60"), tmp_path / "g")
     again = run(cfg("limit=60"), tmp_path / "f", images=tmp_path / "g/images")
     assert again.metrics == gen.metrics and again.config["mode"] == "folder"
-    assert again.extra["partial"] is False and again.extra["n_missing_images"] == 0
+    # every image of the 60 prompts is there; limit= itself makes the result a subset, marked partial
+    assert again.extra["partial"] is True and again.extra["limited_to"] == 60
+    assert again.extra["n_missing_images"] == 553 - 60
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +123,9 @@ def test_precomputed_detections_follow_official_rules_and_carry_indices(tmp_path
          "detections": [{"label": a, "score": 0.8, "box": [0, 0, 5, 5]}, {"label": b, "score": 0.5, "box": [9, 9, 20, 20]}]},
     ])
     with pytest.raises(ValueError, match=r"551 of 553 prompts have no image"):
-        run(cfg(), tmp_path / "o", detections=dets, metadata=official_metadata_path())
-    res = run(cfg("allow_partial=true"), tmp_path / "o", detections=dets, metadata=official_metadata_path())
+        run(cfg("images_per_prompt=2"), tmp_path / "o", detections=dets, metadata=official_metadata_path())
+    res = run(cfg("allow_partial=true", "images_per_prompt=2"), tmp_path / "o", detections=dets,
+              metadata=official_metadata_path())
     assert res.extra["partial"] is True and res.extra["n_missing_prompts"] == 551
     assert res.metrics["single_object"] == 0.5 and res.metrics["two_object"] == 1.0
     assert res.metrics["overall"] == 0.75 and res.n_items == 3
@@ -140,6 +143,12 @@ def test_precomputed_detections_follow_official_rules_and_carry_indices(tmp_path
     ('{"prompt_index": 999, "image_index": 0, "detections": []}', "line 1: prompt_index 999 outside"),
     ('{"prompt_index": 0, "image_index": 0, "detections": [{"label": "x", "score": 1, "box": [1, 2]}]}', "line 1: box must have 4"),
     ("not json", "line 1: invalid JSON"),
+    ('{"prompt_index": 0, "image_index": 1, "detections": []}', r"line 1: image_index 1 outside 0..0"),
+    ('{"prompt_index": 0, "image_index": -1, "detections": []}', r"line 1: image_index -1 outside"),
+    ('{"prompt_index": 0, "image_index": 0, "detections": [{"label": "x", "score": NaN, "box": [1, 2, 3, 4]}]}',
+     "line 1: score and box must be finite"),
+    ('{"prompt_index": 0, "image_index": 0, "detections": [{"label": "x", "score": 0.9, "box": [1, 2, Infinity, 4]}]}',
+     "line 1: score and box must be finite"),
     ('{"prompt_index": 0, "image_index": 0, "detections": []}\n{"prompt_index": 0, "image_index": 0, "detections": []}',
      "line 2: prompt_index 0, image_index 0 already given on line 1"),
 ])
@@ -172,3 +181,28 @@ def test_scene_detector_or_oracle_with_official_prompts_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"the scene oracle knows only scene shapes"):
         run(cfg("detector=mask2former"), tmp_path / "o", metadata=official_metadata_path())
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.unit
+def test_more_images_per_prompt_than_declared_are_refused(tmp_path):
+    run(cfg("generator=random", "limit=3", "images_per_prompt=3"), tmp_path / "g")
+    with pytest.raises(ValueError, match=r"prompt 00000 has 3 images but images_per_prompt is 1"):
+        run(cfg("limit=3"), tmp_path / "f", images=tmp_path / "g/images")
+    assert not (tmp_path / "f/results.json").exists()
+    again = run(cfg("limit=3", "images_per_prompt=3"), tmp_path / "f2", images=tmp_path / "g/images")
+    assert again.n_items == 9
+
+
+@pytest.mark.unit
+def test_limit_scores_a_subset_marked_partial_and_the_report_says_so(tmp_path):
+    from uae_eval.report import _partial
+
+    res = run(cfg("limit=5"), tmp_path / "o")
+    assert res.extra["partial"] is True and res.extra["limited_to"] == 5
+    assert res.extra["n_missing_prompts"] == 548 and res.extra["n_missing_images"] == 548
+    full = run(cfg(), tmp_path / "full")
+    assert full.extra["partial"] is False and "limited_to" not in full.extra
+    from uae_eval.geneval.benchmark import geneval_summary
+
+    assert "PARTIAL: 548 prompts" in geneval_summary(res, tmp_path / "o")
+    assert _partial(res) == " (PARTIAL: 548 missing)"

@@ -244,3 +244,42 @@ def test_cli_mmt_bench_oracle_random_and_predictions(tmp_path, uae):
     assert got["model"]["name"] == "p" and got["config"]["model"] == "p"  # the file's stem, never "oracle"
     bad = uae("eval", "mmt-bench", "--model", "caption-reader", "--out", str(tmp_path / "b"))
     assert bad.returncode == 2 and "--encoder" in bad.stderr
+
+
+def _row(i, **kw):
+    return {**dict(index=i, image=_png_b64(), question=f"q{i}", A="x", B="y", C=None, answer="A", category="c",
+                   **{"l2-category": "VR"}, split="val"), **kw}
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([_row(1), _row(2, answer="E")], r"row index 2: answer 'E' is not an option letter \(options: A, B\)"),
+    ([_row(1), _row(2, answer="C")], r"row index 2: answer 'C' is option C, which is blank"),
+    ([_row(1), _row(2, answer=None)], r"row index 2: answer nan is not an option letter"),
+    ([_row(1), _row(1)], r"row index 1 appears more than once"),
+    ([], r"no question rows"),
+])
+def test_unscorable_tsv_rows_are_refused_before_any_answer(tmp_path, rows, message):
+    from uae_data.core.errors import InputError
+    from uae_eval.mmt_bench.harness import MMTConfig, run
+
+    path = tmp_path / "bad.tsv"
+    if rows:
+        _write_tsv(path, rows)
+    else:
+        path.write_text("index\timage\tquestion\tA\tB\tanswer\tcategory\tl2-category\n")
+    calls = []
+    with pytest.raises(InputError, match=message):
+        run(MMTConfig(tsv=str(path)), tmp_path / "o", answer=lambda images, prompt: calls.append(1) or "A")
+    assert not calls and not (tmp_path / "o").exists()
+
+
+def test_limit_marks_the_result_partial(tmp_path):
+    import json
+    from uae_eval.mmt_bench.harness import MMTConfig, run
+
+    preds = tmp_path / "P.jsonl"
+    preds.write_text("".join(json.dumps({"index": i, "prediction": "A"}) + "\n" for i in range(1, 6)))
+    res = run(MMTConfig(tsv=str(_mini(tmp_path, 5)), limit=2), tmp_path / "o", predictions=preds)
+    assert res.extra == {"partial": True, "n_missing": 3, "limited_to": 2} and res.n_items == 2
+    whole = run(MMTConfig(tsv=str(_mini(tmp_path, 5))), tmp_path / "o2", predictions=preds)
+    assert whole.extra == {"partial": False, "n_missing": 0}

@@ -1,6 +1,8 @@
 """The one detection type shared by every detector backend (scene, Mask2Former) and the GenEval rules."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +35,10 @@ class Detection:
         box = d["box"]
         if len(box) != 4:
             raise ValueError(f"box must have 4 numbers (x1, y1, x2, y2), got {box!r}")
-        return cls(label=str(d["label"]), score=float(d["score"]), box=tuple(float(v) for v in box), color=d.get("color"))
+        score, coords = float(d["score"]), tuple(float(v) for v in box)
+        if not all(math.isfinite(v) for v in (score, *coords)):  # NaN would pass or fail every threshold silently
+            raise ValueError(f"score and box must be finite numbers, got score {d['score']!r}, box {box!r}")
+        return cls(label=str(d["label"]), score=score, box=coords, color=d.get("color"))
 
 
 def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:

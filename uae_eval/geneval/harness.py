@@ -235,6 +235,11 @@ def coverage(items: list[ImageItem], metas: list[dict], per_prompt: int, source:
     counts = [0] * len(metas)
     for it in items:
         counts[it.prompt_index] += 1
+    over = [i for i, c in enumerate(counts) if c > per_prompt]
+    if over:
+        raise InputError(f"{source}: prompt {over[0]:05d} has {counts[over[0]]} images but images_per_prompt is "
+                         f"{per_prompt} ({len(over)} prompts have too many); set images_per_prompt= to what the run "
+                         "made, or remove the extra images")
     missing_prompts = [i for i, c in enumerate(counts) if c == 0]
     missing_images = sum(max(0, per_prompt - c) for c in counts)
     if missing_images and not allow_partial:
@@ -249,8 +254,22 @@ def coverage(items: list[ImageItem], metas: list[dict], per_prompt: int, source:
             "n_missing_images": missing_images}
 
 
-def detection_items(path: Path, n_prompts: int) -> list[ImageItem]:
-    """Read precomputed detections (the public format of DESIGN/issue): one JSON line per image."""
+def limited(cfg: GenEvalConfig, metas: list[dict], metadata: Path | None, completeness: dict) -> dict:
+    """`limit=` scores the first N prompts: a subset, so the result is marked partial and counts the prompts
+    and images it left out (the report and `uae check` then show it is not a GenEval score)."""
+    if not cfg.limit:
+        return completeness
+    left = len(load_prompts(cfg, metadata, limit=False)) - len(metas)
+    if left <= 0:
+        return completeness
+    return {**completeness, "partial": True, "limited_to": len(metas),
+            "n_missing_prompts": completeness["n_missing_prompts"] + left,
+            "n_missing_images": completeness["n_missing_images"] + left * cfg.images_per_prompt}
+
+
+def detection_items(path: Path, n_prompts: int, per_prompt: int) -> list[ImageItem]:
+    """Read precomputed detections (the public format of DESIGN/issue): one JSON line per image; an image
+    index outside 0..per_prompt-1 is refused (it would be scored as one more image of its prompt)."""
     items: list[ImageItem] = []
     seen: dict[tuple[int, int], int] = {}
     with open(path) as f:
@@ -270,6 +289,9 @@ def detection_items(path: Path, n_prompts: int) -> list[ImageItem]:
                 raise InputError(f"{where}: {e}") from None
             if not 0 <= pi < n_prompts:
                 raise InputError(f"{where}: prompt_index {pi} outside the metadata's 0..{n_prompts - 1}")
+            if not 0 <= ii < per_prompt:
+                raise InputError(f"{where}: image_index {ii} outside 0..{per_prompt - 1} (images_per_prompt is "
+                                 f"{per_prompt}; set images_per_prompt= if the run made more)")
             if (pi, ii) in seen:
                 raise InputError(f"{where}: prompt_index {pi}, image_index {ii} already given on line {seen[pi, ii]}")
             seen[pi, ii] = line_no
@@ -358,7 +380,8 @@ def run(
     elif detections is not None:
         every = load_prompts(cfg, metadata, limit=False)
         metas = every[: cfg.limit] if cfg.limit else every
-        item_list = [it for it in detection_items(Path(detections), len(every)) if it.prompt_index < len(metas)]
+        item_list = [it for it in detection_items(Path(detections), len(every), cfg.images_per_prompt)
+                     if it.prompt_index < len(metas)]
         completeness = coverage(item_list, metas, cfg.images_per_prompt, str(detections), cfg.allow_partial)
         position = {(it.prompt_index, it.image_index): n for n, it in enumerate(item_list)}
         item_list = [it for it in item_list if it.prompt_index % dist.world == dist.rank]
@@ -380,6 +403,7 @@ def run(
         items = generate_items(cfg, metas, generate, out / "images" if cfg.save_images else None, share, resumed)
     if mode != "detections" and (cfg.detector == "scene" or oracle):
         scene_only(metas, metadata or cfg.metadata_path(), "the scene detector" if cfg.detector == "scene" else "the scene oracle")
+    completeness = limited(cfg, metas, metadata, completeness)
     if mode != "detections":
         detector = build_detector(cfg.detector, **cfg.detector_options)
         colour_options = dict(cfg.colour_options)

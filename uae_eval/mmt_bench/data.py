@@ -47,7 +47,29 @@ def load_tsv(path: str | Path):
             image_map[idx] = target
     resolved = [image_map[idx] for idx in df["index"]]
     df["image"] = resolved
+    check_rows(df, path)
     return df
+
+
+def check_rows(df, path) -> None:
+    """Refuse a TSV that cannot be scored as MMT-Bench: no rows, an index given twice (predictions and results
+    are keyed by it), or an answer that is not the letter of one of its row's non-blank options (such a row
+    could never be a hit, and would silently lower the score)."""
+    from .prompt import row_options
+
+    if df.empty:
+        raise InputError(f"{path}: no question rows (only a header, or no row has an image)")
+    repeated = df["index"][df["index"].duplicated()]
+    if len(repeated):
+        raise InputError(f"{path}: row index {repeated.iloc[0]} appears more than once; every index must be unique")
+    for row in df.to_dict("records"):
+        options = row_options(row)
+        answer = str(row["answer"]).strip()
+        if answer not in options:
+            blank = len(answer) == 1 and answer.isupper() and answer in row  # its column is there, its cell empty
+            raise InputError(f"{path}: row index {row['index']}: answer {row['answer']!r} is "
+                             + (f"option {answer}, which is blank" if blank else "not an option letter")
+                             + f" (options: {', '.join(options) or 'none'})")
 
 
 def decode_images(field: str, where: str = "") -> list:

@@ -111,7 +111,9 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
         raise InputError("mmt-bench: give exactly one of an answerer or --predictions PRED.jsonl")
     df = load_tsv(cfg.tsv)
     all_indexes = set(df["index"])
+    left = 0  # rows limit= leaves out: a subset is marked partial, as missing answers are
     if cfg.limit is not None:
+        left = max(0, len(df) - cfg.limit)
         df = df.head(cfg.limit)
     preds = read_predictions(predictions) if predictions is not None else None
     n_missing = 0
@@ -162,7 +164,8 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
                       model=model, metrics=aggregate(samples),
                       primary_metric="overall", higher_is_better=True, n_items=len(samples),
                       config=to_dict(cfg) | ({"model": model["name"]} if preds is not None else {}),
-                      extra={"partial": bool(n_missing), "n_missing": n_missing})
+                      extra={"partial": bool(n_missing or left), "n_missing": n_missing + left,
+                             **({"limited_to": len(df)} if left else {})})
     write_results(out, results, samples)
     dist.barrier()
     return results
