@@ -363,7 +363,7 @@ def main() -> None:
             log(f"section {i} {sec}: {status}" + (f", {result.step_s:.3f} s/step, {result.throughput}, "
                                                   f"peak {result.memory.split(' (')[0]}" if result else ""))
             body += section_lines(i, sec, status, result)
-            total = f"total: {time.perf_counter() - start:.1f} s"
+            total = f"total: {time.perf_counter() - start:.1f} s (after imports)"
             path.write_text("\n".join(header + [total] + body) + "\n")
     log(f"done in {time.perf_counter() - start:.1f} s: {path}")
     print(path.read_text())
