@@ -185,3 +185,51 @@ def test_cli_check_exit_codes(tmp_path, uae):
     (tmp_path / "junk.json").write_text("[]")
     p = uae("check", str(tmp_path / "run"), "--baseline", str(tmp_path / "junk.json"))
     assert p.returncode == 2 and "Traceback" not in p.stderr + p.stdout
+
+
+@pytest.mark.unit
+def test_results_of_another_item_set_are_refused_not_called_a_regression(tmp_path):
+    write_results(tmp_path / "full", results(), [{"prompt_index": i, "prompt": f"p{i}"} for i in range(6)])
+    con, _ = console()
+    assert write_baseline(tmp_path / "full", tmp_path / "b.json", console=con) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["extra"]["scored"]["samples"] == 6
+    write_results(tmp_path / "sub", results(metrics={"overall": 0.1, "counting": 0.1, "lpips": 0.9}),
+                  [{"prompt_index": i, "prompt": f"p{i}"} for i in range(3)])
+    code, _ = run(tmp_path / "sub", tmp_path / "b.json")
+    assert code == 2
+    write_results(tmp_path / "other", results(), [{"prompt_index": i, "prompt": f"q{i}"} for i in range(6)])
+    with pytest.raises(CheckMismatch, match="different items"):
+        check(read_results(tmp_path / "other"), json.loads((tmp_path / "b.json").read_text()))
+    write_results(tmp_path / "same", results(), [{"prompt_index": i, "prompt": f"p{i}", "out": i} for i in reversed(range(6))])
+    assert run(tmp_path / "same", tmp_path / "b.json")[0] == 0  # outputs and order do not change the set
+
+
+@pytest.mark.unit
+def test_a_baseline_from_a_partial_result_keeps_the_mark_and_refuses_complete_results(tmp_path):
+    write_results(tmp_path / "part", results(extra={"partial": True}), [{"index": "1"}])
+    con, _ = console()
+    assert write_baseline(tmp_path / "part", tmp_path / "b.json", console=con) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["extra"]["scored"]["partial"] is True
+    write_results(tmp_path / "whole", results(), [{"index": "1"}])
+    with pytest.raises(CheckMismatch, match="complete but the baseline is partial"):
+        check(read_results(tmp_path / "whole"), json.loads((tmp_path / "b.json").read_text()))
+
+
+@pytest.mark.unit
+def test_write_baseline_never_overwrites(tmp_path, base_file):
+    before = base_file.read_text()
+    con, buf = console()
+    assert write_baseline(save(tmp_path / "r2", metrics={"overall": 0.1, "counting": 0.1, "lpips": 0.9}), base_file,
+                          console=con) == 2
+    assert base_file.read_text() == before and "exists" in buf.getvalue()
+
+
+@pytest.mark.integration
+def test_cli_a_six_prompt_geneval_run_is_refused_against_the_shipped_553_prompt_baseline(tmp_path, uae):
+    from conftest import ROOT
+
+    p = uae("eval", "geneval", "manifests/eval/geneval-scene.yaml", "--generator", "oracle", "limit=6",
+            "--out", str(tmp_path / "g"))
+    assert p.returncode == 0, p.stderr
+    p = uae("check", str(tmp_path / "g"), "--baseline", str(ROOT / "manifests/baselines/geneval-scene-oracle.json"))
+    assert p.returncode == 2 and "not comparable" in p.stderr and "Traceback" not in p.stderr, p.stdout + p.stderr

@@ -2,7 +2,8 @@
 
 Exit codes of `run_check` (what `uae check` returns): 0 no drop, 1 some metric dropped beyond tolerance
 or is missing from the results, 2 a file is unreadable or the two are not comparable (other benchmark or
-benchmark_version, a selected metric the baseline lacks).
+benchmark_version, a selected metric the baseline lacks, another set of items scored: `scored_set.py`, or one
+partial and the other not). `--write-baseline` never overwrites a file.
 
 A baseline is a results.json-shaped JSON object without samples: benchmark, benchmark_version, metrics,
 primary_metric, higher_is_better (+ metric_higher_is_better), and provenance (created, git_hash, source,
@@ -102,6 +103,11 @@ def check(results: Results, baseline: Results | dict, tolerance: float = 0.01,
     if results.benchmark_version != base.benchmark_version:
         raise CheckMismatch(f"benchmark_version differs: results are {results.benchmark_version!r}, "
                             f"baseline is {base.benchmark_version!r}")
+    from uae_eval.scored_set import mismatch
+
+    why = mismatch(results.extra.get("scored"), base.extra.get("scored"), results.n_items, base.n_items)
+    if why:
+        raise CheckMismatch(f"not comparable: {why}")
     names = list(metrics) if metrics else list(base.metrics)
     unknown = [m for m in names if m not in base.metrics]
     if unknown:
@@ -192,12 +198,19 @@ def baseline_dict(res: Results, source: str) -> dict:
     }
     if res.metric_higher_is_better:
         out["metric_higher_is_better"] = dict(res.metric_higher_is_better)
+    if "scored" in res.extra:  # what it scored (set hash, count, partial): results of another set are refused
+        out["extra"] = {"scored": res.extra["scored"]}
     return out
 
 
 def write_baseline(results_path: str | os.PathLike, out_file: str | os.PathLike, console: Console | None = None) -> int:
     """`uae check RESULTS --write-baseline FILE`: write a baseline from RESULTS; return 0, or 2 on a bad file."""
     con = console or Console()
+    if Path(out_file).exists():
+        (console or Console(stderr=True)).print(
+            f"[red]error:[/red] {out_file} exists; a baseline is not overwritten: delete it first, or write to "
+            "another file", highlight=False, soft_wrap=True)
+        return 2
     try:
         res = read_results(results_path)
         src = results_file(results_path)

@@ -113,17 +113,23 @@ def write_results(out_dir: str | os.PathLike, results: Results, samples: Iterabl
     results.json is written last, so its presence means the run is complete. Metrics are validated first
     (a NaN or a missing primary metric raises ResultsError before anything is written).
     """
+    from uae_eval.scored_set import ScoredSet
+
     out = Path(out_dir)
     data = _encode(results.to_dict())
     results_from_dict(data, out / RESULTS_NAME)  # validate before writing anything
+    scored = ScoredSet()
 
     def fill_samples(f) -> None:
         for i, s in enumerate(samples):
             if not isinstance(s, dict):
                 raise ResultsError(f"{out / SAMPLES_NAME}: sample {i} must be a dict, got {type(s).__name__}")
+            scored.add(s)
             f.write(to_json_text(s, indent=None) + "\n")
 
     atomic_write(out / SAMPLES_NAME, fill_samples)
+    results.extra["scored"] = scored.record(bool(results.extra.get("partial")))  # what `uae check` compares
+    data["extra"]["scored"] = results.extra["scored"]
     atomic_write(out / RESULTS_NAME, lambda f: f.write(json.dumps(data, indent=2, allow_nan=False,
                                                                    ensure_ascii=False) + "\n"))
     return out / RESULTS_NAME
