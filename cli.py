@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -14,40 +15,8 @@ from uae_data.core.errors import ConfigError, UserError
 from uae_data.core.paths import manifests_dir
 from uae_data.core.progress import progress_bar
 
-# Help texts go through rich markup: a literal "[" is written "\\[".
-OVERRIDES = ("\\[MANIFEST] is a YAML manifest (default: the one named above; `uae validate MANIFEST` checks it). "
-             "Each key=value after it overrides one field: dotted keys reach nested sections "
-             "(filters.min_side=200, source.options.timeout=5, decoder_options.patch_size=16), values are YAML "
-             "(true, 3e-3, null, \\[a, b], {k: v}). Unknown keys and bad values are refused in one line.")
-TRAIN_EXAMPLES = """Pretrain, then Unified-GRPO stage 1 (encoder) and stage 2 (decoder). Every run folder holds config.yaml,
-metrics.jsonl, checkpoints/ and results/; rerunning the same command resumes it.
+from uae_train.cli_text import EVAL_EXAMPLES, OVERRIDES, RESUME, TRAIN_EXAMPLES
 
-Examples:
-
-  uae build-corpus --limit 3000 --out out/corpus
-
-  uae train pretrain manifests/train/pretrain-scene.yaml --corpus out/corpus --out out/pre
-
-  uae train stage1 --init out/pre --corpus out/corpus --out out/s1
-
-  uae train stage2 --init out/s1 --corpus out/corpus --out out/s2 steps=40
-
-  uae train pretrain encoder=/models/Qwen2.5-VL-3B-Instruct model=encoder --corpus out/corpus --out out/real"""
-EVAL_EXAMPLES = """Score-compatible evaluation harnesses; each writes results.json + samples.jsonl (read by uae report/check).
-
-Examples:
-
-  uae eval geneval --generator oracle --out runs/geneval
-
-  uae eval geneval manifests/eval/geneval-official.yaml --images my_samples/ detector.checkpoint=/models/m2f.pth --out runs/g
-
-  uae eval mmt-bench --model caption-reader --encoder out/pre/encoder --out runs/mmt
-
-  uae eval mmt-bench --tsv MMT-Bench_VAL.tsv --predictions my_answers.jsonl --model-name my-vlm --out runs/mmt
-
-  uae eval recon --data out/corpus --encoder out/pre/encoder --decoder out/pre/decoder --out runs/recon
-
-  uae eval alignment --out runs/alignment"""
 app = typer.Typer(help="uae: unified multimodal models as auto-encoders.", no_args_is_help=True, add_completion=False)
 train_app = typer.Typer(help=TRAIN_EXAMPLES, no_args_is_help=True)
 eval_app = typer.Typer(help=EVAL_EXAMPLES, no_args_is_help=True)
@@ -59,32 +28,49 @@ MANIFESTS = manifests_dir()
 # modules defining the manifest kinds that are not benchmarks (benchmarks declare theirs: uae_eval.benchmarks)
 CONFIG_MODULES = ("uae_data.corpus_config", "uae_train.stages.pretrain", "uae_train.stages.yfork_train",
                   "uae_train.stages.gen_for_und", "uae_train.stages.und_for_gen", "uae_train.demo")
-RESUME = ("continue the run in --out from its last checkpoint (rerunning the same command does this too; another "
-          "config is refused)")
 CORPUS_DEFAULTS = {"scenes": "scenes.yaml", "urls": "urls-example.yaml", "folder": "folder-example.yaml",
                    "parquet": "parquet-example.yaml", "shards": "shards-example.yaml"}
 
 
 def friendly(fn: Callable) -> Callable:
-    """Expected bad input -> one red line on stderr and exit 2; Ctrl-C -> exit 130 with a resume hint."""
+    """Expected bad input -> one red line on stderr and exit 2; Ctrl-C -> exit 130 with a resume hint.
+
+    Every path option is checked first (uae_data.core.user_paths: missing, wrong kind, unwritable --out); a file a
+    loader refuses later (pickle, safetensors, OS or decoding error) is named with its option. UAE_DEBUG=1 re-raises
+    those last-resort errors with their traceback, for debugging."""
+    from uae_data.core import user_paths
+
+    options = user_paths.path_options(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from uae_eval.results import ResultsError
 
+        given = user_paths.given_paths(options, kwargs)
+        fresh = user_paths.fresh_outputs(given)
         try:
-            folder = kwargs.get("out_dir")  # every command that writes a folder names its --out `out_dir`
-            if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
-                raise ConfigError(f"--out {folder} is a file; give a folder to write into (nothing was written)")
+            user_paths.check_given(given)
             return fn(*args, **kwargs)
-        except (UserError, ResultsError, FileNotFoundError) as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2)
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]: finished work is kept; run the same command again to resume.")
             raise typer.Exit(130)
+        except Exception as e:  # noqa: BLE001  user errors, and refusals of a given file; a bug re-raises
+            if isinstance(e, (UserError, ResultsError, FileNotFoundError)):
+                message = str(e)
+            elif user_paths.is_refusal(e) and os.environ.get("UAE_DEBUG") != "1":
+                message = user_paths.explain(e, given)
+            else:
+                raise
+            user_paths.discard_unfinished(fresh)  # a failed start leaves nothing half-written
+            fail(message)
 
     return wrapper
+
+
+def fail(message: str) -> None:
+    """The one red line (its first line only) and exit 2."""
+    err.print(f"[red]error:[/red] {(message.strip().splitlines() or [''])[0]}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _version(value: bool) -> None:
@@ -265,8 +251,8 @@ def eval_geneval(
     encoder: Optional[Path] = typer.Option(None, help="with --decoder: generate with our encoder+decoder (saved folders)"),
     decoder: Optional[Path] = typer.Option(None, help="decoder folder (uae train pretrain output)"),
     pipeline: Optional[str] = typer.Option(None, help="generate with any diffusers text-to-image pipeline (folder or hub name); steps, guidance, size, dtype from the manifest"),
-    steps: int = typer.Option(20, help="sampling steps for --decoder"),
-    guidance: float = typer.Option(1.0, help="classifier-free guidance for --decoder"),
+    steps: Optional[int] = typer.Option(None, help="sampling steps for --decoder (default 20)"),
+    guidance: Optional[float] = typer.Option(None, help="classifier-free guidance for --decoder (default 1.0)"),
 ) -> None:
     """GenEval (official rules): per-tag accuracy and overall = mean of the six tags.
 
@@ -279,7 +265,8 @@ def eval_geneval(
 
     dist = _ranks()
     bench, cfg = load_benchmark("geneval", args, {"generator": generator, "allow_partial": "true" if allow_partial else None})
-    generate, model_info = geneval_generator(cfg, encoder, decoder, pipeline, steps=steps, guidance=guidance)
+    given = {"--images": images, "--detections": detections, "--generator": generator, "--allow-partial": allow_partial}
+    generate, model_info = geneval_generator(cfg, encoder, decoder, pipeline, steps=steps, guidance=guidance, given=given)
     with progress_bar("geneval", enabled=None if dist.main else False) as update:
         res = bench.run(cfg, out_dir, generate=generate, images=images, detections=detections, metadata=metadata,
                         model=model_info, on_progress=update)
@@ -303,11 +290,11 @@ def eval_mmt(
 
     Example: uae eval mmt-bench --tsv manifests/mmt_bench/scene_mmt.tsv --model random --out runs/mmt
     """
-    from uae_train.evaluation.inputs import mmt_answerer
+    from uae_train.evaluation.inputs import MMT_RULES, mmt_answerer, refuse_unused
 
     dist = _ranks()
-    if predictions is not None and model is not None:
-        raise ConfigError("give --model or --predictions, not both (the predictions file holds the answers)")
+    refuse_unused({"--predictions": predictions, "--model": model, "--encoder": encoder,
+                   "--allow-missing": allow_missing}, MMT_RULES)
     bench, cfg = load_benchmark("mmt-bench", args, {"tsv": tsv, "model": model,
                                                     "allow_missing": "true" if allow_missing else None})
     answer = mmt_answerer(cfg.model, seed=cfg.seed, encoder=encoder) if predictions is None else None
@@ -337,9 +324,11 @@ def eval_recon(
     uae eval recon manifests/eval/unified-bench.yaml --data PHOTOS --reconstructions RECONS --out runs/ub
     """
     from uae_eval.recon import prepare
-    from uae_train.evaluation.inputs import recon_models
+    from uae_train.evaluation.inputs import RECON_RULES, recon_models, refuse_unused
 
     dist = _ranks()
+    refuse_unused({"--reconstructions": reconstructions, "--encoder": encoder, "--decoder": decoder, "--steps": steps,
+                   "--allow-partial": allow_partial}, RECON_RULES)
     bench, cfg = load_benchmark("recon", args, {"data": data, "steps": steps, "reconstructions": reconstructions,
                                                 "allow_partial": "true" if allow_partial else None})
     metrics = prepare(cfg, encoder, decoder)  # bad folders, pairs or backbones fail before any model loads

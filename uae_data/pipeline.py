@@ -176,10 +176,52 @@ def build(
     """
     if engine not in ENGINES:
         raise sh.CorpusError(f"unknown engine {engine!r} (one of: {', '.join(ENGINES)})")
+    if workers is not None and workers < 1:
+        raise sh.CorpusError(f"--workers must be 1 or more, got {workers} (default: all cores)")
     out = Path(out)
     _check_out_dir(cfg, out)
     check_models(cfg)
     source = build_source(cfg.source, source_context(cfg, out, "ray" if engine == "ray" else None))
+    created = not out.exists()
+    try:
+        manifest = _build_into(cfg, out, source, workers, on_progress, engine)
+    except Exception:
+        _drop_if_nothing_made(out, created)
+        raise
+    c = manifest["counts"]
+    if c["input_rows"] and not c["samples"]:  # the folder stays for inspection (stats.parquet) or a rerun
+        raise sh.CorpusError(f"{out}: no sample made it: all {c['input_rows']} rows failed or were dropped; "
+                             f"commonest reason: {_commonest_reason(out)} (every row in {out / 'stats.parquet'})")
+    return manifest
+
+
+def _drop_if_nothing_made(out: Path, created: bool) -> None:
+    """A build that fails before any shard or download exists leaves nothing: the folder it created, or (when
+    resuming) the empty .parts/ and .staging/ it made; finished shards and downloads stay for the rerun."""
+    made = [p for d in (".parts", ".staging", "shards") if (out / d).is_dir() for p in (out / d).rglob("*")
+            if p.is_file() and p.suffix != ".tmp"]
+    if made:
+        return
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for d in (".parts", ".staging"):
+        shutil.rmtree(out / d, ignore_errors=True)
+
+
+def _commonest_reason(out: Path) -> str:
+    """The failure reason most rows share (stats.parquet), as 'reason (N rows)'."""
+    stats = pd.read_parquet(out / "stats.parquet")
+    bad = stats[stats["status"] != "ok"]
+    if not len(bad):
+        return "unknown"
+    reasons = bad["reason"].fillna("").replace("", "no reason recorded").value_counts()
+    return f"{reasons.index[0]} ({int(reasons.iloc[0])} of {len(stats)} rows)"
+
+
+def _build_into(cfg: CorpusConfig, out: Path, source: Any, workers: int | None,
+                on_progress: Callable[[int, int], None] | None, engine: str) -> dict:
+    """build()'s work once the source is known: prepare it, build the missing shards, finalize."""
     created = not out.exists()
     (out / "shards").mkdir(parents=True, exist_ok=True)
     (out / ".parts").mkdir(exist_ok=True)

@@ -30,6 +30,9 @@ class CaptionerConfig:
             raise ValueError(f"captioner.name must be one of scene, web, keep, hf; got {self.name!r}")
         if self.name == "hf" and not self.model:
             raise ValueError("captioner 'hf' needs captioner.model (a hub name or local folder; CLI --caption-model)")
+        if self.name != "hf" and self.model:  # an option that is not read must not look as if it were
+            raise ValueError(f"captioner.model ({self.model}) is read by captioner 'hf' only, not '{self.name}'; "
+                             "drop --caption-model or add --captioner hf")
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError("captioner.max_new_tokens and captioner.batch_size must be >= 1")
 

@@ -44,12 +44,36 @@ def help_field(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) ->
     return dataclasses.field(default=default, metadata={"help": help}, **kw)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping, at any depth (plain YAML keeps the last value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ConfigError(f"{getattr(self, 'source', '<yaml>')}: line {key_node.start_mark.line + 1}: key "
+                                  f"'{key}' is given twice in the same section; keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict:
-    """Parse a manifest; any YAML error becomes a one-line ConfigError naming the file."""
+    """Parse a manifest; any YAML error, a key given twice, a folder or a binary file becomes a one-line
+    ConfigError naming the file."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        loader = _UniqueKeyLoader(Path(path).read_text())
+        loader.source = str(path)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except FileNotFoundError:
         raise ConfigError(f"{path}: manifest not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give a manifest file (.yaml)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; give a manifest file (.yaml)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -39,6 +39,9 @@ class SourceConfig:
             raise ValueError("source.min_objects/max_objects must satisfy 1 <= min <= max <= 9")
         if not 0.0 <= self.prompt_scenes <= 1.0:
             raise ValueError(f"source.prompt_scenes must be in [0, 1], got {self.prompt_scenes}")
+        if self.name == "scenes" and self.input:  # an option that is not read must not look as if it were
+            raise ValueError(f"source.input ({self.input}) is not read by the scenes source, which makes its own items; "
+                             "drop --input or choose --source urls | folder | parquet | shards")
         if self.name != "scenes" and not self.input:
             raise ValueError(f"source.input is required for source '{self.name}' (a path; CLI --input)")
         from uae_data.sources.options import check_source_options

@@ -13,16 +13,57 @@ from typing import Callable
 from uae_data.core.errors import ConfigError
 
 
+def refuse_unused(given: dict[str, object], rules: list[tuple[str, tuple[str, ...], str]]) -> None:
+    """Refuse, in one line, an option that would be ignored. Each rule is (option, others, why): `option` given
+    with any of `others` is refused; others written ("!a", "!b") instead mean `option` needs one of a, b."""
+    def has(name: str) -> bool:
+        return given.get(name) not in (None, False)
+
+    for option, others, why in rules:
+        if not has(option):
+            continue
+        needs = [o[1:] for o in others if o.startswith("!")]
+        if needs and not any(has(o) for o in needs):
+            raise ConfigError(f"{option} without {' or '.join(needs)}: {why}; nothing was run")
+        for other in others:
+            if not other.startswith("!") and has(other):
+                raise ConfigError(f"{option} with {other}: {why}; nothing was run")
+
+
+GENEVAL_RULES = [
+    ("--encoder", ("!--decoder",), "the encoder only paints through --decoder DIR (without it the manifest's "
+                                   "generator would be scored)"),
+    ("--images", ("--generator", "--encoder", "--decoder", "--pipeline", "--steps", "--guidance"),
+     "--images scores images made elsewhere, so no generator runs and its options would be ignored"),
+    ("--detections", ("--generator", "--encoder", "--decoder", "--pipeline", "--steps", "--guidance"),
+     "--detections scores detections made elsewhere, so no generator runs and its options would be ignored"),
+    ("--generator", ("--decoder", "--pipeline"), "give one generator: a scene --generator, --decoder or --pipeline"),
+    ("--decoder", ("--pipeline",), "give --decoder or --pipeline, not both"),
+    ("--steps", ("!--decoder",), "sampling steps apply to --decoder (a pipeline's come from the manifest)"),
+    ("--guidance", ("!--decoder",), "guidance applies to --decoder (a pipeline's comes from the manifest)"),
+    ("--allow-partial", ("!--images", "!--detections"), "it applies to an --images or --detections input")]
+MMT_RULES = [
+    ("--predictions", ("--model", "--encoder"), "the predictions file holds the answers; no model runs"),
+    ("--allow-missing", ("!--predictions",), "it applies to a --predictions file")]
+RECON_RULES = [
+    ("--reconstructions", ("--encoder", "--decoder", "--steps"), "reconstructions made elsewhere are scored as "
+                                                                "given, so no model runs and its options would be ignored"),
+    ("--allow-partial", ("!--reconstructions",), "it applies to a --reconstructions folder")]
+
+
 def geneval_generator(cfg, encoder: Path | None = None, decoder: Path | None = None, pipeline: str | None = None,
-                      steps: int = 20, guidance: float = 1.0) -> tuple[Callable | None, dict | None]:
+                      steps: int | None = None, guidance: float | None = None,
+                      given: dict | None = None) -> tuple[Callable | None, dict | None]:
     """(generate, model info) for a GenEvalConfig `cfg`: our encoder+decoder folders, any diffusers pipeline,
-    or (None, None) when neither is given (the harness then uses cfg.generator or the given images)."""
+    or (None, None) when neither is given (the harness then uses cfg.generator or the given images).
+    `given`: every CLI option as typed ({"--images": ..., ...}); options that would be ignored are refused."""
     from uae_train.evaluation import loading
 
-    if decoder is not None and pipeline is not None:
-        raise ConfigError("give --decoder or --pipeline, not both")
+    refuse_unused({"--encoder": encoder, "--decoder": decoder, "--pipeline": pipeline, "--steps": steps,
+                   "--guidance": guidance, **(given or {})}, GENEVAL_RULES)
     if decoder is not None:
-        return loading.load_autoencoder(encoder, decoder, steps=steps, guidance=guidance)
+        return loading.load_autoencoder(encoder, decoder, steps=20 if steps is None else steps,
+                                        guidance=1.0 if guidance is None else guidance)
     if pipeline is not None:
         cfg.validate()
         return loading.load_pipeline_generator(pipeline, cfg)
@@ -46,6 +87,9 @@ def mmt_answerer(model: str, seed: int = 0, encoder: Path | None = None, caption
     from uae_eval.mmt_bench.answerers import ANSWERERS, build_answerer
     from uae_train.evaluation import loading
 
+    if encoder is not None and model != "caption-reader":
+        raise ConfigError(f"--encoder with --model {model}: the encoder writes captions for --model caption-reader "
+                          "only, and would be ignored; nothing was run")
     if model == "caption-reader":
         return build_answerer("caption-reader", seed=seed, caption=caption or loading.load_captioner(encoder))
     if model in ANSWERERS:

@@ -148,6 +148,9 @@ def model_features(model_path: Path, pairs: list[dict], encoder_path: Path | Non
     images, captions = [p["image"] for p in pairs], [p["caption"] for p in pairs]
     device = default_device()
     info = {"name": path.name, "path": str(path), "config": {"timestep": timestep}}
+    if encoder_path is not None and not (path / DECODER_CONFIG).is_file():  # it would be ignored
+        raise ModelLoadError(f"--encoder {encoder_path}: only a decoder --model reads an encoder, and {path} is not a "
+                             "decoder folder; drop --encoder")
     if (path / YFORK_CONFIG).is_file():
         from uae_train.models.yfork import YFork
 
