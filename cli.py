@@ -106,9 +106,13 @@ def load_manifest(Config: type, kind: str, default: str | Path | None, args: Opt
     return load_config(Config, manifest or (MANIFESTS / default if default else None), overrides, kind=kind)
 
 
-def load_benchmark(name: str, args: Optional[List[str]], shortcuts: Optional[dict] = None):
-    """(registry record, config) of benchmark `name` (uae_eval.benchmarks): its config class and default manifest."""
+def load_benchmark(name: str, args: Optional[List[str]], shortcuts: Optional[dict] = None, out_dir: Optional[Path] = None):
+    """(registry record, config) of benchmark `name` (uae_eval.benchmarks): its config class and default manifest;
+    an --out holding another benchmark's results or unrelated files is refused (uae_eval.results.claim_out)."""
     from uae_eval.benchmarks import find
+    from uae_eval.results import claim_out
+
+    claim_out(out_dir, name) if out_dir is not None else None
 
     return (bench := find(name)), load_manifest(bench.config, name, bench.manifest, args, shortcuts)
 
@@ -264,7 +268,7 @@ def eval_geneval(
     from uae_train.evaluation.inputs import geneval_generator
 
     dist = _ranks()
-    bench, cfg = load_benchmark("geneval", args, {"generator": generator, "allow_partial": "true" if allow_partial else None})
+    bench, cfg = load_benchmark("geneval", args, {"generator": generator, "allow_partial": "true" if allow_partial else None}, out_dir)
     given = {"--images": images, "--detections": detections, "--generator": generator, "--allow-partial": allow_partial}
     generate, model_info = geneval_generator(cfg, encoder, decoder, pipeline, steps=steps, guidance=guidance, given=given)
     with progress_bar("geneval", enabled=None if dist.main else False) as update:
@@ -296,7 +300,7 @@ def eval_mmt(
     refuse_unused({"--predictions": predictions, "--model": model, "--encoder": encoder,
                    "--allow-missing": allow_missing}, MMT_RULES)
     bench, cfg = load_benchmark("mmt-bench", args, {"tsv": tsv, "model": model,
-                                                    "allow_missing": "true" if allow_missing else None})
+                                                    "allow_missing": "true" if allow_missing else None}, out_dir)
     answer = mmt_answerer(cfg.model, seed=cfg.seed, encoder=encoder) if predictions is None else None
     res = bench.run(cfg, out_dir, answer=answer, predictions=predictions, model_name=model_name)
     if dist.main:
@@ -330,7 +334,7 @@ def eval_recon(
     refuse_unused({"--reconstructions": reconstructions, "--encoder": encoder, "--decoder": decoder, "--steps": steps,
                    "--allow-partial": allow_partial}, RECON_RULES)
     bench, cfg = load_benchmark("recon", args, {"data": data, "steps": steps, "reconstructions": reconstructions,
-                                                "allow_partial": "true" if allow_partial else None})
+                                                "allow_partial": "true" if allow_partial else None}, out_dir)
     metrics = prepare(cfg, encoder, decoder)  # bad folders, pairs or backbones fail before any model loads
     res = bench.run(cfg, out_dir, *recon_models(cfg, encoder, decoder), metrics=metrics)  # caption, generate, model
     if dist.main:
@@ -352,7 +356,7 @@ def eval_alignment(
     """
     from uae_train.evaluation.inputs import alignment_features, alignment_pairs
 
-    bench, cfg = load_benchmark("alignment", args, {"data": data})
+    bench, cfg = load_benchmark("alignment", args, {"data": data}, out_dir)
     features, info = alignment_features(cfg, model, alignment_pairs(cfg), encoder)
     out.print(bench.summary(bench.run(cfg, out_dir, features, model=info), out_dir), soft_wrap=True)
 
@@ -363,7 +367,7 @@ def _generic_eval(bench) -> Callable:
 
     def command(args: Optional[List[str]] = typer.Argument(None, help=f"\\[MANIFEST] \\[key=value ...] ({default})"),
                 out_dir: Path = typer.Option(..., "--out", help="results folder")) -> None:
-        _, cfg = load_benchmark(bench.name, args)
+        _, cfg = load_benchmark(bench.name, args, out_dir=out_dir)
         out.print(bench.summary(bench.run(cfg, out_dir), out_dir), soft_wrap=True)
 
     return command

@@ -135,6 +135,33 @@ def write_results(out_dir: str | os.PathLike, results: Results, samples: Iterabl
     return out / RESULTS_NAME
 
 
+# what a benchmark's unfinished run leaves that its rerun continues from (GenEval: images/ + generation.json)
+RESUMES_FROM = {"geneval": {"images"}}
+
+
+def claim_out(out_dir: str | os.PathLike, benchmark: str) -> None:
+    """Refuse an --out that holds another benchmark's results or unrelated files (a run once overwrote GenEval's
+    results.json with MMT-Bench's, beside GenEval's images); the same benchmark's results, or what its rerun
+    continues from, may stay. Nothing is written here."""
+    out = Path(out_dir)
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    found = out / RESULTS_NAME
+    if found.is_file():
+        try:
+            other = json.loads(found.read_text(encoding="utf-8")).get("benchmark")
+        except (OSError, ValueError, AttributeError):
+            other = None
+        if other != benchmark:
+            raise ResultsError(f"{out}: holds results of {other or 'something else'} ({found}), not {benchmark}; "
+                               "choose another --out (nothing was written)")
+        return
+    strangers = sorted(p.name for p in out.iterdir() if p.name not in RESUMES_FROM.get(benchmark, set()))
+    if strangers:
+        raise ResultsError(f"{out}: is not empty ({', '.join(strangers[:3])}) and holds no {benchmark} run to "
+                           "continue; choose another --out (nothing was written)")
+
+
 # ---------------------------------------------------------------- reading
 
 def results_file(path: str | os.PathLike) -> Path:
