@@ -115,6 +115,41 @@ def test_pretrain_on_two_processes_follows_the_one_process_loss_curve(corpora, o
     assert max(float((one[k]["exp_avg"] - two[k]["exp_avg"]).abs().max()) for k in one) < 1e-5
 
 
+COUNTING = """import atexit, json, os, sys
+sys.path.insert(0, {root!r})
+from uae_train.training import data
+decoded, real = [], data.read_image
+data.read_image = lambda ref: decoded.append(ref.key) or real(ref)
+atexit.register(lambda: open(os.path.join({out!r}, "decoded-" + os.environ.get("RANK", "0") + ".json"), "w").write(json.dumps(decoded)))
+import cli
+sys.argv = ["uae", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.mark.integration
+def test_under_two_processes_each_rank_decodes_only_the_images_it_trains_on(corpora, tmp_path):
+    from uae_train.training.data import sample_stream
+
+    script = tmp_path / "counting.py"
+    script.write_text(COUNTING.format(root=str(ROOT), out=str(tmp_path)))
+    args = ["train", "pretrain", "--corpus", str(corpora[32]), "--out", str(tmp_path / "run"), *TINY,
+            "encoder_steps=3", "decoder_steps=2", "decoder_batch_size=8", "checkpoint_every=3"]
+    p = subprocess.run([str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
+                        free_port(), str(script), *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    want: dict[int, list[str]] = {0: [], 1: []}  # each phase reads the stream from its start: 3 x 4, then 2 x 8
+    for steps, batch in ((3, 4), (2, 8)):
+        stream = sample_stream(corpora[32], 500, 0)
+        for _ in range(steps):
+            keys = [next(stream)["key"] for _ in range(batch)]
+            want[0] += keys[:batch // 2]
+            want[1] += keys[batch // 2:]
+    got = {r: json.loads((tmp_path / f"decoded-{r}.json").read_text()) for r in (0, 1)}
+    assert got == want
+
+
 @pytest.mark.integration
 def test_fsdp_shards_the_dit_and_keeps_the_loss_curve_and_the_saved_decoder(corpora, one_process, tmp_path):
     from safetensors.torch import load_file

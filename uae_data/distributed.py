@@ -7,7 +7,7 @@ global normaliser (tokens or samples of the global batch, as TRL normalises GRPO
 batch) and the gradients are summed across ranks before each optimizer step. So a run's loss curve,
 checkpoints and resume do not depend on the number of processes (up to float summation order), which is
 what the tests check against a 1-process run. Each rank therefore needs the global batch's metadata
-(captions, scene specs), not its pixels' gradients.
+(captions, scene specs), but decodes only its own slice's images (uae_train/training/loader.py).
 
 Why summed gradients instead of wrapping models in DistributedDataParallel: our Encoder / Decoder call their
 inner modules through several entry points (sft_loss, encode_text, sample, generate, LoRA adapters that are

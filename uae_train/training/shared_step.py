@@ -115,10 +115,11 @@ class SharedStep:
     def gather_state(self, optimizer: torch.optim.Optimizer) -> None:
         """Rank 0's optimizer gets every parameter's state from its owner (before a checkpoint; all ranks call)."""
         mine = {i: optimizer.state[self.params[i]] for i in self.mine if self.params[i] in optimizer.state}
-        for part in self.dist.gather(mine):
-            if self.dist.main:
-                for i, state in part.items():
-                    optimizer.state[self.params[i]] = state
+        parts: list | None = [None] * self.dist.world if self.dist.main else None
+        torch.distributed.gather_object(mine, parts, dst=0)
+        for part in parts or []:
+            for i, state in part.items():
+                optimizer.state[self.params[i]] = state
 
 
 def _shared_buffer(dist, size: int) -> mmap.mmap:
