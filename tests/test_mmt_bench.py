@@ -124,7 +124,8 @@ def test_allow_missing_scores_unanswered_rows_as_failed_and_names_the_answerer(t
     preds = _preds(tmp_path / "qwen-run.jsonl", [(1, "A"), (2, "A")])
     res = run(MMTConfig(tsv=str(_mini(tmp_path)), allow_missing=True), tmp_path / "o", predictions=preds)
     assert res.metrics["overall"] == pytest.approx(2 / 3) and res.n_items == 3
-    assert res.extra == {"partial": True, "n_missing": 1}
+    assert {k: res.extra[k] for k in ("partial", "n_missing")} == {"partial": True, "n_missing": 1}
+    assert res.extra["scored"]["partial"] is True and res.extra["scored"]["samples"] == 3
     assert res.model["name"] == "qwen-run" and res.config["model"] == "qwen-run"
     named = run(MMTConfig(tsv=str(_mini(tmp_path)), allow_missing=True), tmp_path / "o2", predictions=preds,
                 model_name="Qwen2.5-VL-3B")
@@ -280,6 +281,8 @@ def test_limit_marks_the_result_partial(tmp_path):
     preds = tmp_path / "P.jsonl"
     preds.write_text("".join(json.dumps({"index": i, "prediction": "A"}) + "\n" for i in range(1, 6)))
     res = run(MMTConfig(tsv=str(_mini(tmp_path, 5)), limit=2), tmp_path / "o", predictions=preds)
+    assert res.extra.pop("scored")["samples"] == 2
     assert res.extra == {"partial": True, "n_missing": 3, "limited_to": 2} and res.n_items == 2
     whole = run(MMTConfig(tsv=str(_mini(tmp_path, 5))), tmp_path / "o2", predictions=preds)
+    assert whole.extra.pop("scored")["partial"] is False
     assert whole.extra == {"partial": False, "n_missing": 0}
