@@ -108,8 +108,10 @@ def test_folder_source_keeps_txt_captions_and_accounts_for_unreadable_entries(tm
     dup_of = {stats.loc["copy.jpg", "reason"], stats.loc["sub/rocket.jpg", "reason"]}
     assert all(r.startswith("near-duplicate of") for r in dup_of)
     samples = {s["json"]["url"]: s for s in read_corpus(tmp_path / "c")}
-    assert set(samples) == {"astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"}
-    assert samples["astronaut.jpg"]["txt"] == "an astronaut with a flag" and samples["chelsea.jpg"]["txt"] == ""
+    assert set(samples) == {"astronaut.jpg"}  # the only photo with a caption: `keep` has nothing to keep for the rest
+    assert samples["astronaut.jpg"]["txt"] == "an astronaut with a flag"
+    for name in ("chelsea.jpg", "coffee.jpg", "rocket.jpg"):
+        assert stats.loc[name, "status"] == "failed" and stats.loc[name, "reason"].startswith("no caption in the source")
 
 
 @pytest.mark.unit
@@ -118,8 +120,8 @@ def test_parquet_source_reads_bytes_paths_and_hf_structs(tmp_path):
     raw = (tmp_path / "w/chelsea.jpg").read_bytes()
     table = pd.DataFrame({
         "image": [raw, "w/coffee.jpg", {"bytes": (tmp_path / "w/rocket.jpg").read_bytes(), "path": "r.jpg"}, b"junk",
-                  "w/nope.jpg", None],
-        "caption": ["cat", "coffee", "rocket", "junk", "nope", "none"],
+                  "w/nope.jpg", None, raw, raw],
+        "caption": ["cat", "coffee", "rocket", "junk", "nope", "none", None, "  "],
     })
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -132,10 +134,11 @@ def test_parquet_source_reads_bytes_paths_and_hf_structs(tmp_path):
                                            "captioner.name=keep", "shard_size=3", "image_size=32"], kind="corpus")
     build(cfg, tmp_path / "c", workers=1)
     stats = pd.read_parquet(tmp_path / "c/stats.parquet")
-    assert list(stats.status) == ["ok", "ok", "ok", "failed", "failed", "failed"]
+    assert list(stats.status) == ["ok", "ok", "ok", "failed", "failed", "failed", "failed", "failed"]
     assert "unreadable" in stats.reason[4] and stats.reason[5] == "no image in row"
+    assert all(r.startswith("no caption in the source") for r in stats.reason[6:])  # null and blank captions
     assert [s["txt"] for s in read_corpus(tmp_path / "c")] == ["cat", "coffee", "rocket"]
-    pd.DataFrame({"image": [raw, b"junk"]}).to_parquet(tmp_path / "plain.parquet")  # a plain bytes column
+    pd.DataFrame({"image": [raw, b"junk"], "caption": ["a cat", "junk"]}).to_parquet(tmp_path / "plain.parquet")
     plain = load_config(CorpusConfig, None, ["source.name=parquet", f"source.input={tmp_path / 'plain.parquet'}",
                                              "captioner.name=keep", "image_size=32"], kind="corpus")
     assert build(plain, tmp_path / "p", workers=1)["counts"] == {

@@ -93,6 +93,12 @@ def load_shard(cfg: CorpusConfig, k: int, n_rows: int, out: Path) -> list[Source
     else:
         for it, ph in zip(ok, phash_many([it.pil() for it in ok])):
             it.meta["phash"] = ph
+    if cfg.captioner.name == "keep":  # keeping the source's captions: a row without one is not an image-caption pair
+        for it in ok:
+            if it.status == "ok" and not (it.caption or "").strip():
+                it.status, it.meta["stage"] = "failed", "caption"
+                it.reason = ("no caption in the source (null, empty or no .txt); write one with --captioner hf "
+                             "--caption-model VLM")
     return items
 
 

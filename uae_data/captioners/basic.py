@@ -48,7 +48,7 @@ class WebSceneCaptioner:
 
 @CAPTIONERS.register("keep")
 class KeepCaptioner:
-    """Keeps the source's own caption (items without one get an empty caption)."""
+    """Keeps the source's own caption (rows without one fail before captioning: `stages.load_shard`)."""
 
     def __init__(self, cfg: CaptionerConfig, seed: int) -> None:
         pass
