@@ -16,6 +16,7 @@ owners send their AdamW state to rank 0, so checkpoints keep the ordinary layout
 """
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import socket
@@ -34,31 +35,29 @@ class SharedStep:
     @classmethod
     def create(cls, dist, params: Sequence[torch.nn.Parameter]) -> SharedStep | None:
         """A SharedStep, or None where it does not apply (one process, not gloo, parameters not float32 on
-        the CPU, ranks on several machines): the caller keeps the all-reduce path there."""
+        the CPU, ranks on several machines, no room in shared memory): the caller keeps the all-reduce path."""
         if not dist.active or torch.distributed.get_backend() != "gloo":
             return None
         if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
             return None
         if len(set(dist.gather(socket.gethostname()))) != 1:
             return None
-        return cls(dist, list(params))
+        n = sum(p.numel() for p in params)
+        buf = _shared_buffer(dist, 8 * dist.world * _VALUES + 4 * (dist.world * n + n + len(params)))
+        return cls(dist, list(params), buf) if buf is not None else None
 
-    def __init__(self, dist, params: list[torch.nn.Parameter]) -> None:
-        self.dist, self.params = dist, params
-        sizes = [p.numel() for p in params]
-        self.offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    def __init__(self, dist, params: list[torch.nn.Parameter], buf: mmap.mmap) -> None:
+        self.dist, self.params, self._map = dist, params, buf
+        self.offsets = [0, *itertools.accumulate(p.numel() for p in params)]
         n, world = self.offsets[-1], dist.world
         # parameter i goes to the rank whose equal share of the flat vector holds its middle: contiguous ranges
-        owner = [min(world - 1, (2 * self.offsets[i] + sizes[i]) * world // max(1, 2 * n)) for i in range(len(params))]
+        owner = [min(world - 1, (self.offsets[i] + self.offsets[i + 1]) * world // max(1, 2 * n))
+                 for i in range(len(params))]
         self.mine = [i for i, o in enumerate(owner) if o == dist.rank]
         self.others = [i for i, o in enumerate(owner) if o != dist.rank]
-        self.lo = self.offsets[self.mine[0]] if self.mine else 0
-        self.hi = self.offsets[self.mine[-1] + 1] if self.mine else 0
         floats = world * n + n + len(params)  # gradients per rank, weights, parameter norms
-        size = 8 * (world * _VALUES) + 4 * floats
-        self._map = _shared_buffer(dist, size)
-        values = torch.frombuffer(self._map, dtype=torch.float64, count=world * _VALUES)
-        rest = torch.frombuffer(self._map, dtype=torch.float32, count=floats, offset=8 * world * _VALUES)
+        values = torch.frombuffer(buf, dtype=torch.float64, count=world * _VALUES)
+        rest = torch.frombuffer(buf, dtype=torch.float32, count=floats, offset=8 * world * _VALUES)
         self.values = values.view(world, _VALUES)
         self.grads = rest[:world * n].view(world, n)
         self.weights = rest[world * n:world * n + n]
@@ -79,6 +78,7 @@ class SharedStep:
         gradient counts as zero). Returns `values` summed over ranks (float64, rank order). norms: also
         publish this rank's parameter norms for `clip`."""
         rank, world = self.dist.rank, self.dist.world
+        assert len(values) <= _VALUES, "reduce sums at most _VALUES floats"
         local = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         for i in self.others:  # what the owners of the other parameters need from this rank
             self._part(self.grads[rank], i).copy_(local[i].reshape(-1))
@@ -122,16 +122,26 @@ class SharedStep:
                 optimizer.state[self.params[i]] = state
 
 
-def _shared_buffer(dist, size: int) -> mmap.mmap:
-    """A zeroed shared mapping of `size` bytes on every rank: rank 0 creates a file in /dev/shm (or the temp
-    folder), every rank maps it, then rank 0 removes the name (the mapping lives until the processes end)."""
+def _shared_buffer(dist, size: int) -> mmap.mmap | None:
+    """A zeroed shared mapping of `size` bytes on every rank, or None on every rank when there is no room.
+
+    Rank 0 creates a file in /dev/shm (else the temp folder) and reserves its pages (a tmpfs that runs out
+    would otherwise kill a rank with SIGBUS on first write: containers often give /dev/shm 64 MB), every
+    rank maps it, then rank 0 removes the name (the mapping lives until the processes end)."""
     path = None
     if dist.main:
         folder = "/dev/shm" if Path("/dev/shm").is_dir() else None
         fd, path = tempfile.mkstemp(prefix="uae-step-", dir=folder)
-        os.ftruncate(fd, size)
-        os.close(fd)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError:
+            os.unlink(path)
+            path = None
+        finally:
+            os.close(fd)
     path = dist.gather(path)[0]
+    if path is None:
+        return None
     fd = os.open(path, os.O_RDWR)
     try:
         buf = mmap.mmap(fd, size)
