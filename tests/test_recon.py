@@ -149,3 +149,14 @@ def test_cli_recon_oracle_and_shuffled_control(tmp_path, uae, scene_corpus):
     a = json.loads((tmp_path / "o/results.json").read_text())["metrics"]
     b = json.loads((tmp_path / "s/results.json").read_text())["metrics"]
     assert a["scene"] == 1.0 and a["psnr"] == "inf" and b["scene"] < 0.2 and float(b["psnr"]) < 30
+
+
+def test_oracle_captioner_refuses_photos_that_are_not_scenes_naming_the_file(tmp_path, uae_in_process):
+    from PIL import Image
+    from skimage import data
+
+    (tmp_path / "p").mkdir()
+    Image.fromarray(data.astronaut()).resize((96, 96)).save(tmp_path / "p" / "astronaut.png")
+    r = uae_in_process("eval", "recon", "--data", str(tmp_path / "p"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "astronaut shows no scene-world object" in r.stderr and "--encoder" in r.stderr
+    assert not (tmp_path / "o").exists()

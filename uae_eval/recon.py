@@ -221,8 +221,14 @@ def run(cfg: ReconConfig, out: Path, caption: Callable | None = None, generate: 
     mine = dist.split(list(range(n)))
     cap_seeds = [cfg.seed * 100003 + i for i in range(n)]
     if getattr(caption, "uses_scene_spec", False):
-        texts_mine = list(caption([originals[i] for i in mine], scenes=[items[i]["scene"] for i in mine],
-                                  seeds=[cap_seeds[i] for i in mine]))
+        from uae_eval.recon_oracles import NotAScene
+
+        try:
+            texts_mine = list(caption([originals[i] for i in mine], scenes=[items[i]["scene"] for i in mine],
+                                      seeds=[cap_seeds[i] for i in mine]))
+        except NotAScene as e:
+            raise InputError(f"{cfg.data}: {items[mine[e.position]]['key']} shows no scene-world object; the oracle "
+                             "captioner reads scene renders only: caption photos with --encoder VLM") from None
     else:
         texts_mine = list(caption([originals[i] for i in mine]))
     if len(texts_mine) != len(mine):

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from PIL import Image
 
+from uae_data.core.errors import InputError
 from uae_data.scene_detect import read_scene
 from uae_data.scenes import Scene, parse_caption, render, write_caption
+
+
+class NotAScene(InputError):
+    """An image the oracle captioner cannot read: no scene-world object in it (a photo, say). `position` is
+    its place in the batch, so the harness can name the file."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"image {position}: no scene-world object in it")
+        self.position = position
 
 
 class OracleCaptioner:
@@ -21,8 +31,13 @@ class OracleCaptioner:
                  seeds: list[int] | None = None) -> list[str]:
         scenes = scenes or [None] * len(images)
         seeds = seeds or list(range(len(images)))
-        return [write_caption(s if s is not None else read_scene(im.convert("RGB")), seed)
-                for im, s, seed in zip(images, scenes, seeds)]
+        texts = []
+        for i, (im, s, seed) in enumerate(zip(images, scenes, seeds)):
+            scene = s if s is not None else read_scene(im.convert("RGB"))
+            if not scene.objects:
+                raise NotAScene(i)
+            texts.append(write_caption(scene, seed))
+        return texts
 
 
 class OracleDecoder:
