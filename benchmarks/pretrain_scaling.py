@@ -2,22 +2,25 @@
 
 Each run is `uae train pretrain` on the same corpus and config; the steps/s of each phase is read from its
 metrics.jsonl (mean step_time_s after the first `--skip` steps, which include start-up and the first fill
-of the shuffle buffer, and without the last step, which writes the phase's checkpoint and model). Every process gets `--threads` intra-op threads, so 1 process × T threads is
-compared with N processes × T threads: on a machine with N×T cores the ideal speed-up is N. The numbers are
-the same (the loss curves match, see tests/test_distributed.py); only time is measured here.
-Efficiency = speed-up / N. `--baseline REF` also runs the code of git commit REF (a worktree in a temporary
-folder) in the same rounds, so old and new are measured under the same machine load; `--rounds R`
-alternates the runs R times and reports each figure's median.
+of the shuffle buffer, and without the last step, which writes the phase's checkpoint and model). Every
+process gets `--threads` intra-op threads, so 1 process × T threads is compared with N processes × T
+threads: on a machine with N×T cores the ideal speed-up is N. The numbers are the same (the loss curves
+match, see tests/test_distributed.py); only time is measured here. Efficiency = speed-up / N.
+`--baseline REF` also runs the code of git commit REF (a worktree in a temporary folder) in the same
+rounds, so old and new code are measured under the same machine load; `--rounds R` alternates the runs R
+times and reports each figure's median. The load average is printed with the figures: other work on the
+machine stalls the ranks at their synchronisation points, so measure on a quiet machine.
 
-What a rank does per step now: it reads every sample's metadata from the indexed shards (no pixels) and
-decodes only its own images; on one machine gradients go through shared memory and each rank clips and
-steps only its share of the parameters (uae_train/training/shared_step.py). What was bounding it before
-(measured on the 2-core machine): a gloo all-reduce of the whole gradient (~10 ms for the scene DiT), the
-same AdamW step and clip norm on every rank (~10 ms), every rank reading and decoding every sample of the
-global batch (~0.2 ms a sample). What still bounds it: the models' fixed per-step cost (one process at
-half the batch takes ~61% of the full batch's forward and backward time, not 50%), and on a shared
-machine any other load, which stalls the ranks at their synchronisation points; read the load average
-printed with the figures.
+What a rank does per step: it reads every sample's metadata from the indexed shards (no pixels) and
+decodes only its own images; on one machine the gradients go through shared memory and each rank clips
+and steps only its share of the parameters (uae_train/training/shared_step.py). What bounded it before
+(2-core machine, scene DiT of 2.5 M parameters): a gloo all-reduce of the whole gradient (~10 ms a step),
+the same AdamW step and clip norm on every rank (~10 ms), every rank reading and decoding every sample of
+the global batch (~0.2 ms a sample). What bounds it now: the models' fixed cost per step. The DiT's
+forward and backward cost ~16 ms + 1.4 ms a sample on one thread (weights and their gradients streamed
+through memory, ~1,900 ops dispatched, whatever the batch), so at the decoder's global batch of 32 the
+forward and backward alone allow two processes at most 60 / (2 × 38) ≈ 79%; larger per-process batches
+scale better (the encoder phase's caption model is far less bound this way).
 
 Usage: python benchmarks/pretrain_scaling.py [--procs 2] [--steps 30] [--batch 16] [--decoder-batch 32]
        [--size 48] [--baseline REF] [--rounds 1] [--write]
@@ -69,7 +72,8 @@ def run(code: Path, n: int, corpus: Path, out: Path, args: argparse.Namespace) -
 
 
 def table(title: str, one: dict[str, float], many: dict[str, float], procs: int) -> list[str]:
-    lines = [title, f"{'phase':<8} {'1 proc s/step':>14} {f'{procs} procs s/step':>16} {'speed-up':>9} {'efficiency':>11}"]
+    head = f"{'phase':<8} {'1 proc s/step':>14} {f'{procs} procs s/step':>16} {'speed-up':>9} {'efficiency':>11}"
+    lines = [title, head]
     for phase in PHASES:
         speed = one[phase] / many[phase]
         lines.append(f"{phase:<8} {one[phase]:>14.4f} {many[phase]:>16.4f} {speed:>8.2f}x {speed / procs:>10.0%}")
@@ -121,8 +125,8 @@ def main() -> None:
              f"global batch {args.batch} (encoder) / {args.decoder_batch} (decoder), {args.size}px scene corpus, "
              f"{args.steps} steps per phase (mean of steps {args.skip + 1}..{args.steps - 1}: not the start-up, not "
              f"the last step's checkpoint), median of {args.rounds} round(s)",
-             f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch {torch.__version__}; "
-             f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after"]
+             f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+             f"torch {torch.__version__}; load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after"]
     for name in codes:
         lines += ["", *table(name, med[(name, 1)], med[(name, args.procs)], args.procs)]
     text = "\n".join(lines)

@@ -120,7 +120,8 @@ sys.path.insert(0, {root!r})
 from uae_train.training import data
 decoded, real = [], data.read_image
 data.read_image = lambda ref: decoded.append(ref.key) or real(ref)
-atexit.register(lambda: open(os.path.join({out!r}, "decoded-" + os.environ.get("RANK", "0") + ".json"), "w").write(json.dumps(decoded)))
+path = os.path.join({out!r}, "decoded-" + os.environ.get("RANK", "0") + ".json")
+atexit.register(lambda: open(path, "w").write(json.dumps(decoded)))
 import cli
 sys.argv = ["uae", *sys.argv[1:]]
 cli.main()

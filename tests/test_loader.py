@@ -34,10 +34,13 @@ def _batches(corpus, workers: int, skip: int = 0, n: int = 7, need=range(2, 4)):
         return [next(it) for _ in range(n)]
 
 
+def _pixels(images: list) -> list:
+    return [None if im is None else im.tobytes() for im in images]
+
+
 def _same(a, b) -> bool:
-    return all([s["key"] for s in x] == [s["key"] for s in y]
-               and [None if im is None else im.tobytes() for im in xi] == [None if im is None else im.tobytes() for im in yi]
-               for (x, xi), (y, yi) in zip(a, b))
+    return len(a) == len(b) and all([s["key"] for s in x] == [s["key"] for s in y] and _pixels(xi) == _pixels(yi)
+                                    for (x, xi), (y, yi) in zip(a, b))
 
 
 def test_loader_workers_give_the_batches_of_the_training_process_and_resume_alike(corpus):

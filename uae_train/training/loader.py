@@ -58,7 +58,8 @@ def _as_is(batch: Batch) -> Batch:
 
 @contextlib.contextmanager
 def global_batches(corpus: Path, shuffle: int, seed: int, skip: int, keep: Callable[[dict], bool] | None,
-                   batch_size: int, image_size: int, need: Iterable[int], workers: int = 0) -> Iterator[Iterator[Batch]]:
+                   batch_size: int, image_size: int, need: Iterable[int],
+                   workers: int = 0) -> Iterator[Iterator[Batch]]:
     """An iterator of global batches (see module doc); its workers stop when the block ends."""
     dataset = GlobalBatches(corpus, shuffle, seed, skip, keep, batch_size, image_size, need)
     if workers <= 0:
