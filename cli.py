@@ -22,8 +22,8 @@ train_app = typer.Typer(help=TRAIN_EXAMPLES, no_args_is_help=True)
 eval_app = typer.Typer(help=EVAL_EXAMPLES, no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)  # paths are never broken across lines
+out = Console(soft_wrap=True)
 MANIFESTS = manifests_dir()
 # modules defining the manifest kinds that are not benchmarks (benchmarks declare theirs: uae_eval.benchmarks)
 CONFIG_MODULES = ("uae_data.corpus_config", "uae_train.stages.pretrain", "uae_train.stages.yfork_train",

@@ -164,11 +164,16 @@ def test_cli_geneval_then_check_flags_a_lowered_result(tmp_path, uae):
     out = tmp_path / "g"
     r = uae("eval", "geneval", str(SCENE), "images_per_prompt=1", "--generator", "oracle", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert uae("check", str(out), "--baseline", "manifests/baselines/geneval-scene-oracle.json").returncode == 0
+    # one image a prompt is another scored set than the shipped baseline's four: refused, not compared
+    other = uae("check", str(out), "--baseline", "manifests/baselines/geneval-scene-oracle.json")
+    assert other.returncode == 2 and "scored different items" in other.stderr
+    base = tmp_path / "base.json"
+    assert uae("check", str(out), "--write-baseline", str(base)).returncode == 0
+    assert uae("check", str(out), "--baseline", str(base)).returncode == 0
     data = json.loads((out / "results.json").read_text())
     data["metrics"]["counting"] -= 0.05
     (out / "results.json").write_text(json.dumps(data))
-    low = uae("check", str(out), "--baseline", "manifests/baselines/geneval-scene-oracle.json")
+    low = uae("check", str(out), "--baseline", str(base))
     assert low.returncode == 1 and "counting" in low.stdout
     r = uae("report", str(out), "--out", str(tmp_path / "r.html"))
     assert r.returncode == 0 and (tmp_path / "r.html").stat().st_size > 1000

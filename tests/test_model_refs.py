@@ -50,7 +50,7 @@ def test_cli_hub_defaults_and_missing_folders_fail_fast(tmp_path, uae):
     (tmp_path / "imgs").mkdir()
     r = uae("build-corpus", "--source", "folder", "--input", str(tmp_path / "imgs"), "--captioner", "hf",
             "--caption-model", str(tmp_path / "missing"), "--out", str(tmp_path / "c"), env=OFFLINE)
-    assert r.returncode == 2 and "missing: captioner folder not found" in r.stderr and "--caption-model" in r.stderr
+    assert r.returncode == 2 and "missing: not found (given with --caption-model)" in r.stderr and "--caption-model" in r.stderr
     assert not (tmp_path / "c").exists()
     r = uae("eval", "mmt-bench", "--model", "Qwen/Qwen2.5-VL-3B-Instruct", "--out", str(tmp_path / "m"), env=OFFLINE)
     assert r.returncode == 2 and "Qwen/Qwen2.5-VL-3B-Instruct" in r.stderr and "local folder" in r.stderr

@@ -118,3 +118,18 @@ def test_recipe_runs_two_steps_per_phase_with_tiny_models(size, tmp_path, scene_
     saved = yaml.safe_load((tmp_path / "s2/config.yaml").read_text())
     assert saved["tiny"] is True and saved["reward_options"]["uae-clip"]["model"] == "tiny"
     assert Path(tmp_path / "s2/decoder/transformer_lora.safetensors").is_file()
+
+
+@pytest.mark.unit
+def test_recipe_precision_can_change_between_runs_in_one_process():
+    """The demo and the tests run several recipes in one process; accelerate alone refuses a second precision."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from uae_train.training.precision import make_accelerator
+
+    cpu = torch.device("cpu")
+    assert make_accelerator(SimpleNamespace(mixed_precision="no"), cpu).mixed_precision == "no"
+    assert make_accelerator(SimpleNamespace(mixed_precision="bf16"), cpu).mixed_precision == "bf16"
+    assert make_accelerator(SimpleNamespace(mixed_precision="auto"), cpu).mixed_precision == "no"

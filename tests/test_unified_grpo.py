@@ -189,7 +189,10 @@ def test_stage2_constant_reward_control_and_resume(world, tmp_path):
 @pytest.mark.integration
 def test_cli_stage_without_init_models_is_one_line_exit_2(tmp_path, uae_in_process):
     r = uae_in_process("train", "stage1", "--init", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and "no encoder/" in r.stderr + r.stdout
+    assert r.returncode == 2 and "nothing: not found (given with --init)" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = uae_in_process("train", "stage1", "--init", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no encoder/" in r.stderr + r.stdout and len(r.stderr.strip().splitlines()) == 1
     r = uae_in_process("train", "stage2", "--init", str(tmp_path), "--out", str(tmp_path / "o2"), "lr=abc")
     assert r.returncode == 2 and "lr" in r.stderr + r.stdout
 

@@ -150,8 +150,8 @@ def outcome_table(outcome: CheckOutcome, title: str = "") -> Table:
 def run_check(results_path: str | os.PathLike, baseline_path: str | os.PathLike, tolerance: float = 0.01,
               metrics: Sequence[str] | None = None, console: Console | None = None) -> int:
     """`uae check RESULTS --baseline FILE`: print the comparison; return 0 ok, 1 drop/missing, 2 bad files."""
-    con = console or Console()
-    errcon = console or Console(stderr=True)
+    con = console or Console(soft_wrap=True)
+    errcon = console or Console(stderr=True, soft_wrap=True)
     try:
         res = read_results(results_path)
         bpath = results_file(baseline_path)
@@ -205,9 +205,9 @@ def baseline_dict(res: Results, source: str) -> dict:
 
 def write_baseline(results_path: str | os.PathLike, out_file: str | os.PathLike, console: Console | None = None) -> int:
     """`uae check RESULTS --write-baseline FILE`: write a baseline from RESULTS; return 0, or 2 on a bad file."""
-    con = console or Console()
+    con = console or Console(soft_wrap=True)
     if Path(out_file).exists():
-        (console or Console(stderr=True)).print(
+        (console or Console(stderr=True, soft_wrap=True)).print(
             f"[red]error:[/red] {out_file} exists; a baseline is not overwritten: delete it first, or write to "
             "another file", highlight=False, soft_wrap=True)
         return 2
@@ -216,7 +216,7 @@ def write_baseline(results_path: str | os.PathLike, out_file: str | os.PathLike,
         src = results_file(results_path)
         atomic_write_text(Path(out_file), to_json_text(baseline_dict(res, str(src))) + "\n")
     except (ResultsError, OSError) as e:
-        (console or Console(stderr=True)).print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        (console or Console(stderr=True, soft_wrap=True)).print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         return 2
     con.print(f"baseline written: {out_file} ({res.benchmark}, {len(res.metrics)} metrics, "
               f"{res.primary_metric}={_fmt(res.primary_value)})", highlight=False)

@@ -22,5 +22,13 @@ def make_accelerator(cfg: Any, device: torch.device):
     synchronise gradients through uae_data.distributed instead of DDP (docs/distributed.md says why).
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    return Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if use_bf16(cfg, device) else "no")
+    precision = "bf16" if use_bf16(cfg, device) else "no"
+    # accelerate keeps one process-wide state and refuses a second Accelerator with another precision; one
+    # process may run several recipes in turn (the demo, a notebook, the tests), so each run sets its own.
+    # Only the precision state is dropped: the distributed PartialState (ranks, process group) is kept.
+    state = AcceleratorState._shared_state
+    if state and (state.get("_mixed_precision") != precision or state.get("_cpu") != (device.type == "cpu")):
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(cpu=device.type == "cpu", mixed_precision=precision)
