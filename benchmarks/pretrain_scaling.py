@@ -16,11 +16,12 @@ decodes only its own images; on one machine the gradients go through shared memo
 and steps only its share of the parameters (uae_train/training/shared_step.py). What bounded it before
 (2-core machine, scene DiT of 2.5 M parameters): a gloo all-reduce of the whole gradient (~10 ms a step),
 the same AdamW step and clip norm on every rank (~10 ms), every rank reading and decoding every sample of
-the global batch (~0.2 ms a sample). What bounds it now: the models' fixed cost per step. The DiT's
-forward and backward cost ~16 ms + 1.4 ms a sample on one thread (weights and their gradients streamed
-through memory, ~1,900 ops dispatched, whatever the batch), so at the decoder's global batch of 32 the
-forward and backward alone allow two processes at most 60 / (2 × 38) ≈ 79%; larger per-process batches
-scale better (the encoder phase's caption model is far less bound this way).
+the global batch (~0.2 ms a sample). What bounds it now: the models' fixed cost per step. One process at
+half the batch does not take half the time (the DiT's forward and backward dispatch ~1,900 ops whatever the
+batch; padding follows the longest caption), so even a rank that never waited could not reach 100%: the
+`ceiling` column measures that bound in the same run (1 process at 1/N of the batch), and `of ceiling` is
+what communication and waiting for the other rank leave of it. Larger batches per process scale better
+(`--batch 64 --decoder-batch 128`).
 
 Usage: python benchmarks/pretrain_scaling.py [--procs 2] [--steps 30] [--batch 16] [--decoder-batch 32]
        [--size 48] [--baseline REF] [--rounds 1] [--write]
@@ -52,10 +53,11 @@ def free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def run(code: Path, n: int, corpus: Path, out: Path, args: argparse.Namespace) -> dict[str, float]:
-    """Mean seconds per step of each phase for one run of the code in `code` with n processes."""
+def run(code: Path, n: int, corpus: Path, out: Path, args: argparse.Namespace, share: int = 1) -> dict[str, float]:
+    """Mean seconds per step of each phase for one run of the code in `code` with n processes, at the global
+    batches divided by `share` (share N with n = 1: one process doing one rank's work of an N-process run)."""
     over = [f"image_size={args.size}", f"encoder_steps={args.steps}", f"decoder_steps={args.steps}",
-            f"batch_size={args.batch}", f"decoder_batch_size={args.decoder_batch}", "log_every=1",
+            f"batch_size={args.batch // share}", f"decoder_batch_size={args.decoder_batch // share}", "log_every=1",
             f"checkpoint_every={args.steps}", "reliance_samples=0"]
     launcher = ([] if n == 1 else [str(BIN / "torchrun"), "--nproc-per-node", str(n), "--master-addr", "127.0.0.1",
                                    "--master-port", free_port()])
@@ -71,12 +73,21 @@ def run(code: Path, n: int, corpus: Path, out: Path, args: argparse.Namespace) -
     return {p: sum(t) / max(1, len(t)) for p, t in times.items()}
 
 
-def table(title: str, one: dict[str, float], many: dict[str, float], procs: int) -> list[str]:
+def table(title: str, one: dict[str, float], many: dict[str, float], procs: int,
+          part: dict[str, float] | None = None) -> list[str]:
+    """Speed-up and efficiency; with `part` (1 process at 1/procs of the batch) also the ceiling that the
+    models' own cost allows, one[phase] / (procs x part[phase]), and how much of it the run reaches."""
     head = f"{'phase':<8} {'1 proc s/step':>14} {f'{procs} procs s/step':>16} {'speed-up':>9} {'efficiency':>11}"
+    if part:
+        head += f" {f'1 proc 1/{procs} batch':>18} {'ceiling':>8} {'of ceiling':>11}"
     lines = [title, head]
     for phase in PHASES:
         speed = one[phase] / many[phase]
-        lines.append(f"{phase:<8} {one[phase]:>14.4f} {many[phase]:>16.4f} {speed:>8.2f}x {speed / procs:>10.0%}")
+        line = f"{phase:<8} {one[phase]:>14.4f} {many[phase]:>16.4f} {speed:>8.2f}x {speed / procs:>10.0%}"
+        if part:
+            ceiling = one[phase] / (procs * part[phase])
+            line += f" {part[phase]:>18.4f} {ceiling:>8.0%} {speed / procs / ceiling:>11.0%}"
+        lines.append(line)
     return lines
 
 
@@ -114,6 +125,8 @@ def main() -> None:
             for n in (1, args.procs):
                 for name, code in codes.items():  # alternated, so both codes see the same load
                     got.setdefault((name, n), []).append(run(code, n, corpus, tmp / "run", args))
+            # the ceiling: one process doing one rank's share of the work (no communication, no other rank)
+            got.setdefault(("part", 1), []).append(run(ROOT, 1, corpus, tmp / "run", args, share=args.procs))
     finally:
         if args.baseline:
             subprocess.run(["git", "worktree", "remove", "--force", str(tmp / "baseline")], cwd=ROOT,
@@ -128,11 +141,17 @@ def main() -> None:
              f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
              f"torch {torch.__version__}; load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after"]
     for name in codes:
-        lines += ["", *table(name, med[(name, 1)], med[(name, args.procs)], args.procs)]
+        part = med[("part", 1)] if name == "this code" else None
+        lines += ["", *table(name, med[(name, 1)], med[(name, args.procs)], args.procs, part)]
+    lines += ["", f"ceiling = the 1-process time / ({args.procs} x the time of 1 process at 1/{args.procs} of the batch): "
+              "the best a rank can do when its share of the batch costs what it costs alone, before any "
+              "communication or waiting for the other ranks."]
     text = "\n".join(lines)
     print(text)
     if args.write:
-        (ROOT / "benchmarks" / "results" / "pretrain_scaling_cpu.txt").write_text(text + "\n")
+        default = (args.batch, args.decoder_batch) == (ap.get_default("batch"), ap.get_default("decoder_batch"))
+        name = "pretrain_scaling_cpu" + ("" if default else f"_batch{args.batch}-{args.decoder_batch}")
+        (ROOT / "benchmarks" / "results" / f"{name}.txt").write_text(text + "\n")
 
 
 if __name__ == "__main__":
