@@ -29,6 +29,32 @@ def test_the_indexed_stream_is_corpus_dataset_sample_for_sample(corpus, shuffle,
     assert all(np.array_equal(np.asarray(read_image(g["ref"])), np.asarray(w["image"])) for g, w in zip(got, want))
 
 
+
+def test_the_index_holds_few_descriptors_and_rereads_a_rebuilt_shard(corpus, tmp_path, monkeypatch, scene_corpus):
+    import os
+    import shutil
+
+    from uae_data import shard_index
+
+    monkeypatch.setattr(shard_index, "_MAX_FDS", 1)  # two shards, room for one descriptor
+    copy = tmp_path / "c"
+    shutil.copytree(corpus, copy)
+    for s in ordered_refs(copy):
+        read_sample(s)
+    assert len(shard_index._FDS) <= 1
+    # a corpus rebuilt at the same path (the same scenes at another size, same shard names): the new files
+    assert {read_image(r).size for r in ordered_refs(copy)} == {(16, 16)}
+    other = scene_corpus(40, 24)  # the same scenes at 24 px: same shard names, other bytes
+    shards = sorted(other.rglob("*.tar"))
+    assert shards
+    for shard in shards:  # written aside and renamed over the old file, as a build does: a new inode
+        target = copy / shard.relative_to(other)
+        shutil.copy(shard, target.with_suffix(".new"))
+        os.replace(target.with_suffix(".new"), target)
+    again = [np.asarray(read_image(r)) for r in ordered_refs(copy)]
+    want = [np.asarray(s["image"]) for s in corpus_dataset(copy, shuffle=0)]
+    assert again[0].shape == (24, 24, 3) and all(np.array_equal(a, w) for a, w in zip(again, want))
+
 def _batches(corpus, workers: int, skip: int = 0, n: int = 7, need=range(2, 4)):
     with global_batches(corpus, 16, 0, skip, None, 6, 16, need, workers) as it:
         return [next(it) for _ in range(n)]

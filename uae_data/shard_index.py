@@ -10,6 +10,7 @@ sample here equals the one `corpus_dataset` yields (tested).
 """
 from __future__ import annotations
 
+import collections
 import os
 import random
 import re
@@ -28,7 +29,7 @@ _DECODER = wds.autodecode.Decoder([wds.autodecode.ImageHandler("pil")])  # = cor
 _SKIP_META = re.compile(r"__[^/]*__($|/)")  # webdataset's tar_file_iterator skips these members
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 700,000-sample corpus holds one per sample in every rank
 class SampleRef:
     """Where one sample's members lie: shard path, key and {field: (offset, size)}."""
 
@@ -49,16 +50,30 @@ class SampleRef:
 
 
 _INDEX: dict[tuple[str, int, int], list[SampleRef]] = {}
-_FDS: dict[str, int] = {}
+_FDS: collections.OrderedDict[str, int] = collections.OrderedDict()
+_MAX_FDS = 64  # a corpus of thousands of shards must not hold a descriptor each (ulimit -n is often 1,024)
 
 
 def _fd(path: str) -> int:
-    """One read-only descriptor per shard and process (pread does not move a shared offset, so forked
-    loader workers may use the inherited one)."""
+    """A read-only descriptor for the shard, from a small per-process cache of the most recently read ones
+    (pread does not move a shared offset, so forked loader workers may use an inherited one)."""
     fd = _FDS.get(path)
     if fd is None:
         fd = _FDS[path] = os.open(path, os.O_RDONLY)
+        while len(_FDS) > _MAX_FDS:
+            os.close(_FDS.popitem(last=False)[1])
+    else:
+        _FDS.move_to_end(path)
     return fd
+
+
+def _forget(path: str) -> None:
+    """Drop the index and descriptor of a shard whose file changed (a rebuilt corpus at the same path)."""
+    for key in [k for k in _INDEX if k[0] == path]:
+        del _INDEX[key]
+    fd = _FDS.pop(path, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def shard_refs(path: str) -> list[SampleRef]:
@@ -67,6 +82,7 @@ def shard_refs(path: str) -> list[SampleRef]:
     cache_key = (path, st.st_size, st.st_mtime_ns)
     if cache_key in _INDEX:
         return _INDEX[cache_key]
+    _forget(path)
     members = []
     with tarfile.open(path, "r:") as tar:
         for info in tar:
