@@ -263,6 +263,7 @@ def _update(rank: int, world: int, out: str) -> None:
     if rank == 0:
         torch.save({"params": [p.detach().clone() for p in params], "stats": stats}, out)
     if world > 1:
+        torch.distributed.barrier()  # both ranks done before either tears gloo down
         torch.distributed.destroy_process_group()
 
 

@@ -135,6 +135,9 @@ def _train(rank: int, world: int, out: str, shared: bool) -> None:
     if rank == 0:
         torch.save({"params": [p.detach().clone() for p in params], "logged": logged,
                     "state": [{k: v.clone() for k, v in opt.state[p].items()} for p in params]}, out)
+    # both ranks done before either tears gloo down (a rank that destroyed its group while the other was
+    # still in gather_state aborted now and then: "terminate called without an active exception")
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
