@@ -61,6 +61,11 @@ def inputs(tmp_path_factory, scene_corpus, tiny_run):
     (root / "file.txt").write_text("just text\n")
     (root / "garbage.bin").write_bytes(os.urandom(4096))
     os.mkfifo(root / "fifo")
+    fake = root / "fake-shard"  # a corpus whose first shard is not a tar
+    shutil.copytree(scene_corpus(16, 32), fake)
+    sorted(fake.rglob("*.tar"))[0].write_bytes(os.urandom(4096))
+    (root / "junk-images").mkdir()
+    (root / "junk-images" / "a.png").write_bytes(os.urandom(4096))  # named as an image, not one
     results = root / "results"
     r = cli_run("eval", "mmt-bench", "--model", "random", "--out", str(results))
     assert r.returncode == 0, r.stderr
@@ -112,6 +117,10 @@ def _cases(opt: user_paths.PathOption, inp: dict) -> list[tuple[str, str]]:
         cases += [("a file", str(root / "file.txt"))]
     if opt.kind == "either":
         cases += [("garbage", str(root / "garbage.bin"))]
+    if opt.flag in ("--corpus", "--data"):
+        cases += [("fake shard", str(root / "fake-shard"))]
+    if opt.flag == "--data":
+        cases += [("undecodable image", str(root / "junk-images"))]
     if opt.kind == "model" or opt.flag in ("--init", "--encoder", "--decoder", "--model"):
         sub = "" if opt.flag == "--init" else "decoder" if opt.flag in ("--decoder", "--pipeline") else "encoder"
         cases += [("pickle renamed", str(inp["pickled"] / sub)), ("pytorch_model.bin pickle", str(inp["pickled_bin"] / sub))]

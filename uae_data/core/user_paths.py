@@ -144,13 +144,34 @@ def check_output(path: Path, option: str, folder: bool = True) -> None:
         raise InputError(f"{p}: cannot write in {base} (permission denied); give {option} a writable place")
 
 
+def check_shards(path: Path, option: str) -> None:
+    """Refuse a corpus folder whose shards are not all tar files, by the first 512-byte header of each (cheap
+    even for thousands of shards). Why here: a stage reads its corpus only after its step-0 evaluation, so a
+    fake shard found there would leave a half-made run folder behind."""
+    import tarfile
+
+    shard_dir = path / "shards" if (path / "shards").is_dir() else path
+    for shard in sorted(shard_dir.glob("*.tar")):
+        with open(shard, "rb") as f:
+            block = f.read(tarfile.BLOCKSIZE)
+        try:
+            tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.EOFHeaderError:
+            continue  # an empty tar (a zero block): valid, holds nothing
+        except tarfile.HeaderError as e:
+            raise InputError(f"{shard}: not a tar shard ({e}); rebuild the corpus with `uae build-corpus` "
+                             f"(given with {option})") from None
+
+
 def check_given(given: list[tuple[str, Path, str]]) -> None:
-    """check_input / check_output for every (option, path, kind) of `given_paths`."""
+    """check_input / check_output for every (option, path, kind) of `given_paths`; the shards of a corpus too."""
     for option, path, kind in given:
         if kind.startswith("output"):
             check_output(path, option, folder=kind == "output")
         else:
             check_input(path, option, "either" if kind == "model" else kind)
+            if option in ("--corpus", "--data") and path.is_dir():
+                check_shards(path, option)
 
 
 def _refused_types() -> tuple:
