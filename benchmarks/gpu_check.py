@@ -154,7 +154,7 @@ def reward_options(ctx: Ctx) -> tuple[dict, dict]:
 def rl_context(ctx: Ctx, cfg, stage, encoder, decoder, images: int):
     """The RLContext `rl_loop.run` would hand the stage (one process), after the stage's own setup."""
     from uae_data import distributed
-    from uae_train.rewards import build_reward
+    from uae_train.rl.rewards import build_reward
     from uae_train.training.rl_loop import RLContext
 
     rl = RLContext(cfg=cfg, out=ctx.tmp / "run", device=ctx.device, dist=distributed.current(), lo=0, hi=images)

@@ -86,7 +86,7 @@ def policy_for(device: str):
 def ours(args: argparse.Namespace) -> dict:
     import torch
 
-    from uae_train.grpo import group_advantages
+    from uae_train.rl.grpo import group_advantages
     from uae_train.stages.gen_for_und import Stage1Config, update
 
     B, G = args.images, args.group

@@ -109,7 +109,7 @@ def test_demo_stage2_rollouts_paint_what_the_ode_sampler_paints():
     from uae_train.demo import DemoConfig
     from uae_train.models.decoder import Decoder
     from uae_train.models.encoder import Encoder
-    from uae_train.rewards import build_reward
+    from uae_train.rl.rewards import build_reward
     from uae_train.stages.und_for_gen import Stage2Config, rollout
 
     demo = load_config(DemoConfig, ROOT / "manifests/demo/scene-cpu.yaml", [], kind="demo")

@@ -233,7 +233,7 @@ def _fixed_rollouts():
     import numpy as np
 
     from uae_data.scenes import render, sample_scene
-    from uae_train.grpo import group_advantages
+    from uae_train.rl.grpo import group_advantages
     from uae_train.models.encoder import Encoder
 
     policy = Encoder.tiny(image_size=32, seed=0)
@@ -273,7 +273,7 @@ def test_stage1_update_on_two_processes_equals_the_one_process_update_on_the_sam
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # not /tmp/torchinductor_$USER
 
-    from uae_train.grpo import group_advantages
+    from uae_train.rl.grpo import group_advantages
 
     _update(0, 1, str(tmp_path / "one.pt"))
     mp.spawn(_update, args=(2, str(tmp_path / "two.pt")), nprocs=2, join=True)

@@ -1,11 +1,11 @@
-"""DiffusionNFT's loss (uae_train/flow_nft.py): a constant reward gives no gradient, a painting above its group
+"""DiffusionNFT's loss (uae_train/rl/flow_nft.py): a constant reward gives no gradient, a painting above its group
 pulls the policy's denoised guess towards it and one below pushes it away."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from uae_train.flow_nft import nft_loss, optimality
+from uae_train.rl.flow_nft import nft_loss, optimality
 
 
 def batch(seed: int = 0):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from uae_train.flow_sde import SDEStep, noise_scale, ode_step, sde_kl, sde_step, step_noise_std
+from uae_train.rl.flow_sde import SDEStep, noise_scale, ode_step, sde_kl, sde_step, step_noise_std
 
 pytestmark = pytest.mark.unit
 

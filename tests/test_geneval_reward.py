@@ -15,7 +15,7 @@ from uae_eval.geneval.prompts import (load_class_names, load_metadata, official_
                                       official_metadata_path, prompt_metadata, scene_class_names_path,
                                       scene_metadata_path)
 from uae_eval.geneval.reward import GenEvalReward
-from uae_train.rewards import build_reward
+from uae_train.rl.rewards import build_reward
 
 
 @pytest.mark.parametrize("metadata,names", [(official_metadata_path, official_class_names_path),

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from uae_train.grpo import (STAT_KEYS, flow_grpo_advantages, flow_policy_loss, group_advantages, k3_kl,
+from uae_train.rl.grpo import (STAT_KEYS, flow_grpo_advantages, flow_policy_loss, group_advantages, k3_kl,
                             policy_loss, zero_std_fraction)
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""Reconstruction rewards (`uae_train.rewards`, plain callables returning (total, parts)): every image-similarity term gives reward(x, x) = 1, PSNR is
+"""Reconstruction rewards (`uae_train.rl.rewards`, plain callables returning (total, parts)): every image-similarity term gives reward(x, x) = 1, PSNR is
 mixed in as min(dB, 50) / 50, the total is the weighted sum of the logged parts, and a wrong term name is a
 one-line config error. Embedding terms use tiny backbones built from config (random weights, no hub)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from PIL import Image
 from tests.tiny_backbones import tiny_backbones
 from uae_data.core.errors import ConfigError
 from uae_data.scenes import render, sample_scene
-from uae_train.rewards import build_reward
+from uae_train.rl.rewards import build_reward
 
 pytestmark = pytest.mark.unit
 

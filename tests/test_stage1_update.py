@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from uae_data.scenes import render, sample_scene
-from uae_train import grpo
+from uae_train.rl import grpo
 from uae_train.models.encoder import Encoder
 from uae_train.stages.gen_for_und import Stage1Config, update
 

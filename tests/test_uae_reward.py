@@ -9,7 +9,7 @@ from PIL import Image
 
 from uae_eval.metrics import build_metric
 from uae_eval.metrics.uae_clip import tiny_clip
-from uae_train.rewards import build_reward
+from uae_train.rl.rewards import build_reward
 
 
 def photos() -> list[Image.Image]:

@@ -125,7 +125,7 @@ def test_caption_reader_answers_what_a_web_caption_names_and_counts_its_objects(
 
 @pytest.mark.unit
 def test_length_reward_pays_for_named_objects_and_words_whatever_the_image():
-    from uae_train.rewards import build_reward
+    from uae_train.rl.rewards import build_reward
 
     s = four_objects()
     img, other = scenes.render(s, 24), scenes.render(scenes.sample_scene(9), 24)

@@ -11,7 +11,7 @@ from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
 from uae_train.stages.und_for_gen import rollout
 from uae_train.training.data import heldout_prompts
-from uae_train.rewards import build_reward
+from uae_train.rl.rewards import build_reward
 
 G = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 enc = Encoder.from_pretrained('uae_train/scene_models/encoder', device='cpu').eval()

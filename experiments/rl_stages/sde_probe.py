@@ -11,7 +11,7 @@ from uae_train.models.encoder import Encoder
 from uae_train.stages.und_for_gen import rollout
 from uae_train.models.painting import paint
 from uae_train.training.data import heldout
-from uae_train.rewards import build_reward
+from uae_train.rl.rewards import build_reward
 from uae_data import scenes
 from PIL import Image
 enc = Encoder.from_pretrained('uae_train/scene_models/encoder', device='cpu').eval()

@@ -20,7 +20,7 @@ from uae_eval.scene_captions import score_caption  # noqa: E402
 from uae_train.models.decoder import Decoder  # noqa: E402
 from uae_train.models.encoder import Encoder  # noqa: E402
 from uae_train.models.painting import paint  # noqa: E402
-from uae_train.rewards import build_reward  # noqa: E402
+from uae_train.rl.rewards import build_reward  # noqa: E402
 
 n, G, T = (int(sys.argv[1]) if len(sys.argv) > 1 else 256), (int(sys.argv[2]) if len(sys.argv) > 2 else 8), \
     (float(sys.argv[3]) if len(sys.argv) > 3 else 1.0)

@@ -2,8 +2,8 @@
 
 Per step: B images; the encoder samples G captions each; the frozen decoder paints every caption back
 (one noise seed shared inside a group, so rewards differ by caption, not by noise); reward =
-similarity(original, reconstruction) from `uae_train.rewards`; group-relative advantages and TRL's
-clipped objective (`uae_train.grpo`) update the encoder.
+similarity(original, reconstruction) from `uae_train.rl.rewards`; group-relative advantages and TRL's
+clipped objective (`uae_train.rl.grpo`) update the encoder.
 
 The decoder reads captions through a frozen copy of the *initial* encoder (its text reader; also the
 KL reference when beta > 0). UAE's decoder reads the encoder's re-encoding of the caption; if the policy
@@ -30,7 +30,7 @@ import torch
 
 from uae_data.core.config import config_kind, help_field
 from uae_data.core.paths import shipped
-from uae_train import grpo
+from uae_train.rl import grpo
 from uae_train.evaluation.autoencoder import mmt_captioner
 from uae_train.models.painting import paint
 from uae_train.training import data, rl_loop

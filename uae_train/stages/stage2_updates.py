@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from uae_train import flow_nft, flow_sde, grpo
+from uae_train.rl import flow_nft, flow_sde, grpo
 
 Stage2Config = Any  # und_for_gen.Stage2Config; not imported, as und_for_gen imports this module
 

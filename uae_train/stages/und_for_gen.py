@@ -26,10 +26,10 @@ from uae_data.core.config import check_options, config_kind, help_field, require
 from uae_data.core.errors import InputError
 from uae_data.core.paths import shipped
 from uae_data.scenes import write_caption
-from uae_train import flow_sde, grpo
+from uae_train.rl import flow_sde, grpo
 from uae_train.models.image_tensors import tensor_to_pil
 from uae_train.models.painting import paint
-from uae_train.rewards import CAPTION_TERMS, GENEVAL_TERMS
+from uae_train.rl.rewards import CAPTION_TERMS, GENEVAL_TERMS
 from uae_train.stages.stage2_updates import trained_steps, update, update_nft
 from uae_train.training import data, rl_loop
 from uae_train.training.config import RLConfig

@@ -81,7 +81,7 @@ class RLConfig(RunConfig):
                              "max_new_tokens", "max_text_tokens")
         if self.group_size < 2:
             raise ValueError("group_size must be >= 2: a group of one has no relative advantage")
-        from uae_train.rewards import check_reward
+        from uae_train.rl.rewards import check_reward
 
         check_reward(self.reward, self.reward_options)
 

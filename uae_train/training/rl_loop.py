@@ -21,7 +21,7 @@ import torch
 from uae_data import distributed
 from uae_data.core.device import resolve_device
 from uae_data.core.io import read_jsonl
-from uae_train import grpo
+from uae_train.rl import grpo
 from uae_train.models.factory import load_pair
 from uae_train.training import data, run_folder
 from uae_train.training.checkpoint import save_checkpoint
@@ -109,7 +109,7 @@ def run(stage: RLStage, cfg: Any, out: Path, resume: bool = False,
         progress: Callable[[str], object] | None = None, encoder_lora: dict | None = None,
         decoder_options: dict | None = None) -> dict:
     """Run `stage` into `out` (encoder/ decoder/ checkpoints/ metrics.jsonl eval.jsonl results/)."""
-    from uae_train.rewards import build_reward
+    from uae_train.rl.rewards import build_reward
     from uae_train.tracking import check_trackers
 
     out = Path(out)
