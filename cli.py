@@ -22,6 +22,10 @@ train_app = typer.Typer(help=TRAIN_EXAMPLES, no_args_is_help=True)
 eval_app = typer.Typer(help=EVAL_EXAMPLES, no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
+# Logs and pipes get no model-loading bars (transformers' "Loading weights" bar came before an error's one line);
+# a terminal keeps them. HF_HUB_DISABLE_PROGRESS_BARS=0 asks for them anywhere.
+if not sys.stderr.isatty() and not os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS"):
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 err = Console(stderr=True, soft_wrap=True)  # paths are never broken across lines
 out = Console(soft_wrap=True)
 MANIFESTS = manifests_dir()

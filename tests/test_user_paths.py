@@ -174,3 +174,13 @@ def test_a_pickle_given_by_override_is_refused_in_one_line(override, inputs, tmp
     r = cli_run(*words, f"{override}={bad}", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "weights.pt" in r.stderr
+
+
+def test_a_refused_model_after_a_good_one_is_one_line_with_no_loading_bar(inputs, tmp_path, uae):
+    """The encoder loads (transformers draws its "Loading weights" bar), then the decoder's pickle is refused:
+    stderr, a pipe here, holds the error line alone."""
+    r = uae("eval", "recon", "manifests/eval/recon-scene.yaml", "--data", str(inputs["corpus"]), "--encoder",
+            str(inputs["run"] / "encoder"), "--decoder", str(inputs["pickled"] / "decoder"), "--out",
+            str(tmp_path / "o"), "limit=2", env={"HF_HUB_DISABLE_PROGRESS_BARS": ""})
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o").exists()
