@@ -10,6 +10,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from uae_data.core.errors import ConfigError, UserError
 from uae_data.core.paths import manifests_dir
@@ -68,8 +69,8 @@ def friendly(fn: Callable) -> Callable:
 
 
 def fail(message: str) -> None:
-    """The one red line (its first line only) and exit 2."""
-    err.print(f"[red]error:[/red] {(message.strip().splitlines() or [''])[0]}", highlight=False, soft_wrap=True)
+    """The one red line (its first line only, brackets shown as written: `uae[extra]`) and exit 2."""
+    err.print(f"[red]error:[/red] {escape((message.strip().splitlines() or [''])[0])}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -359,6 +360,11 @@ def eval_alignment(
     bench, cfg = load_benchmark("alignment", args, {"data": data}, out_dir)
     features, info = alignment_features(cfg, model, alignment_pairs(cfg), encoder)
     out.print(bench.summary(bench.run(cfg, out_dir, features, model=info), out_dir), soft_wrap=True)
+
+
+from uae_train.cli_dpg import dpg_command  # noqa: E402  (its options live there: this file is at its size limit)
+
+eval_app.command("dpg-bench", epilog=OVERRIDES)(friendly(dpg_command(load_benchmark, _ranks, out)))
 
 
 def _generic_eval(bench) -> Callable:
