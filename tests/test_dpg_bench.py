@@ -285,6 +285,10 @@ def test_dpg_scene_oracle_scores_100_object_free_at_most_2_random_beside(tmp_pat
     rand = run(load_config(DPGConfig, manifest, ["generator=random"], kind="dpg-bench"), tmp_path / "random")
     assert noise.metrics["overall"] <= 2.0
     assert noise.metrics["overall"] < rand.metrics["overall"] < 50.0
+    # item i's scene is sample_scene(i): with one tile, plain tile seeds would paint it (a "random" 100 once)
+    one = run(load_config(DPGConfig, manifest, ["generator=random", "tiles=1", "save_images=false"], kind="dpg-bench"),
+              tmp_path / "random-1")
+    assert one.metrics["overall"] < 50.0
     (tmp_path / "scores.json").write_text(json.dumps({k: r.metrics["overall"] for k, r in
                                                       (("oracle", oracle), ("noise", noise), ("random", rand))}))
 

@@ -16,6 +16,7 @@ from uae_data.core.errors import InputError
 from uae_data.core.registry import Registry
 
 GENERATORS: Registry[Callable[..., Callable]] = Registry("generator")
+RANDOM_STREAM = 0xD96  # the random painter's own seed stream (see random_scenes)
 
 
 def _named(fn: Callable, name: str) -> Callable:
@@ -33,8 +34,14 @@ def oracle(image_size: int = 64) -> Callable:
 
 @GENERATORS.register("random")
 def random_scenes(image_size: int = 64) -> Callable:
+    """Scenes from a random stream of their own: Scene-DPG's item i is `sample_scene(i)` (seed 0), so a painter
+    seeded with plain tile seeds would paint item i's own scene whenever a tile's seed equals i (every tile with
+    tiles=1: a "random" 100)."""
+    import numpy as np
+
     def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
-        return [scenes.render(scenes.sample_scene(s), image_size) for s in seeds]
+        return [scenes.render(scenes.sample_scene(np.random.default_rng([s, RANDOM_STREAM])), image_size)
+                for s in seeds]
 
     return _named(generate, "random")
 
