@@ -446,3 +446,22 @@ def test_dpg_results_give_report_tables_and_validate_lists_the_manifests(tmp_pat
     assert v.returncode == 0 and v.stdout.count("(dpg-bench)") == 2
     h = uae_in_process("eval", "--help")
     assert "dpg-bench" in h.stdout
+
+
+@pytest.mark.integration
+def test_dpg_pipeline_paints_official_grids_resumably(tmp_path, uae_in_process):
+    from PIL import Image
+
+    from tests.tiny_pipelines import tiny_sd3
+
+    tiny_sd3(tmp_path / "sd3")
+    args = ["eval", "dpg-bench", "--pipeline", str(tmp_path / "sd3"), "limit=3", "tiles=2", "steps=2",
+            "pipeline_image_size=32", "batch_size=4", "--out", str(tmp_path / "run")]
+    p = uae_in_process(*args)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((tmp_path / "run/results.json").read_text())
+    assert res["model"]["config"]["pipeline_class"] == "StableDiffusion3Pipeline" and res["extra"]["resolution"] == [32]
+    assert Image.open(tmp_path / "run/images/scene0002.png").size == (64, 64)  # the 2x2 grid, unused cells black
+    assert res["extra"]["resumed_items"] == 0 and res["extra"]["official_compatible"] is False
+    again = uae_in_process(*args)
+    assert again.returncode == 0 and json.loads((tmp_path / "run/results.json").read_text())["extra"]["resumed_items"] == 3
