@@ -356,7 +356,8 @@ def test_dpg_images_folder_scores_the_painted_grids_and_refuses_missing_or_broke
                             str(tmp_path / "b"))
     assert broken.returncode == 0, broken.stderr
     extra = json.loads((tmp_path / "b/results.json").read_text())["extra"]
-    assert extra["n_missing_images"] == 1 and extra["n_failed_images"] == 2 and extra["partial"] is True
+    assert extra["missing_images"] == ["scene0003"] and extra["n_failed_images"] == 2 and extra["partial"] is True
+    assert extra["n_missing_images"] == 1 + 94 and extra["limited_to"] == 6  # as GenEval counts a limit: not scored
     failed = extra["failed_images"]
     assert "cannot read this image" in failed["scene0004"] and "cannot hold 4 tile(s) of 50 px" in failed["scene0005"]
     assert "PARTIAL" in broken.stdout and json.loads((tmp_path / "b/results.json").read_text())["n_items"] == 2

@@ -28,7 +28,7 @@ def dpg_command(load_benchmark: Callable, ranks: Callable, console) -> Callable:
         generator: Optional[str] = typer.Option(None, help="oracle | random | noise (scene world; overrides the manifest)"),
         images: Optional[Path] = typer.Option(None, help="score a folder in the official layout (<item_id>.png, a 2x2 grid of tiles)"),
         answers: Optional[Path] = typer.Option(None, help="score precomputed answers (jsonl: item_id, tile, proposition_id, answer) instead of judging"),
-        judge: Optional[str] = typer.Option(None, help="mplug (official; pip install 'uae[dpg-mplug]') | vlm | scene — overrides the manifest"),
+        judge: Optional[str] = typer.Option(None, help="mplug (official; pip install 'uae\\[dpg-mplug]') | vlm | scene — overrides the manifest"),
         judge_model: Optional[str] = typer.Option(None, "--judge-model", help="the judge's model: a VLM folder or hub name for --judge vlm (mplug: its modelscope id)"),
         allow_partial: bool = typer.Option(False, "--allow-partial", help="score an --images/--answers input that misses or fails images or rows; results are marked partial"),
         encoder: Optional[Path] = typer.Option(None, help="with --decoder: paint with our encoder+decoder (saved folders)"),

@@ -255,7 +255,7 @@ def _judge_all(grids, judge, cfg: DPGConfig, number: dict[str, int], rs: set[int
 def _extra(cfg: DPGConfig, data: DPGData, items: list[Item], provenance: dict, scored: list[Judged],
            failed: dict[str, str], missing: list[str], rs: set[int], mode: str) -> dict:
     skipped = {o.score.item_id: o.score.skipped for o in scored if o.score.score is None}
-    left = len(data.items) - len(items)
+    left = len(data.items) - len(items)  # items a `limit` left out count as missing images, as GenEval counts them
     partial = bool(failed or missing or left)
     official = (bool(provenance.get("official_compatible")) and cfg.tiles == 4 and not cfg.ask_first_question
                 and not partial)
@@ -263,6 +263,6 @@ def _extra(cfg: DPGConfig, data: DPGData, items: list[Item], provenance: dict, s
             "resolution": sorted(rs) if rs else cfg.resolution,
             "first_question_asked": cfg.ask_first_question, "first_question_skipped": data.skipped_question,
             "n_skipped": len(skipped), "skipped_items": skipped, "n_items_csv": len(data.items),
-            "partial": partial, "n_missing_images": len(missing), "missing_images": missing[:20],
+            "partial": partial, "n_missing_images": len(missing) + left, "missing_images": missing[:20],
             "n_failed_images": len(failed), "failed_images": dict(list(failed.items())[:20]),
             **({"limited_to": len(items)} if left else {})}
