@@ -361,6 +361,10 @@ def test_dpg_images_folder_scores_the_painted_grids_and_refuses_missing_or_broke
     failed = extra["failed_images"]
     assert "cannot read this image" in failed["scene0004"] and "cannot hold 4 tile(s) of 50 px" in failed["scene0005"]
     assert "PARTIAL" in broken.stdout and json.loads((tmp_path / "b/results.json").read_text())["n_items"] == 2
+    (grids / "scene0003.png").write_bytes((grids / "scene0001.png").read_bytes())  # none missing: a failure refuses
+    failing = uae_in_process("eval", "dpg-bench", "limit=6", "--images", str(grids), "--out", str(tmp_path / "x"))
+    assert failing.returncode == 2 and "scene0004.png: cannot read this image" in failing.stderr
+    assert "would skip this image silently" in failing.stderr and not (tmp_path / "x").exists()
 
 
 @pytest.mark.integration
