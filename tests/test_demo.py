@@ -29,6 +29,7 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, ua
                  "eval/stage2-constant/geneval/results.json", "eval/blind-encoder/scene-captions/results.json",
                  "eval/pretrain/dpg-bench/results.json", "eval/unified-grpo/dpg-bench/results.json",
                  "eval/noise/dpg-bench/results.json", "eval/random/dpg-bench/results.json",
+                 "eval/stage2-constant/dpg-bench/results.json", "eval/stage2-shuffled/dpg-bench/results.json",
                  "eval/noise/geneval/results.json", "eval/random/geneval/results.json", "report.html",
                  # the web-caption setting (the default): the length-reward control and the exact-caption ceiling
                  "s1-length/encoder", "eval/stage1-length/mmt-bench/results.json",
@@ -51,7 +52,8 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, ua
     assert names[:2] == ["constant reward", "shuffled-image reward"]
     assert "object-free images" in names and "random scenes" in names
     dpg = next(row for row in head["rows"] if row["metric"].startswith("Scene-DPG"))
-    assert {"object-free images", "random scenes"} <= {c["name"] for c in dpg["controls"]}
+    assert {"constant reward", "shuffled-image reward", "object-free images", "random scenes"} <= {
+        c["name"] for c in dpg["controls"]}
     assert geneval["gain"]["ci95"] is None  # one seed: no interval claimed
     assert "report:" in r.stdout and "gain" in r.stdout
     html = (d / "report.html").read_text()
