@@ -470,3 +470,15 @@ def test_dpg_pipeline_paints_official_grids_resumably(tmp_path, uae_in_process):
     assert res["extra"]["resumed_items"] == 0 and res["extra"]["official_compatible"] is False
     again = uae_in_process(*args)
     assert again.returncode == 0 and json.loads((tmp_path / "run/results.json").read_text())["extra"]["resumed_items"] == 3
+
+
+@pytest.mark.integration
+def test_dpg_a_judged_runs_answers_rescore_to_the_same_numbers(tmp_path, uae_in_process):
+    assert uae_in_process("eval", "dpg-bench", "limit=8", "--generator", "random", "--out",
+                          str(tmp_path / "judged")).returncode == 0
+    r = uae_in_process("eval", "dpg-bench", "limit=8", "--answers", str(tmp_path / "judged/answers.jsonl"), "--out",
+                       str(tmp_path / "rescored"))
+    assert r.returncode == 0, r.stderr
+    judged, rescored = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("judged", "rescored"))
+    assert rescored["metrics"] == judged["metrics"] and rescored["extra"]["scored"] == judged["extra"]["scored"]
+    assert judged["metrics"]["overall"] < 100.0 and rescored["extra"]["judge"]["backend"] == "precomputed"

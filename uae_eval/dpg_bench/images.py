@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 TILE_ORIGINS = ((0, 0), (1, 0), (0, 1), (1, 1))  # (x, y) in tiles: top left, top right, bottom left, bottom right
 
@@ -46,10 +46,11 @@ def crop_tiles(image: Image.Image, tiles: int, resolution: int | None, name: str
 
 
 def open_image(path: Path) -> Image.Image:
-    """Decode one image fully now, so a broken file is named here rather than failing mid-scoring."""
+    """Decode one image fully now, as stored (no EXIF rotation: the official script crops the file as it is), in
+    RGB; a broken file is named here rather than failing mid-scoring."""
     try:
         with Image.open(path) as im:
-            return ImageOps.exif_transpose(im).convert("RGB")
+            return im.convert("RGB")
     except (OSError, SyntaxError, ValueError) as e:  # PIL: truncated / not an image / bad header
         raise ImageFailure(f"{path}: cannot read this image ({e})") from None
 

@@ -80,7 +80,7 @@ class MplugJudge:
         from uae_data.core.device import default_device
 
         self.model = model
-        device = device or ("gpu" if default_device() == "cuda" else "cpu")
+        device = device or default_device()  # "cuda" or "cpu", as the official script passes str(accelerator.device)
         self.pipeline = pipeline(Tasks.visual_question_answering, model=model, device=device)
 
     def __call__(self, tile: Image.Image, questions: Sequence[Question]) -> list[str]:
