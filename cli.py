@@ -362,11 +362,6 @@ def eval_alignment(
     out.print(bench.summary(bench.run(cfg, out_dir, features, model=info), out_dir), soft_wrap=True)
 
 
-from uae_train.cli_dpg import dpg_command  # noqa: E402  (its options live there: this file is at its size limit)
-
-eval_app.command("dpg-bench", epilog=OVERRIDES)(friendly(dpg_command(load_benchmark, _ranks, out)))
-
-
 def _generic_eval(bench) -> Callable:
     """`uae eval NAME [MANIFEST] [key=value ...] --out D` for a registered benchmark without a command of its own."""
     default = f"default manifests/{bench.manifest}" if bench.manifest else "default: the config's defaults"
@@ -382,7 +377,9 @@ def _generic_eval(bench) -> Callable:
 def _add_benchmark_commands() -> None:
     """One generic eval command per registered benchmark (plugins: uae_eval.benchmarks) that has no command above."""
     from uae_eval.benchmarks import load_all
+    from uae_train.cli_dpg import dpg_command  # dpg-bench's command: its options live there (this file is full)
 
+    eval_app.command("dpg-bench", epilog=OVERRIDES)(friendly(dpg_command(load_benchmark, _ranks, out)))
     try:
         benches = load_all(skip={c.name for c in eval_app.registered_commands})
     except UserError as e:  # a broken plugin list must not take every other command down
