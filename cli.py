@@ -10,6 +10,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from uae_data.core.errors import ConfigError, UserError
 from uae_data.core.paths import manifests_dir
@@ -72,8 +73,8 @@ def friendly(fn: Callable) -> Callable:
 
 
 def fail(message: str) -> None:
-    """The one red line (its first line only) and exit 2."""
-    err.print(f"[red]error:[/red] {(message.strip().splitlines() or [''])[0]}", highlight=False, soft_wrap=True)
+    """The one red line (its first line only, brackets shown as written: `uae[extra]`) and exit 2."""
+    err.print(f"[red]error:[/red] {escape((message.strip().splitlines() or [''])[0])}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -380,7 +381,9 @@ def _generic_eval(bench) -> Callable:
 def _add_benchmark_commands() -> None:
     """One generic eval command per registered benchmark (plugins: uae_eval.benchmarks) that has no command above."""
     from uae_eval.benchmarks import load_all
+    from uae_train.cli_dpg import dpg_command  # dpg-bench's command: its options live there (this file is full)
 
+    eval_app.command("dpg-bench", epilog=OVERRIDES)(friendly(dpg_command(load_benchmark, _ranks, out)))
     try:
         benches = load_all(skip={c.name for c in eval_app.registered_commands})
     except UserError as e:  # a broken plugin list must not take every other command down

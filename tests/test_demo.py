@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "uae_train" / "scene_models"
 TOY = ["seeds=1", "corpus_size=64", "recon_limit=8", "geneval_limit=3", "geneval_images_per_prompt=1", "mmt_limit=4",
+       "dpg_limit=2", "dpg_tiles=1",
        "sampling_steps=2",
        "stage1=[steps=1, images_per_step=2, group_size=2, max_new_tokens=12, decoder_steps=2, eval_images=2, mmt_limit=2]",
        "stage2=[steps=1, images_per_step=2, group_size=2, max_new_tokens=12, rollout_steps=2, eval_images=2, eval_steps=2]"]
@@ -26,6 +27,9 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, ua
                  "eval/unified-grpo/recon/results.json", "eval/unified-grpo/mmt-bench/results.json",
                  "eval/unified-grpo/scene-captions/results.json", "eval/stage1-constant/mmt-bench/results.json",
                  "eval/stage2-constant/geneval/results.json", "eval/blind-encoder/scene-captions/results.json",
+                 "eval/pretrain/dpg-bench/results.json", "eval/unified-grpo/dpg-bench/results.json",
+                 "eval/noise/dpg-bench/results.json", "eval/random/dpg-bench/results.json",
+                 "eval/stage2-constant/dpg-bench/results.json", "eval/stage2-shuffled/dpg-bench/results.json",
                  "eval/noise/geneval/results.json", "eval/random/geneval/results.json", "report.html",
                  # the web-caption setting (the default): the length-reward control and the exact-caption ceiling
                  "s1-length/encoder", "eval/stage1-length/mmt-bench/results.json",
@@ -47,6 +51,9 @@ def test_demo_runs_every_stage_beside_its_controls_and_resumes(tmp_path, uae, ua
     names = [c["name"] for c in geneval["controls"]]
     assert names[:2] == ["constant reward", "shuffled-image reward"]
     assert "object-free images" in names and "random scenes" in names
+    dpg = next(row for row in head["rows"] if row["metric"].startswith("Scene-DPG"))
+    assert {"constant reward", "shuffled-image reward", "object-free images", "random scenes"} <= {
+        c["name"] for c in dpg["controls"]}
     assert geneval["gain"]["ci95"] is None  # one seed: no interval claimed
     assert "report:" in r.stdout and "gain" in r.stdout
     html = (d / "report.html").read_text()

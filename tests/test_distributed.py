@@ -292,14 +292,16 @@ def test_stage1_update_on_two_processes_equals_the_one_process_update_on_the_sam
 # ---------------------------------------------------------------- evaluation split over processes
 
 @pytest.mark.integration
-@pytest.mark.parametrize("bench", ["geneval", "recon", "mmt-bench"])
+@pytest.mark.parametrize("bench", ["geneval", "recon", "mmt-bench", "dpg-bench"])
 def test_evaluation_on_two_processes_writes_what_one_process_writes(corpora, tmp_path, bench):
     m = SCENE_MODELS
     args = {"geneval": ["limit=8", "images_per_prompt=2", "--encoder", str(m / "encoder"), "--decoder",
                         str(m / "decoder"), "--steps", "4", "--guidance", "8"],
             "recon": ["--data", str(corpora[48]), "--encoder", str(m / "encoder"), "--decoder", str(m / "decoder"),
                       "--steps", "4", "limit=7", "image_size=48", "shuffle_captions=true"],
-            "mmt-bench": ["--model", "caption-reader", "--encoder", str(m / "encoder"), "limit=9"]}[bench]
+            "mmt-bench": ["--model", "caption-reader", "--encoder", str(m / "encoder"), "limit=9"],
+            "dpg-bench": ["limit=7", "tiles=2", "--encoder", str(m / "encoder"), "--decoder", str(m / "decoder"),
+                          "--steps", "4", "--guidance", "8"]}[bench]
     launch(1, "eval", bench, *args, "--out", str(tmp_path / "one"))
     p = launch(2, "eval", bench, *args, "--out", str(tmp_path / "two"))
     assert p.stdout.count("overall=") + p.stdout.count("recon over") == 1  # rank 0 reports
@@ -308,6 +310,8 @@ def test_evaluation_on_two_processes_writes_what_one_process_writes(corpora, tmp
     assert (tmp_path / "one" / "samples.jsonl").read_text() == (tmp_path / "two" / "samples.jsonl").read_text()
     if bench == "geneval":
         assert (tmp_path / "one" / "results.jsonl").read_text() == (tmp_path / "two" / "results.jsonl").read_text()
+    if bench == "dpg-bench":  # every judged answer, in the one-process order
+        assert (tmp_path / "one" / "answers.jsonl").read_text() == (tmp_path / "two" / "answers.jsonl").read_text()
     if bench == "recon":  # every rank wrote its own images
         assert sorted(q.name for q in (tmp_path / "two" / "images").iterdir()) == \
             sorted(q.name for q in (tmp_path / "one" / "images").iterdir())

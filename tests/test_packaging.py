@@ -33,6 +33,8 @@ def test_wheel_installed_elsewhere_finds_its_manifests(tmp_path):
     assert v.returncode == 0 and "geneval-scene.yaml (geneval)" in v.stdout and "uae_manifests/" in v.stdout, v.stderr
     g = uae("eval", "geneval", "images_per_prompt=1", "limit=12", "--out", "g")
     assert g.returncode == 0 and "overall=1.0000 over 12 images" in g.stdout, g.stderr
+    d = uae("eval", "dpg-bench", "limit=4", "--out", "d")  # Scene-DPG's csv and prompts/ ship in the wheel
+    assert d.returncode == 0 and "overall=100.00 over 3 images" in d.stdout, d.stderr
     c = uae("build-corpus", "--limit", "8", "--workers", "1", "--out", "c")
     assert c.returncode == 0 and "8 samples" in c.stdout, c.stderr
     m = uae("eval", "mmt-bench", "--model", "oracle", "limit=5", "--out", "m")

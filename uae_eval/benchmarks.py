@@ -44,6 +44,7 @@ BUILTIN: dict[str, str] = {
     "mmt-bench": "uae_eval.mmt_bench.harness",
     "recon": "uae_eval.recon",
     "alignment": "uae_eval.alignment",
+    "dpg-bench": "uae_eval.dpg_bench.benchmark",
 }
 
 MetricTables = list[tuple[str, list[str]]]

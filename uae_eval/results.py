@@ -135,8 +135,8 @@ def write_results(out_dir: str | os.PathLike, results: Results, samples: Iterabl
     return out / RESULTS_NAME
 
 
-# what a benchmark's unfinished run leaves that its rerun continues from (GenEval: images/ + generation.json)
-RESUMES_FROM = {"geneval": {"images"}}
+# what a benchmark's unfinished run leaves that its rerun continues from (GenEval, DPG-Bench: images/ + generation.json)
+RESUMES_FROM = {"geneval": {"images"}, "dpg-bench": {"images"}}
 
 
 def claim_out(out_dir: str | os.PathLike, benchmark: str) -> None:

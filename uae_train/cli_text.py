@@ -33,6 +33,10 @@ Examples:
 
   uae eval recon --data out/corpus --encoder out/pre/encoder --decoder out/pre/decoder --out runs/recon
 
+  uae eval dpg-bench --generator oracle --out runs/dpg
+
+  uae eval dpg-bench manifests/eval/dpg-official.yaml csv=dpg_bench.csv prompts=prompts/ --images my_grids/ --out runs/dpg
+
   uae eval alignment --out runs/alignment"""
 RESUME = ("continue the run in --out from its last checkpoint (rerunning the same command does this too; another "
           "config is refused)")

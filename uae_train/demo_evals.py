@@ -1,6 +1,7 @@
 """The demo's evaluations of one run folder (encoder/ + decoder/), each written once and skipped when done.
 
-Benchmarks: GenEval-scene (the decoder paints the 553 prompts), MMT-scene with the caption-reader (the
+Benchmarks: GenEval-scene (the decoder paints the 553 prompts), Scene-DPG (the decoder paints the first
+`dpg_limit` dense Scene-DPG prompts as DPG-Bench grids, judged exactly), MMT-scene with the caption-reader (the
 encoder's captions answer the questions), recon (image → caption → image, scene F1 / PSNR / SSIM) and
 scene-captions (the encoder's captions parsed cell by cell: does it see?), plus caption reliance (does the
 decoder read?). This module sits above the harnesses: it wires uae_train models into uae_eval's
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from uae_data.core.paths import manifests_dir
 
 MANIFESTS = manifests_dir()
-BENCHMARKS = ("geneval", "mmt-bench", "recon", "scene-captions")
+BENCHMARKS = ("geneval", "dpg-bench", "mmt-bench", "recon", "scene-captions")
 
 
 def done(folder: Path) -> bool:
@@ -55,6 +56,20 @@ def geneval(cfg, out: Path, generate=None, model: dict | None = None, generator:
     return out
 
 
+def dpg(cfg, out: Path, generate=None, model: dict | None = None, generator: str | None = None) -> Path:
+    """Scene-DPG of a painter (`generate`) or a scene generator (oracle | random | noise): the first
+    cfg.dpg_limit items, cfg.dpg_tiles tiles each, at the demo's image size."""
+    from uae_eval.dpg_bench import harness
+
+    if not done(out):
+        over = [f"image_size={cfg.image_size}", f"tiles={cfg.dpg_tiles}", f"seed={cfg.seed}"]
+        over += [f"limit={cfg.dpg_limit}"] if cfg.dpg_limit else []
+        over += [f"generator={generator}"] if generator else []
+        dcfg = load_config(harness.DPGConfig, MANIFESTS / "eval" / "dpg-scene.yaml", over, kind="dpg-bench")
+        harness.run(dcfg, out, generate=generate, model=model)
+    return out
+
+
 def evaluate_run(cfg, run: Path, label: str, out: Path, corpus: Path, say: Callable[[str], None],
                  parts: Sequence[str] = BENCHMARKS, reliance: bool = True) -> list[Path]:
     """The chosen benchmarks of one run folder into out/<benchmark>/ (+ out/caption_reliance.json)."""
@@ -72,6 +87,8 @@ def evaluate_run(cfg, run: Path, label: str, out: Path, corpus: Path, say: Calla
         say(f"eval {label}: {part}")
         if part == "geneval":
             geneval(cfg, out / part, generate=paint, model=info)
+        elif part == "dpg-bench":
+            dpg(cfg, out / part, generate=paint, model=info)
         elif part == "mmt-bench":
             mmt(cfg, enc, out / part, label)
         elif part == "recon":

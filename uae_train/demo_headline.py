@@ -73,6 +73,11 @@ def headline_rows(out: Path, seeds: int, controls: bool = True) -> list[dict]:
                 ([{"name": "random scenes", "value": rand}] if rand is not None else [])
     add("GenEval-scene overall", "stage 2", "score", "geneval", None, "unified-grpo", "stage2-constant",
         extra=baselines)
+    baselines = [{"name": title, "value": v} for title, v in (("object-free images", _metric(ev / "noise" / "dpg-bench")),
+                                                              ("random scenes", _metric(ev / "random" / "dpg-bench")))
+                 if v is not None]
+    add("Scene-DPG overall (0-100)", "stage 2", "score", "dpg-bench", None, "unified-grpo", "stage2-constant",
+        extra=baselines)
     for stage, name in (("stage 1", "s1"), ("stage 2", "s2")):
         runs = [seed_root(out, k) / name / "results" for k in range(seeds)]
         start = [_metric(r, "heldout_reward/start") for r in runs]

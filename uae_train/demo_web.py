@@ -37,7 +37,7 @@ def _controls(out: Path, seeds: int, prefix: str, bench: str, name: str | None, 
 
 def web_headline_rows(out: Path, seeds: int, controls: bool = True) -> list[dict]:
     """Object recall, attribute precision, words per caption, MMT-scene, recon scene F1 (stage 1) and
-    GenEval-scene (stage 2), each before → after with its gain, CI and controls."""
+    GenEval-scene and Scene-DPG (stage 2), each before → after with its gain, CI and controls."""
     ev = out / "eval"
     rows: list[dict] = []
 
@@ -65,6 +65,8 @@ def web_headline_rows(out: Path, seeds: int, controls: bool = True) -> list[dict
     add("recon scene F1 (stage-1 encoder, pretrained decoder)", "stage 1", "F1", "recon", "scene", "stage1", "stage1",
         STAGE1_CONTROLS)
     add("GenEval-scene overall", "stage 2", "score", "geneval", None, "unified-grpo", "stage2", STAGE2_CONTROLS,
+        baselines=(("noise", "object-free images"), ("random", "random scenes")))
+    add("Scene-DPG overall (0-100)", "stage 2", "score", "dpg-bench", None, "unified-grpo", "stage2", STAGE2_CONTROLS,
         baselines=(("noise", "object-free images"), ("random", "random scenes")))
     return rows
 

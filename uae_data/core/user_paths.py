@@ -25,14 +25,14 @@ from uae_data.model_refs import looks_like_path
 
 # Path-typed options that name a file to read; other Path-typed inputs name a folder (corpus, run, images, model),
 # except the positional results (a folder or a results.json file).
-FILE_OPTIONS = {"--tsv", "--metadata", "--detections", "--predictions", "--headline", "--baseline", "MANIFESTS"}
+FILE_OPTIONS = {"--tsv", "--metadata", "--detections", "--predictions", "--answers", "--headline", "--baseline", "MANIFESTS"}
 EITHER_OPTIONS = {"RESULTS"}
 OUTPUT_OPTIONS = {"--out", "--write-baseline"}
 # str options that take a model (or input) as a local path or a hub name: checked when they are a local path
-MODEL_OPTIONS = {"--encoder", "--decoder", "--model", "--pipeline", "--caption-model", "--input", "--init"}
+MODEL_OPTIONS = {"--encoder", "--decoder", "--model", "--pipeline", "--caption-model", "--input", "--init", "--judge-model"}
 # manifest fields (the last part of a key=value override) that take a local path when given one
 PATH_KEYS = {"checkpoint", "input", "model", "pretrained", "data", "corpus", "init", "tsv", "metadata", "encoder",
-             "decoder", "reconstructions", "images", "detections", "captions", "caption_model"}
+             "decoder", "reconstructions", "images", "detections", "captions", "caption_model", "csv", "prompts"}
 
 
 @dataclass(frozen=True)

@@ -110,3 +110,53 @@ def alignment_features(cfg, model: Path, pairs: list, encoder: Path | None = Non
     from uae_train.evaluation.layer_features import model_features
 
     return model_features(model, pairs, encoder, cfg.timestep, cfg.seed, cfg.batch_size)
+
+
+DPG_PAINTERS = ("--generator", "--encoder", "--decoder", "--pipeline", "--steps", "--guidance")
+DPG_RULES = [
+    ("--encoder", ("!--decoder",), "the encoder only paints through --decoder DIR (without it the manifest's "
+                                   "generator would be scored)"),
+    ("--images", DPG_PAINTERS + ("--answers",), "--images scores images made elsewhere, so no painter runs and "
+                                                "its options would be ignored"),
+    ("--answers", DPG_PAINTERS + ("--judge", "--judge-model"), "--answers scores answers made elsewhere, so no "
+                                                              "painter or judge runs and their options would be ignored"),
+    ("--generator", ("--decoder", "--pipeline"), "give one painter: a scene --generator, --decoder or --pipeline"),
+    ("--decoder", ("--pipeline",), "give --decoder or --pipeline, not both"),
+    ("--steps", ("!--decoder",), "sampling steps apply to --decoder (a pipeline's come from the manifest)"),
+    ("--guidance", ("!--decoder",), "guidance applies to --decoder (a pipeline's comes from the manifest)"),
+    ("--allow-partial", ("!--images", "!--answers"), "it applies to an --images folder or an --answers file")]
+
+
+def dpg_inputs(cfg, encoder: Path | None = None, decoder: Path | None = None, pipeline: str | None = None,
+               steps: int | None = None, guidance: float | None = None,
+               given: dict | None = None) -> tuple[Callable | None, dict | None, object | None]:
+    """(generate(prompts, seeds), model info, judge) for a DPGConfig `cfg`: our encoder+decoder folders or any
+    diffusers pipeline paint (None: the harness uses cfg.generator or the given images/answers). The judge is
+    built first (None with --answers), so a missing modelscope or judge model fails before a painter loads;
+    `vlm` wraps a model uae_train loads. `given`: every CLI option as typed; options that would be ignored are
+    refused before anything loads."""
+    from uae_eval.dpg_bench.judges import build_judge
+    from uae_train.evaluation import loading
+
+    given = {"--encoder": encoder, "--decoder": decoder, "--pipeline": pipeline, "--steps": steps,
+             "--guidance": guidance, **(given or {})}
+    refuse_unused(given, DPG_RULES)
+    judge = None
+    if given.get("--answers") is None and cfg.judge == "vlm":
+        model = cfg.judge_options.get("model")
+        if not model:
+            raise ConfigError("judge vlm needs a model: give --judge-model DIR (any AutoModelForImageTextToText "
+                              "folder or hub name)")
+        options = {k: v for k, v in cfg.judge_options.items() if k != "model"}
+        ask = loading.load_vlm_answerer(model, max_new_tokens=options.get("max_new_tokens", 8))
+        judge = build_judge("vlm", ask=ask, model=str(model), **options)
+    elif given.get("--answers") is None:
+        judge = build_judge(cfg.judge, **cfg.judge_options)
+    if decoder is not None:
+        generate, info = loading.load_autoencoder(encoder, decoder, steps=20 if steps is None else steps,
+                                                  guidance=1.0 if guidance is None else guidance)
+        return generate, info, judge
+    if pipeline is not None:
+        generate, info = loading.load_pipeline_generator(pipeline, cfg)
+        return generate, info, judge
+    return None, None, judge
