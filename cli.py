@@ -32,7 +32,7 @@ out = Console(soft_wrap=True)
 MANIFESTS = manifests_dir()
 # modules defining the manifest kinds that are not benchmarks (benchmarks declare theirs: uae_eval.benchmarks)
 CONFIG_MODULES = ("uae_data.corpus_config", "uae_train.stages.pretrain", "uae_train.stages.yfork_train",
-                  "uae_train.stages.gen_for_und", "uae_train.stages.und_for_gen", "uae_train.demo")
+                  "uae_train.stages.gen_for_und", "uae_train.stages.und_for_gen", "uae_train.demo.run")
 CORPUS_DEFAULTS = {"scenes": "scenes.yaml", "urls": "urls-example.yaml", "folder": "folder-example.yaml",
                    "parquet": "parquet-example.yaml", "shards": "shards-example.yaml"}
 
@@ -479,7 +479,7 @@ def demo(
     images, shuffled captions). Example: uae demo --out runs/demo --seeds 3
     """
     from uae_data.core.device import default_device
-    from uae_train.demo import DemoConfig, demo as run_demo
+    from uae_train.demo.run import DemoConfig, demo as run_demo
     from uae_train.run_summaries import demo_summary
 
     if scale not in ("cpu", "gpu"):

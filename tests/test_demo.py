@@ -113,7 +113,7 @@ def test_demo_stage2_rollouts_paint_what_the_ode_sampler_paints():
 
     from uae_data import scenes
     from uae_data.core.config import load_config
-    from uae_train.demo import DemoConfig
+    from uae_train.demo.run import DemoConfig
     from uae_train.models.decoder import Decoder
     from uae_train.models.encoder import Encoder
     from uae_train.rl.rewards import build_reward
@@ -138,7 +138,7 @@ def test_demo_stage2_rollouts_paint_what_the_ode_sampler_paints():
 def test_demo_overrides_with_a_typo_fail_before_any_work():
     from uae_data.core.config import load_config
     from uae_data.core.errors import ConfigError
-    from uae_train.demo import DemoConfig
+    from uae_train.demo.run import DemoConfig
 
     manifest = ROOT / "manifests/demo/scene-cpu.yaml"
     assert load_config(DemoConfig, manifest, ["pretrain_corpus=[source.n=500]"], kind="demo").pretrain_corpus

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from uae_train.demo_stats import paired_gain, row, summary, t975
+from uae_train.demo.stats import paired_gain, row, summary, t975
 
 
 @pytest.mark.unit
@@ -40,7 +40,7 @@ def test_headline_row_carries_before_after_gain_chance_and_controls():
 def test_web_headline_compares_the_true_reward_with_each_control_seed_by_seed(tmp_path):
     import json
 
-    from uae_train.demo_web import web_headline_rows
+    from uae_train.demo.web import web_headline_rows
 
     def put(folder, **metrics):
         folder.mkdir(parents=True)

@@ -181,7 +181,7 @@ def test_shipped_web_encoder_writes_web_captions_and_names_less_than_the_exact_o
 
 @pytest.mark.unit
 def test_demo_defaults_to_the_web_setting_and_the_exact_one_is_a_manifest_away():
-    from uae_train.demo import DemoConfig
+    from uae_train.demo.run import DemoConfig
 
     web_demo = load_config(DemoConfig, ROOT / "manifests/demo/scene-cpu.yaml", [], kind="demo")
     exact = load_config(DemoConfig, ROOT / "manifests/demo/scene-cpu-exact.yaml", [], kind="demo")

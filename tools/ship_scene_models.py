@@ -30,7 +30,7 @@ def heldout_scenes(n_scenes: int = 256):
 
 
 def eval_cfg() -> SimpleNamespace:
-    """The demo's eval settings (uae_train.demo_evals reads these fields): all MMT rows, 1 GenEval image per prompt."""
+    """The demo's eval settings (uae_train.demo.evals reads these fields): all MMT rows, 1 GenEval image per prompt."""
     return SimpleNamespace(image_size=48, geneval_images_per_prompt=1, geneval_limit=None, seed=0, mmt_limit=None,
                            caption_tokens=192, sampling_steps=10, guidance=GUIDANCE)
 
@@ -38,7 +38,7 @@ def eval_cfg() -> SimpleNamespace:
 def encoder_metrics(enc, images, truths, work: Path, prefix: str, name: str, path: Path) -> dict:
     """Greedy-caption cell attributes on the held-out scenes and the MMT-scene caption-reader of one encoder."""
     from uae_eval import scene_captions
-    from uae_train import demo_evals as ev
+    from uae_train.demo import evals as ev
     from uae_train.evaluation.autoencoder import image_to_text
 
     r = scene_captions.run(images, truths, image_to_text(enc, max_new_tokens=192, batch_size=32),
@@ -53,7 +53,7 @@ def encoder_metrics(enc, images, truths, work: Path, prefix: str, name: str, pat
 def measure(run: Path, blind: Path | None, work: Path, n_scenes: int = 256) -> dict:
     import torch
 
-    from uae_train import demo_evals as ev
+    from uae_train.demo import evals as ev
     from uae_train.evaluation.autoencoder import text_to_image
     from uae_train.evaluation.caption_reliance import caption_reliance
     from uae_train.models.decoder import Decoder

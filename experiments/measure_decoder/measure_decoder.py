@@ -10,7 +10,7 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, ".")
 from uae_data import scenes
-from uae_train import demo_evals as ev
+from uae_train.demo import evals as ev
 from uae_train.evaluation.autoencoder import text_to_image
 from uae_train.evaluation.caption_reliance import caption_reliance
 from uae_train.models.decoder import Decoder

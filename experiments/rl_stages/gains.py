@@ -4,7 +4,7 @@ usage: python experiments/rl_stages/gains.py BASE.log RUN_SEED0.log RUN_SEED1.lo
 BASE.log: the measurement of the starting model (for a decoder: same eval seed and images per prompt)."""
 import json, sys
 sys.path.insert(0, ".")
-from uae_train.demo_stats import paired_gain
+from uae_train.demo.stats import paired_gain
 
 
 def result(path: str) -> dict:

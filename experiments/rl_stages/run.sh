@@ -12,7 +12,7 @@ set -euo pipefail
 stage=$1 out=$2; shift 2
 export OMP_NUM_THREADS=1
 PY=${PY:-.venv/bin/python}
-[ -f out/shipped-init/decoder/decoder_config.json ] || $PY -c "from uae_train.demo import install_shipped; from pathlib import Path; install_shipped(Path('out/shipped-init'))"
+[ -f out/shipped-init/decoder/decoder_config.json ] || $PY -c "from uae_train.demo.run import install_shipped; from pathlib import Path; install_shipped(Path('out/shipped-init'))"
 if [ "$stage" = stage2 ]; then
   $PY -c "import cli; cli.main()" train stage2 manifests/train/stage2-scene.yaml init=out/shipped-init image_size=48 guidance=8.0 \
     steps=25 images_per_step=4 group_size=4 rollout_steps=6 eval_images=32 eval_every=5 eval_steps=10 weight_decay=0 \

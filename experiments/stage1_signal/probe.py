@@ -26,7 +26,7 @@ n, G, T = (int(sys.argv[1]) if len(sys.argv) > 1 else 256), (int(sys.argv[2]) if
     (float(sys.argv[3]) if len(sys.argv) > 3 else 1.0)
 init = Path("out/shipped-init")
 if not (init / "decoder").exists():
-    from uae_train.demo import install_shipped
+    from uae_train.demo.run import install_shipped
     install_shipped(init)
 images, truths = heldout_scenes(n)
 enc = Encoder.from_pretrained(init / "encoder", device="cpu").eval()

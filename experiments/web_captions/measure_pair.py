@@ -12,7 +12,7 @@ sys.path.insert(0, ".")
 sys.path.insert(0, "tools")
 from ship_scene_models import eval_cfg  # noqa: E402
 
-from uae_train import demo_evals as ev  # noqa: E402
+from uae_train.demo import evals as ev  # noqa: E402
 
 run, work, heldout = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 label = sys.argv[4] if len(sys.argv) > 4 else run.name

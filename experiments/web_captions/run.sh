@@ -14,7 +14,7 @@ uae() { $PY -c "import cli; cli.main()" "$@"; }
 mkdir -p "$out"
 [ -f "$out/corpus/manifest.json" ] || uae build-corpus manifests/corpus/scenes-web.yaml source.n=3000 --out "$out/corpus"
 # the init folder: the shipped web-caption encoder and the shipped (long-caption) decoder
-[ -f "$out/init/summary.json" ] || $PY -c "from uae_train.demo import install_shipped; from pathlib import Path; p=Path('$out/init'); p.mkdir(parents=True, exist_ok=True); install_shipped(p, 'web')"
+[ -f "$out/init/summary.json" ] || $PY -c "from uae_train.demo.run import install_shipped; from pathlib import Path; p=Path('$out/init'); p.mkdir(parents=True, exist_ok=True); install_shipped(p, 'web')"
 [ -f "$out/init-measure/scene-captions/results.json" ] || $PY experiments/rl_stages/measure_encoder.py "$out/init" "$out/init-measure" | tee -a "$out/results.txt"
 STAGE1=(image_size=48 decoder_guidance=8.0 steps=${STEPS:-40} images_per_step=4 group_size=4 temperature=1.0 lr=0.0001
         decoder_steps=8 eval_images=32 eval_every=10 mmt_tsv= 'reward={scene-soft: 1.0}')

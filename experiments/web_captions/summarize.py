@@ -9,7 +9,7 @@ import sys
 from collections import defaultdict
 
 sys.path.insert(0, ".")
-from uae_train.demo_stats import paired_gain  # noqa: E402
+from uae_train.demo.stats import paired_gain  # noqa: E402
 
 METRICS = ("object_recall", "attribute_precision", "words_per_caption", "mmt_caption_reader", "cell_attributes")
 

@@ -1,7 +1,7 @@
 """What uae_eval's harnesses take from models, built from the names and folders a user gives.
 
 The harnesses take plain callables and arrays (uae_eval never imports a model); choosing and loading the
-model behind them is logic the CLI (`uae eval ...`) and the demo (uae_train.demo_evals) share, so it is
+model behind them is logic the CLI (`uae eval ...`) and the demo (uae_train.demo.evals) share, so it is
 written once here: GenEval's painter, recon's captioner and painter, MMT-Bench's answerer, the alignment
 benchmark's per-layer features.
 """

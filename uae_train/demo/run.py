@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Callable
 
 from uae_data.core.config import config_kind, help_field, load_config, require_at_least_one
-from uae_train import demo_evals as ev
-from uae_train.demo_headline import headline_rows, seed_root
-from uae_train.demo_web import web_headline_rows, web_report_lead
+from uae_train.demo import evals as ev
+from uae_train.demo.headline import headline_rows, seed_root
+from uae_train.demo.web import web_headline_rows, web_report_lead
 
 MANIFESTS = ev.MANIFESTS
-SHIPPED = Path(__file__).resolve().parent / "scene_models"
+SHIPPED = Path(__file__).resolve().parents[1] / "scene_models"
 PRETRAIN_CORPUS = MANIFESTS / "corpus" / "scenes-pretrain.yaml"  # what from_scratch pretrains on
 SETTINGS = {"web": "scenes-web.yaml", "exact": "scenes.yaml"}  # the RL corpus of each setting
 

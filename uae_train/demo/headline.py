@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from uae_train.demo_stats import paired_gain, row
+from uae_train.demo.stats import paired_gain, row
 
 MMT_CHANCE = 0.25  # four options per question
 

@@ -15,7 +15,6 @@ from typing import Callable, Sequence
 
 from uae_data.core.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
 from uae_data.core.paths import manifests_dir
 
 MANIFESTS = manifests_dir()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from uae_train.demo_headline import MMT_CHANCE, _metric, _per_seed
-from uae_train.demo_stats import paired_gain, row
+from uae_train.demo.headline import MMT_CHANCE, _metric, _per_seed
+from uae_train.demo.stats import paired_gain, row
 
 STAGE1_CONTROLS = (("constant", "constant reward"), ("shuffled", "shuffled-image reward"),
                    ("length", "length reward"))
