@@ -23,7 +23,7 @@ def plural(name: str) -> str:
     return f"{name}es" if name.endswith("s") else f"{name}s"
 
 
-def _relation(a: SceneObject, b: SceneObject) -> str | None:
+def relation(a: SceneObject, b: SceneObject) -> str | None:
     """A GenEval relation of a to b that the 3x3 grid makes unambiguous (same row or column only)."""
     if a.row == b.row and a.col != b.col:
         return "left of" if a.col < b.col else "right of"
@@ -43,7 +43,7 @@ def short_caption(scene: Scene, seed: int) -> str:
         forms.append("two_object")
     if any(n >= 2 for n in shapes.values()):
         forms.append("counting")
-    pairs = [(a, b) for a in unique for b in unique if a is not b and _relation(a, b)]
+    pairs = [(a, b) for a in unique for b in unique if a is not b and relation(a, b)]
     if pairs:
         forms.append("position")
     if len(unique) >= 2:
@@ -62,7 +62,7 @@ def short_caption(scene: Scene, seed: int) -> str:
         return f"a photo of {NUMBERS[shapes[shape]]} {plural(shape)}"
     if form == "position":
         a, b = rng.choice(pairs)
-        return f"a photo of {with_article(a.shape)} {_relation(a, b)} {with_article(b.shape)}"
+        return f"a photo of {with_article(a.shape)} {relation(a, b)} {with_article(b.shape)}"
     a, b = rng.sample(unique, 2)
     return f"a photo of {with_article(a.color + ' ' + a.shape)} and {with_article(b.color + ' ' + b.shape)}"
 
@@ -116,7 +116,7 @@ def prompt_scene(rng: random.Random, layout: str = "fixed") -> tuple[Scene, str]
             k = rng.choice([k for k in range(1, GRID) if 0 <= b_cell[0] + k * dr < GRID and 0 <= b_cell[1] + k * dc < GRID])
             a_cell = (b_cell[0] + k * dr, b_cell[1] + k * dc)
         a, b = obj(a_shape, a_cell), obj(b_shape, b_cell)
-        assert _relation(a, b) == rel
+        assert relation(a, b) == rel
         return Scene((a, b)), f"a photo of {with_article(a_shape)} {rel} {with_article(b_shape)}"
     a_cell, b_cell = place(2)
     a, b = obj(a_shape, a_cell), obj(b_shape, b_cell)

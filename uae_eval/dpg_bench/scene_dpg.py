@@ -20,7 +20,7 @@ import re
 from collections import Counter
 
 from uae_data.scenes import COLORS, POSITIONS, SHAPES, SIZES, Scene, SceneObject
-from uae_data.short_captions import plural
+from uae_data.short_captions import plural, relation  # where a is relative to b (same row or column)
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 RELATION_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
@@ -29,15 +29,6 @@ _WHOLE = re.compile(r"^entity - whole \((\w+), ([a-z ]+)\)$")
 _ATTR = re.compile(r"^attribute - (color|size) \((\w+), ([a-z ]+), (\w+)\)$")
 _COUNT = re.compile(r"^other - count \((\w+), ==(\d+)\)$")
 _REL = re.compile(r"^relation - spatial \((\w+) (\w+), (\w+) (\w+), (left of|right of|above|below)\)$")
-
-
-def relation(a: SceneObject, b: SceneObject) -> str | None:
-    """Where a is relative to b when they share a row or a column, else None."""
-    if a.row == b.row and a.col != b.col:
-        return "left of" if a.col < b.col else "right of"
-    if a.col == b.col and a.row != b.row:
-        return "above" if a.row < b.row else "below"
-    return None
 
 
 def questions(scene: Scene) -> list[tuple[int, list[int], str, str]]:
