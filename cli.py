@@ -131,8 +131,8 @@ def build_corpus(
     engine: str = typer.Option("local", help="local (multiprocessing) or ray (Ray Data actor pools for CLIP/recaptioning)"),
     source: Optional[str] = typer.Option(None, help="scenes | urls | folder | parquet | shards (overrides the manifest)"),
     input_path: Optional[str] = typer.Option(None, "--input", help="the source's input: url list, image folder, parquet table or shard folder"),
-    captioner: Optional[str] = typer.Option(None, help="scene | keep | hf (overrides the manifest)"),
-    caption_model: Optional[str] = typer.Option(None, help="hf captioner: model name or local folder"),
+    captioner: Optional[str] = typer.Option(None, help="scene | keep | hf | openai (overrides the manifest; openai: captioner.endpoint=URL)"),
+    caption_model: Optional[str] = typer.Option(None, help="hf captioner: model name or local folder; openai: the served model name"),
 ) -> None:
     """Build a long-caption image corpus as WebDataset shards.
 
