@@ -140,10 +140,12 @@ class ChatClient:
                 attempts += 1 + (self.s.retries if isinstance(e, (openai.APIConnectionError, openai.InternalServerError,
                                                                   openai.RateLimitError)) else 0)
                 return self._failed(e, t0, attempts)
-            except (ValueError, json.JSONDecodeError, AttributeError, TypeError) as e:
+            except (ValueError, AttributeError, TypeError) as e:  # JSONDecodeError is a ValueError
                 if bad < self.s.retries:
                     await asyncio.sleep(min(0.5 * 2 ** bad, 8) * random.uniform(0.75, 1.0))
                     continue
+                if isinstance(e, json.JSONDecodeError):
+                    e = ValueError(f"malformed answer (not JSON: {e})")
                 return self._failed(e, t0, attempts)
         raise AssertionError("unreachable")
 
