@@ -157,6 +157,7 @@ def test_openai_build_killed_midway_resumes_to_identical_shards(tmp_path, uae):
         again = uae("build-corpus", "manifests/corpus/scenes.yaml", *args(srv.url, shard_size=10, **over),
                     "--workers", "1", "--out", str(tmp_path / "c"), env=env)
         assert again.returncode == 0, again.stderr[-3000:]
+        assert "captioning: 60 requests" in again.stdout  # the finished shards' rows count too (their stats parts)
         asked_again = {d for d, n in srv.state.asked.items() if n > before.get(d, 0)}
     ref_m = json.loads((tmp_path / "ref/manifest.json").read_text())
     got_m = json.loads((tmp_path / "c/manifest.json").read_text())

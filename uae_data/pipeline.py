@@ -330,6 +330,14 @@ def caption_usage(stats: pd.DataFrame) -> dict:
         "latency_s_p95": round(float(lat.quantile(0.95)), 4) if len(sent) else 0.0}}
 
 
+def usage_text(manifest: dict) -> str:
+    """A served captioner's usage (manifest caption_usage) as one line for users."""
+    u = manifest["caption_usage"]
+    return (f"captioning: {u['requests']} requests ({u['attempts']} attempts, {u['failed']} failed, {u['truncated']} "
+            f"cut at max_tokens), {u['prompt_tokens']} + {u['completion_tokens']} tokens, latency p50 "
+            f"{u['latency_s_p50']:.2f}s p95 {u['latency_s_p95']:.2f}s")
+
+
 def audit_text(manifest: dict) -> str:
     """The caption audit of a built corpus as one line for users."""
     a = manifest["caption_audit"]
