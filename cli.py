@@ -306,7 +306,7 @@ def eval_mmt(
                    "--allow-missing": allow_missing}, MMT_RULES)
     bench, cfg = load_benchmark("mmt-bench", args, {"tsv": tsv, "model": model,
                                                     "allow_missing": "true" if allow_missing else None}, out_dir)
-    answer = mmt_answerer(cfg.model, seed=cfg.seed, encoder=encoder) if predictions is None else None
+    answer = mmt_answerer(cfg.model, seed=cfg.seed, encoder=encoder, server=cfg.server) if predictions is None else None
     res = bench.run(cfg, out_dir, answer=answer, predictions=predictions, model_name=model_name)
     if dist.main:
         out.print(bench.summary(res, out_dir), soft_wrap=True)

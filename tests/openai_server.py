@@ -16,6 +16,7 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 MODES = ("ok", "slow", "length", "429x2", "500x1", "drop", "malformed", "timeout", "500always", "malformedalways")
 ALWAYS_FAILS = {"500always": "HTTP 500", "malformedalways": "malformed"}
@@ -38,6 +39,7 @@ class ServerState:
     asked: Counter = field(default_factory=Counter)  # digest -> requests seen
     log: list[tuple[str, str, int]] = field(default_factory=list)  # (digest, mode, attempt) of every request
     auth: set = field(default_factory=set)  # Authorization headers seen
+    answer: Callable[[str, str], str] | None = None  # (image digest, prompt text) -> answer (a judge's test)
 
     def mode(self, digest: str) -> str:
         return self.modes[int(digest[:8], 16) % len(self.modes)]
@@ -56,6 +58,11 @@ def _image_url(body: dict) -> str:
             if part.get("type") == "image_url":
                 return part["image_url"]["url"]
     return json.dumps(body.get("messages"))  # a text-only request (the judge): its messages stand in
+
+
+def _prompt(body: dict) -> str:
+    content = body["messages"][-1]["content"]
+    return content if isinstance(content, str) else next(p["text"] for p in content if p.get("type") == "text")
 
 
 async def _respond(state: ServerState, headers: dict, body: bytes) -> tuple[int, dict, bytes] | None:
@@ -84,7 +91,7 @@ async def _respond(state: ServerState, headers: dict, body: bytes) -> tuple[int,
         await asyncio.sleep(state.timeout_s)
     if mode == "slow":
         await asyncio.sleep(state.slow_s)
-    text = caption_for(digest)
+    text = state.answer(digest, _prompt(request)) if state.answer else caption_for(digest)
     if mode == "length":
         max_tokens = int(request.get("max_tokens") or 8)
         return 200, {}, json.dumps(_answer(" ".join(text.split()[:max(1, min(max_tokens, 6))]), "length")).encode()
