@@ -130,13 +130,13 @@ async def _serve_conn(state: ServerState, reader: asyncio.StreamReader, writer: 
 class ChatServer:
     """Serves on 127.0.0.1 in a background thread; `url` is the base URL to give a client (…/v1)."""
 
-    def __init__(self, state: ServerState | None = None) -> None:
+    def __init__(self, state: ServerState | None = None, port: int = 0) -> None:
         self.state = state or ServerState()
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
         async def start() -> None:
-            self.server = await asyncio.start_server(lambda r, w: _serve_conn(self.state, r, w), "127.0.0.1", 0,
+            self.server = await asyncio.start_server(lambda r, w: _serve_conn(self.state, r, w), "127.0.0.1", port,
                                                      backlog=1024)
             ready.set()
 

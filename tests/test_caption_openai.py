@@ -167,3 +167,21 @@ def test_openai_build_killed_midway_resumes_to_identical_shards(tmp_path, uae):
     ref_stats, got_stats = (pd.read_parquet(tmp_path / d / "stats.parquet") for d in ("ref", "c"))
     cols = ["key", "status", "reason", "shard", "stage"]
     assert got_stats[cols].equals(ref_stats[cols])
+
+
+@pytest.mark.integration
+def test_openai_server_down_fails_the_shard_unwritten_and_a_rerun_continues(tmp_path, uae_in_process):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on (yet)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = f"http://127.0.0.1:{port}/v1"
+    r = uae_in_process("build-corpus", *args(down, n=20, shard_size=10, **{"captioner.retries": 1}), "--workers", "1",
+                       "--out", str(tmp_path / "c"))
+    assert r.returncode == 2 and "no answer to any of 10 requests" in r.stdout + r.stderr
+    assert not list((tmp_path / "c").glob("shards/*.tar")) and not list((tmp_path / "c").glob(".parts/*.parquet"))
+    with ChatServer(ServerState(modes=("ok",)), port=port) as srv:  # the same command once the server is up
+        assert srv.url == down
+        manifest = build(cfg(down, n=20, shard_size=10, **{"captioner.retries": 1}), tmp_path / "c", workers=1)
+    assert manifest["counts"] == {"input_rows": 20, "shards": 2, "samples": 20, "status_ok": 20}

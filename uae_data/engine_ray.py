@@ -96,8 +96,13 @@ def build_shards_ray(cfg: CorpusConfig, out: Path, todo: list[int], n_rows: int)
     if cfg.filters.clip.model:
         ds = ds.map_batches(ClipActor, fn_constructor_kwargs={"cfg_dict": cfg_dict}, batch_size=cfg.filters.clip.batch_size,
                             batch_format="pandas", **model_res)
-    ds = ds.map_batches(CaptionActor, fn_constructor_kwargs={"cfg_dict": cfg_dict}, batch_size=cfg.captioner.batch_size,
-                        batch_format="pandas", **model_res)
+    cap = cfg.captioner
+    if cap.name == "openai":  # a served captioner needs no GPU here, and a batch as large as its requests in flight
+        ds = ds.map_batches(CaptionActor, fn_constructor_kwargs={"cfg_dict": cfg_dict}, num_cpus=1, concurrency=1,
+                            batch_size=max(cap.batch_size, cap.concurrency), batch_format="pandas")
+    else:
+        ds = ds.map_batches(CaptionActor, fn_constructor_kwargs={"cfg_dict": cfg_dict}, batch_size=cap.batch_size,
+                            batch_format="pandas", **model_res)
     expected = {k: len(range(*shard_range(cfg, k, n_rows))) for k in todo}
     pending: dict[int, list[dict]] = {}
     for row in ds.iter_rows():

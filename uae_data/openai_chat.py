@@ -34,6 +34,7 @@ class ChatReply:
     latency_s: float = 0.0
     attempts: int = 0
     error: str | None = None  # set when the request failed for good: the row's reason
+    unreachable: bool = False  # it failed without an answer from the server (connection refused/dropped, timeout)
 
 
 @dataclass
@@ -139,7 +140,7 @@ class ChatClient:
                 # the openai client retried 429/5xx/connection/timeouts already (max_retries)
                 attempts += 1 + (self.s.retries if isinstance(e, (openai.APIConnectionError, openai.InternalServerError,
                                                                   openai.RateLimitError)) else 0)
-                return self._failed(e, t0, attempts)
+                return self._failed(e, t0, attempts, unreachable=isinstance(e, openai.APIConnectionError))
             except (ValueError, AttributeError, TypeError) as e:  # JSONDecodeError is a ValueError
                 if bad < self.s.retries:
                     await asyncio.sleep(min(0.5 * 2 ** bad, 8) * random.uniform(0.75, 1.0))
@@ -149,6 +150,16 @@ class ChatClient:
                 return self._failed(e, t0, attempts)
         raise AssertionError("unreachable")
 
-    def _failed(self, e: BaseException, t0: float, attempts: int) -> ChatReply:
+    def _failed(self, e: BaseException, t0: float, attempts: int, unreachable: bool = False) -> ChatReply:
         return ChatReply(error=self._scrub(f"{_one_line(e)} (after {attempts} attempts)"),
-                         latency_s=time.perf_counter() - t0, attempts=attempts)
+                         latency_s=time.perf_counter() - t0, attempts=attempts, unreachable=unreachable)
+
+
+def require_answers(replies: list[ChatReply], endpoint: str) -> None:
+    """Refuse a batch none of whose requests reached the server: a server that is down or overloaded is not a
+    reason to mark rows failed for good (a rerun would skip them), so the batch fails and a rerun continues."""
+    if replies and all(r.unreachable for r in replies):
+        from uae_data.core.errors import ServerError
+
+        raise ServerError(f"{endpoint}: no answer to any of {len(replies)} requests ({replies[0].error}); is the "
+                          "server up? Finished shards are kept: rerun the same command to continue")

@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 
 from uae_data.core.config import help_field
-from uae_data.openai_chat import ChatClient, ChatSettings
+from uae_data.openai_chat import ChatClient, ChatSettings, require_answers
 
 
 @dataclass
@@ -62,6 +62,7 @@ class ServedVLM:
 
     def answer_many(self, asks: list[tuple[list, str]]) -> list[str]:
         replies = self.client.run([self._messages(images, prompt) for images, prompt in asks])
+        require_answers(replies, self.cfg.endpoint or "")  # a server that is down is not a model that answers wrong
         self.errors += [r.error for r in replies if r.error]
         return [r.text if r.error is None else "" for r in replies]
 

@@ -15,7 +15,7 @@ from typing import Callable
 from uae_data import shards as sh
 from uae_data.captioners.base import CAPTIONERS, Caption, CaptionerConfig
 from uae_data.captioners.hf import LONG_CAPTION_PROMPT
-from uae_data.openai_chat import ChatClient, ChatReply, ChatSettings
+from uae_data.openai_chat import ChatClient, ChatReply, ChatSettings, require_answers
 from uae_data.sources import SourceItem
 
 MEDIA = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -53,7 +53,9 @@ class OpenAICaptioner:
         return make
 
     def __call__(self, items: list[SourceItem]) -> list[Caption]:
-        return [self._caption(r) for r in self.client.run([self._request(it) for it in items])]
+        replies = self.client.run([self._request(it) for it in items])
+        require_answers(replies, self.cfg.endpoint or "")  # server down: the shard fails, unwritten, for a rerun
+        return [self._caption(r) for r in replies]
 
     def _caption(self, r: ChatReply) -> Caption:
         stats = {"caption_prompt_tokens": r.prompt_tokens, "caption_completion_tokens": r.completion_tokens,
