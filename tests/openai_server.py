@@ -4,7 +4,8 @@ framework, so it is cheap enough to measure a client against.
 
 Each request's fate is a function of its image (sha256 of the data URL) and of how often that image was asked
 before, so a build and a resumed build meet the same server: `ok`, `slow`, `length` (finish_reason "length"),
-`429x2`, `500x1`, `drop` (connection closed once), `malformed` (bad JSON once), `timeout` (first answer slower
+`429x2`, `500x1`, `drop` (connection closed once), `cutbody` (the answer's body cut short, connection closed,
+once), `malformed` (bad JSON once), `timeout` (first answer slower
 than the client's timeout), and two that never succeed: `500always` (echoing the Authorization header in its
 error body, as a careless server might) and `malformedalways`.
 """
@@ -18,7 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-MODES = ("ok", "slow", "length", "429x2", "500x1", "drop", "malformed", "timeout", "500always", "malformedalways")
+MODES = ("ok", "slow", "length", "429x2", "500x1", "drop", "cutbody", "malformed", "timeout", "500always",
+         "malformedalways")
 ALWAYS_FAILS = {"500always": "HTTP 500", "malformedalways": "malformed"}
 
 
@@ -85,6 +87,8 @@ async def _respond(state: ServerState, headers: dict, body: bytes) -> tuple[int,
         return err(500, f"internal error; request had authorization {headers.get('authorization', '')}")
     if mode == "drop" and attempt == 1:
         return None
+    if mode == "cutbody" and attempt == 1:
+        return 200, {"x-cut": "1"}, json.dumps(_answer(caption_for(digest))).encode()
     if mode == "malformedalways" or (mode == "malformed" and attempt == 1):
         return 200, {}, b'{"choices": [{"message": {"content": "half'
     if mode == "timeout" and attempt == 1:
@@ -117,6 +121,12 @@ async def _serve_conn(state: ServerState, reader: asyncio.StreamReader, writer: 
                 writer.transport.abort()  # a dropped connection: no answer at all
                 return
             status, extra, payload = result
+            if extra.pop("x-cut", None):  # announce the whole body, send half of it, hang up
+                head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+                writer.write(head.encode() + payload[: len(payload) // 2])
+                await writer.drain()
+                writer.transport.abort()
+                return
             head = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}", "content-type: application/json",
                     f"content-length: {len(payload)}", *(f"{k}: {v}" for k, v in extra.items())]
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)

@@ -1,6 +1,6 @@
 """`openai` captioner against a local server on 127.0.0.1 that misbehaves on purpose (tests/openai_server.py):
 slow answers, 429s, 500s, dropped connections, malformed JSON, answers past the client's timeout, truncated
-answers. Every row ends captioned exactly once or failed with its reason; a build killed mid-way resumes to
+answers, bodies cut short. Every row ends captioned exactly once or failed with its reason; a build killed mid-way resumes to
 shards identical (sha256) to an uninterrupted build; an API key set in the environment is in no file."""
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from openai_server import ALWAYS_FAILS, MODES, ChatServer, ServerState, caption_
 
 RETRIES = 3
 # attempts each mode takes before its final answer (the server's own fates, tests/openai_server.py)
-ATTEMPTS = {"ok": 1, "slow": 1, "length": 1, "429x2": 3, "500x1": 2, "drop": 2, "malformed": 2, "timeout": 2,
+ATTEMPTS = {"ok": 1, "slow": 1, "length": 1, "429x2": 3, "500x1": 2, "drop": 2, "cutbody": 2, "malformed": 2, "timeout": 2,
             "500always": RETRIES + 1, "malformedalways": RETRIES + 1}
 KEY_ENV = "UAE_TEST_OPENAI_KEY"
 
@@ -185,3 +185,25 @@ def test_openai_server_down_fails_the_shard_unwritten_and_a_rerun_continues(tmp_
         assert srv.url == down
         manifest = build(cfg(down, n=20, shard_size=10, **{"captioner.retries": 1}), tmp_path / "c", workers=1)
     assert manifest["counts"] == {"input_rows": 20, "shards": 2, "samples": 20, "status_ok": 20}
+
+
+@pytest.mark.unit
+def test_openai_data_url_sends_stored_bytes_or_shrinks_to_image_side():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from uae_data import scenes
+    from uae_data.captioners.openai_api import data_url
+    from uae_data.sources import SourceItem
+
+    jpg = io.BytesIO()
+    scenes.render(scenes.sample_scene(0), 64).save(jpg, format="JPEG")
+    item = SourceItem(index=0, image=None, image_bytes=jpg.getvalue(), image_ext="jpg")
+    assert data_url(item) == "data:image/jpeg;base64," + base64.b64encode(jpg.getvalue()).decode()  # no re-encode
+    small = data_url(item, side=16)
+    assert small.startswith("data:image/jpeg;base64,")
+    assert Image.open(io.BytesIO(base64.b64decode(small.split(",", 1)[1]))).size == (16, 16)
+    with pytest.raises(ValueError, match="image_side is read by captioner 'openai' only"):
+        load_config(CorpusConfig, None, ["captioner.image_side=32"], kind="corpus")

@@ -24,6 +24,7 @@ class CaptionerConfig:
     api_key_env: str | None = help_field(None, help="openai: name of the environment variable holding the API key (the key is never written anywhere)")
     temperature: float = help_field(0.0, help="openai: sampling temperature (0: greedy, reproducible)")
     seed: int | None = help_field(None, help="openai: the request's seed (default: the corpus seed)")
+    image_side: int | None = help_field(None, help="openai: send images shrunk to at most this many pixels on their longer side (None: as stored)")
     concurrency: int = help_field(32, help="openai: requests in flight per build worker (total: workers x concurrency)")
     timeout: float = help_field(120.0, help="openai: seconds per request attempt")
     retries: int = help_field(5, help="openai: retries with backoff on 429, 5xx, dropped connections, timeouts and unparsable answers")
@@ -49,6 +50,8 @@ class CaptionerConfig:
             raise ValueError(f"captioner.endpoint must be an http(s) URL, got {self.endpoint!r}")
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.concurrency < 1:
             raise ValueError("captioner.max_new_tokens, captioner.batch_size and captioner.concurrency must be >= 1")
+        if self.image_side is not None and (self.name != "openai" or self.image_side < 8):
+            raise ValueError("captioner.image_side is read by captioner 'openai' only, and must be >= 8")
         if self.retries < 0 or self.timeout <= 0 or self.temperature < 0:
             raise ValueError("captioner.retries must be >= 0, captioner.timeout > 0 and captioner.temperature >= 0")
 

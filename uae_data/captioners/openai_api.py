@@ -21,10 +21,17 @@ from uae_data.sources import SourceItem
 MEDIA = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
-def data_url(item: SourceItem) -> str:
-    """The item's image as a data URL: the source's own bytes when it gave jpg/png/webp (no re-encode), else PNG."""
-    if item.image_bytes is not None and (item.image_ext or "").lower() in MEDIA:
-        raw, media = item.image_bytes, MEDIA[item.image_ext.lower()]
+def data_url(item: SourceItem, side: int | None = None) -> str:
+    """The item's image as a data URL: the source's own bytes when it gave jpg/png/webp (no re-encode), else PNG;
+    shrunk to `side` pixels on its longer side first when it is larger (runs in the client's encoding threads)."""
+    ext = (item.image_ext or "").lower()
+    if side is not None and max(item.size) > side:
+        im = item.pil().copy()
+        im.thumbnail((side, side))
+        fmt = "jpg" if ext in ("jpg", "jpeg") else "png"
+        raw, media = sh.encode_image(im, fmt), MEDIA[fmt]
+    elif item.image_bytes is not None and ext in MEDIA:
+        raw, media = item.image_bytes, MEDIA[ext]
     else:
         raw, media = sh.encode_image(item.pil(), "png"), "image/png"
     return f"data:{media};base64,{base64.b64encode(raw).decode('ascii')}"
@@ -48,7 +55,7 @@ class OpenAICaptioner:
 
     def _request(self, item: SourceItem) -> Callable[[], list[dict]]:
         def make() -> list[dict]:
-            return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(item)}},
+            return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(item, self.cfg.image_side)}},
                                                  {"type": "text", "text": self.prompt}]}]
         return make
 
