@@ -42,6 +42,7 @@ class ServerState:
     log: list[tuple[str, str, int]] = field(default_factory=list)  # (digest, mode, attempt) of every request
     auth: set = field(default_factory=set)  # Authorization headers seen
     answer: Callable[[str, str], str] | None = None  # (image digest, prompt text) -> answer (a judge's test)
+    models: tuple[str, ...] | None = None  # served model names (None: any); another name gets vLLM's 404
 
     def mode(self, digest: str) -> str:
         return self.modes[int(digest[:8], 16) % len(self.modes)]
@@ -70,6 +71,8 @@ def _prompt(body: dict) -> str:
 async def _respond(state: ServerState, headers: dict, body: bytes) -> tuple[int, dict, bytes] | None:
     """(status, headers, body), or None to drop the connection."""
     request = json.loads(body)
+    if state.models is not None and request.get("model") not in state.models:
+        return 404, {}, json.dumps({"error": {"message": f"The model `{request.get('model')}` does not exist."}}).encode()
     digest = digest_of(_image_url(request))
     state.asked[digest] += 1
     attempt, mode = state.asked[digest], state.mode(digest)

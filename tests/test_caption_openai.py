@@ -207,3 +207,13 @@ def test_openai_data_url_sends_stored_bytes_or_shrinks_to_image_side():
     assert Image.open(io.BytesIO(base64.b64decode(small.split(",", 1)[1]))).size == (16, 16)
     with pytest.raises(ValueError, match="image_side is read by captioner 'openai' only"):
         load_config(CorpusConfig, None, ["captioner.image_side=32"], kind="corpus")
+
+
+@pytest.mark.integration
+def test_openai_wrong_model_name_stops_the_build_before_any_row_is_failed(tmp_path, uae_in_process):
+    with ChatServer(ServerState(modes=("ok",), models=("test-vlm",))) as srv:
+        r = uae_in_process("build-corpus", *args(srv.url, n=20, shard_size=10, **{"captioner.model": "tset-vlm"}),
+                           "--workers", "1", "--out", str(tmp_path / "c"))
+        assert r.returncode == 2 and "HTTP 404" in r.stdout + r.stderr and "does not exist" in r.stdout + r.stderr
+        assert not (tmp_path / "c").exists()  # nothing made: no shard of failed rows that a rerun would skip
+        assert build(cfg(srv.url, n=20, shard_size=10), tmp_path / "c", workers=1)["counts"]["status_ok"] == 20

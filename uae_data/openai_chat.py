@@ -35,6 +35,7 @@ class ChatReply:
     attempts: int = 0
     error: str | None = None  # set when the request failed for good: the row's reason
     unreachable: bool = False  # it failed without an answer from the server (connection refused/dropped, timeout)
+    status: int | None = None  # the HTTP status it failed with, if any
 
 
 @dataclass
@@ -140,7 +141,9 @@ class ChatClient:
                 # the openai client retried 429/5xx/connection/timeouts already (max_retries)
                 attempts += 1 + (self.s.retries if isinstance(e, (openai.APIConnectionError, openai.InternalServerError,
                                                                   openai.RateLimitError)) else 0)
-                return self._failed(e, t0, attempts, unreachable=isinstance(e, openai.APIConnectionError))
+                reply = self._failed(e, t0, attempts, unreachable=isinstance(e, openai.APIConnectionError))
+                reply.status = getattr(e, "status_code", None)
+                return reply
             except (ValueError, AttributeError, TypeError) as e:  # JSONDecodeError is a ValueError
                 if bad < self.s.retries:
                     await asyncio.sleep(min(0.5 * 2 ** bad, 8) * random.uniform(0.75, 1.0))
@@ -155,11 +158,19 @@ class ChatClient:
                          latency_s=time.perf_counter() - t0, attempts=attempts, unreachable=unreachable)
 
 
-def require_answers(replies: list[ChatReply], endpoint: str) -> None:
-    """Refuse a batch none of whose requests reached the server: a server that is down or overloaded is not a
-    reason to mark rows failed for good (a rerun would skip them), so the batch fails and a rerun continues."""
-    if replies and all(r.unreachable for r in replies):
-        from uae_data.core.errors import ServerError
+SETUP_STATUSES = (401, 403, 404)  # a wrong key, model name or URL: the setup's fault, never a row's
 
+
+def require_answers(replies: list[ChatReply], endpoint: str) -> None:
+    """Refuse a batch none of whose requests reached the server, or one the server refused for its key, model
+    or path: a server that is down or a wrong setting is not a reason to mark rows failed for good (a rerun
+    would skip them), so the batch fails, nothing of it is written, and a rerun continues."""
+    from uae_data.core.errors import ServerError
+
+    refused = next((r for r in replies if r.status in SETUP_STATUSES), None)
+    if refused is not None:
+        raise ServerError(f"{endpoint}: refused ({refused.error}); check the endpoint URL, the model name and the "
+                          "API key variable. Finished shards are kept: rerun the same command to continue")
+    if replies and all(r.unreachable for r in replies):
         raise ServerError(f"{endpoint}: no answer to any of {len(replies)} requests ({replies[0].error}); is the "
                           "server up? Finished shards are kept: rerun the same command to continue")
