@@ -70,7 +70,7 @@ def delayed(delay: float) -> list[dict]:
     try:
         rows = []
         for c in (1, 4, 16, 64):
-            items = scene_items(max(4 * c, 32))
+            items = scene_items(max(8 * c, 64))  # 8 waves of requests: start-up is a small share
             rate(captioner(url, c), items[:c])  # warm-up: connections open
             got = rate(captioner(url, c), items)
             rows.append({"in_flight": c, "captions_per_s": round(got, 1), "ideal": round(c / delay, 1),
