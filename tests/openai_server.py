@@ -42,6 +42,7 @@ class ServerState:
     log: list[tuple[str, str, int]] = field(default_factory=list)  # (digest, mode, attempt) of every request
     auth: set = field(default_factory=set)  # Authorization headers seen
     answer: Callable[[str, str], str] | None = None  # (image digest, prompt text) -> answer (a judge's test)
+    retry_after_ms: int | None = 10  # sent with every error (None: no retry-after header, the client backs off)
     models: tuple[str, ...] | None = None  # served model names (None: any); another name gets vLLM's 404
 
     def mode(self, digest: str) -> str:
@@ -80,7 +81,7 @@ async def _respond(state: ServerState, headers: dict, body: bytes) -> tuple[int,
     state.auth.add(headers.get("authorization", ""))
     if state.delay_s:
         await asyncio.sleep(state.delay_s)
-    fast_retry = {"retry-after-ms": "10"}
+    fast_retry = {"retry-after-ms": str(state.retry_after_ms)} if state.retry_after_ms is not None else {}
     err = lambda code, msg, extra=None: (code, {**fast_retry, **(extra or {})}, json.dumps({"error": {"message": msg}}).encode())
     if mode == "429x2" and attempt <= 2:
         return err(429, "rate limited")

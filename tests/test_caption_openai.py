@@ -217,3 +217,21 @@ def test_openai_wrong_model_name_stops_the_build_before_any_row_is_failed(tmp_pa
         assert r.returncode == 2 and "HTTP 404" in r.stdout + r.stderr and "does not exist" in r.stdout + r.stderr
         assert not (tmp_path / "c").exists()  # nothing made: no shard of failed rows that a rerun would skip
         assert build(cfg(srv.url, n=20, shard_size=10), tmp_path / "c", workers=1)["counts"]["status_ok"] == 20
+
+
+@pytest.mark.unit
+def test_openai_client_backs_off_exponentially_or_as_retry_after_says():
+    from uae_data.openai_chat import ChatClient, ChatSettings
+
+    def ask(state: ServerState, retries: int):
+        with ChatServer(state) as srv:
+            client = ChatClient(ChatSettings(endpoint=srv.url, model="m", retries=retries, timeout=5))
+            msg = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,x"}}]}]
+            return client.run([lambda: msg])[0]
+
+    backoff = ask(ServerState(modes=("429x2",), retry_after_ms=None), retries=3)  # waits ~0.5 s, then ~1 s
+    assert backoff.error is None and backoff.attempts == 3 and 1.1 <= backoff.latency_s < 3.0
+    told = ask(ServerState(modes=("429x2",), retry_after_ms=50), retries=3)  # the server's 50 ms, twice
+    assert told.error is None and told.attempts == 3 and 0.1 <= told.latency_s < 0.6
+    gave_up = ask(ServerState(modes=("500always",)), retries=1)
+    assert gave_up.error.startswith("HTTP 500: internal error") and gave_up.attempts == 2 and gave_up.status == 500
