@@ -139,10 +139,12 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
     mine = dist.split(list(range(len(records)))) if answer is not None else list(range(len(records)))
     samples = []
     asked: dict = {}
-    if answer is not None and hasattr(answer, "answer_many"):  # a served VLM: every question in flight at once
-        rows = [records[i] for i in mine]
-        asked = dict(zip((r["index"] for r in rows), answer.answer_many(
-            [(decode_images(r["image"], f"{cfg.tsv}: row index {r['index']}"), build_prompt(r)) for r in rows])))
+    if answer is not None and hasattr(answer, "answer_many"):  # a served VLM: many questions in flight at once,
+        rows = [records[i] for i in mine]                      # in chunks so the decoded images stay few
+        for k in range(0, len(rows), 512):
+            chunk = rows[k:k + 512]
+            asked.update(zip((r["index"] for r in chunk), answer.answer_many(
+                [(decode_images(r["image"], f"{cfg.tsv}: row index {r['index']}"), build_prompt(r)) for r in chunk])))
     for row in (records[i] for i in mine):
         idx = row["index"]
         if preds is not None:
