@@ -141,7 +141,7 @@ def build_corpus(
     """
     import json
     from uae_data.corpus_config import CorpusConfig
-    from uae_data.pipeline import audit_text, build, usage_text
+    from uae_data.pipeline import build, build_notes
 
     shortcuts = {"limit": limit, "source.name": source, "source.input": input_path, "captioner.name": captioner,
                  "captioner.model": caption_model}
@@ -154,8 +154,7 @@ def build_corpus(
     c = manifest["counts"]
     out.print(f"corpus {out_dir}: {c['samples']} samples in {c['shards']} shards from {c['input_rows']} input rows "
               f"({c.get('status_dropped', 0)} dropped, {c.get('status_failed', 0)} failed: reasons in stats.parquet)")
-    out.print(audit_text(manifest)) if "caption_audit" in manifest else None  # web captions: what they name
-    out.print(usage_text(manifest)) if "caption_usage" in manifest else None  # served captioner: tokens, latency
+    out.print("\n".join(notes)) if (notes := build_notes(manifest)) else None  # web captions' audit, served usage
 
 
 @train_app.command("pretrain", epilog=OVERRIDES)

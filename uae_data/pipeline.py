@@ -330,6 +330,12 @@ def caption_usage(stats: pd.DataFrame) -> dict:
         "latency_s_p95": round(float(lat.quantile(0.95)), 4) if len(sent) else 0.0}}
 
 
+def build_notes(manifest: dict) -> list[str]:
+    """The lines `uae build-corpus` prints after its summary: web captions' audit, a served captioner's usage."""
+    return ([audit_text(manifest)] if "caption_audit" in manifest else []) + \
+        ([usage_text(manifest)] if "caption_usage" in manifest else [])
+
+
 def usage_text(manifest: dict) -> str:
     """A served captioner's usage (manifest caption_usage) as one line for users."""
     u = manifest["caption_usage"]
