@@ -132,8 +132,8 @@ def build_corpus(
     engine: str = typer.Option("local", help="local (multiprocessing) or ray (Ray Data actor pools for CLIP/recaptioning)"),
     source: Optional[str] = typer.Option(None, help="scenes | urls | folder | parquet | shards (overrides the manifest)"),
     input_path: Optional[str] = typer.Option(None, "--input", help="the source's input: url list, image folder, parquet table or shard folder"),
-    captioner: Optional[str] = typer.Option(None, help="scene | keep | hf (overrides the manifest)"),
-    caption_model: Optional[str] = typer.Option(None, help="hf captioner: model name or local folder"),
+    captioner: Optional[str] = typer.Option(None, help="scene | keep | hf | openai (overrides the manifest; openai: captioner.endpoint=URL)"),
+    caption_model: Optional[str] = typer.Option(None, help="hf captioner: model name or local folder; openai: the served model name"),
 ) -> None:
     """Build a long-caption image corpus as WebDataset shards.
 
@@ -142,7 +142,7 @@ def build_corpus(
     """
     import json
     from uae_data.corpus_config import CorpusConfig
-    from uae_data.pipeline import audit_text, build
+    from uae_data.pipeline import build, build_notes
 
     shortcuts = {"limit": limit, "source.name": source, "source.input": input_path, "captioner.name": captioner,
                  "captioner.model": caption_model}
@@ -155,7 +155,7 @@ def build_corpus(
     c = manifest["counts"]
     out.print(f"corpus {out_dir}: {c['samples']} samples in {c['shards']} shards from {c['input_rows']} input rows "
               f"({c.get('status_dropped', 0)} dropped, {c.get('status_failed', 0)} failed: reasons in stats.parquet)")
-    out.print(audit_text(manifest)) if "caption_audit" in manifest else None  # web captions: what they name
+    out.print("\n".join(notes)) if (notes := build_notes(manifest)) else None  # web captions' audit, served usage
 
 
 @train_app.command("pretrain", epilog=OVERRIDES)
@@ -306,7 +306,7 @@ def eval_mmt(
                    "--allow-missing": allow_missing}, MMT_RULES)
     bench, cfg = load_benchmark("mmt-bench", args, {"tsv": tsv, "model": model,
                                                     "allow_missing": "true" if allow_missing else None}, out_dir)
-    answer = mmt_answerer(cfg.model, seed=cfg.seed, encoder=encoder) if predictions is None else None
+    answer = mmt_answerer(cfg.model, seed=cfg.seed, encoder=encoder, server=cfg.server) if predictions is None else None
     res = bench.run(cfg, out_dir, answer=answer, predictions=predictions, model_name=model_name)
     if dist.main:
         out.print(bench.summary(res, out_dir), soft_wrap=True)

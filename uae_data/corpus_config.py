@@ -40,4 +40,4 @@ class CorpusConfig:
         require_at_least_one(self, "shard_size", "limit")
         if self.captioner.name in ("scene", "web") and self.source.name != "scenes":
             raise ValueError(f"captioner '{self.captioner.name}' writes captions of scene items only; source '{self.source.name}' "
-                             "needs captioner keep or hf")
+                             "needs captioner keep, hf or openai")

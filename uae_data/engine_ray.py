@@ -66,9 +66,11 @@ class CaptionActor:
         ok = [i for i, r in enumerate(records) if r["status"] == "ok"]
         caps = self.captioner([row_to_item(records[i]) for i in ok]) if ok else []
         text, model, trunc = [None] * len(records), [None] * len(records), [False] * len(records)
+        error, stats = [None] * len(records), ["{}"] * len(records)
         for i, c in zip(ok, caps):
-            text[i], model[i], trunc[i] = c.text, c.model, bool(c.truncated)
+            text[i], model[i], trunc[i], error[i], stats[i] = c.text, c.model, bool(c.truncated), c.error, json.dumps(c.stats)
         batch["cap_text"], batch["cap_model"], batch["cap_truncated"] = text, model, trunc
+        batch["cap_error"], batch["cap_stats"] = error, stats
         return batch
 
 
@@ -94,8 +96,13 @@ def build_shards_ray(cfg: CorpusConfig, out: Path, todo: list[int], n_rows: int)
     if cfg.filters.clip.model:
         ds = ds.map_batches(ClipActor, fn_constructor_kwargs={"cfg_dict": cfg_dict}, batch_size=cfg.filters.clip.batch_size,
                             batch_format="pandas", **model_res)
-    ds = ds.map_batches(CaptionActor, fn_constructor_kwargs={"cfg_dict": cfg_dict}, batch_size=cfg.captioner.batch_size,
-                        batch_format="pandas", **model_res)
+    cap = cfg.captioner
+    if cap.name == "openai":  # a served captioner needs no GPU here, and a batch as large as its requests in flight
+        ds = ds.map_batches(CaptionActor, fn_constructor_kwargs={"cfg_dict": cfg_dict}, num_cpus=1, concurrency=1,
+                            batch_size=max(cap.batch_size, cap.concurrency), batch_format="pandas")
+    else:
+        ds = ds.map_batches(CaptionActor, fn_constructor_kwargs={"cfg_dict": cfg_dict}, batch_size=cap.batch_size,
+                            batch_format="pandas", **model_res)
     expected = {k: len(range(*shard_range(cfg, k, n_rows))) for k in todo}
     pending: dict[int, list[dict]] = {}
     for row in ds.iter_rows():
@@ -104,7 +111,8 @@ def build_shards_ray(cfg: CorpusConfig, out: Path, todo: list[int], n_rows: int)
         if len(pending[k]) == expected[k]:
             rows = sorted(pending.pop(k), key=lambda r: int(r["index"]))
             items = [row_to_item(r) for r in rows]
-            caps = [Caption(r["cap_text"], r["cap_model"], bool(r["cap_truncated"])) for r in rows if r["status"] == "ok"]
+            caps = [Caption(r["cap_text"], r["cap_model"], bool(r["cap_truncated"]), error=r["cap_error"] or None,
+                            stats=json.loads(r["cap_stats"] or "{}")) for r in rows if r["status"] == "ok"]
             yield write_shard_outputs(cfg, k, items, caps, out)
     if pending:
         raise RuntimeError(f"ray engine: shards {sorted(pending)} came back incomplete")

@@ -157,6 +157,10 @@ def check_models(cfg: CorpusConfig) -> None:
 
     if cfg.captioner.name == "hf":
         require_model(cfg.captioner.model, "--caption-model (captioner.model)", "captioner")
+    if cfg.captioner.name == "openai":
+        from uae_data.openai_chat import api_key
+
+        api_key(cfg.captioner.api_key_env)  # a named key that is not set fails now, not on every row
     if cfg.filters.clip.model:
         require_open_clip(cfg.filters.clip.model, cfg.filters.clip.pretrained,
                           "filters.clip.model / filters.clip.pretrained")
@@ -283,6 +287,7 @@ def finalize(cfg: CorpusConfig, out: Path, n_rows: int, n_shards: int, seconds: 
         "stages": {f"{status}_{stage or 'other'}": int(v)
                    for (status, stage), v in not_ok.groupby(["status", "stage"]).size().items()},
         **caption_audit(stats),
+        **caption_usage(stats),
         "sha256": {n: sh.file_sha256(out / "shards" / n) for n in names},
         "versions": package_versions(),
         "git_hash": git_hash(),
@@ -304,6 +309,39 @@ def caption_audit(stats: pd.DataFrame) -> dict:
         "objects_named_full": round(float(ok["objects_named_full"].sum()) / objects, 4),
         "words_per_caption": round(float(ok["caption_words"].mean()), 2) if len(ok) else 0.0,
         "samples": int(len(ok))}}
+
+
+def caption_usage(stats: pd.DataFrame) -> dict:
+    """{"caption_usage": ...} for corpora captioned by a server (openai): tokens, latency and retries of the
+    rows sent (this build's rows; a resumed build counts the finished shards' rows from their stats parts)."""
+    if "caption_latency_s" not in stats:
+        return {}
+    sent = stats[stats["caption_attempts"] >= 0]
+    lat = sent["caption_latency_s"].astype(float)
+    return {"caption_usage": {
+        "requests": int(len(sent)),
+        "failed": int((sent["status"] != "ok").sum()),
+        "truncated": int(sent["caption_truncated"].astype(bool).sum()),
+        "attempts": int(sent["caption_attempts"].sum()),
+        "prompt_tokens": int(sent["caption_prompt_tokens"].clip(lower=0).sum()),
+        "completion_tokens": int(sent["caption_completion_tokens"].clip(lower=0).sum()),
+        "latency_s_mean": round(float(lat.mean()), 4) if len(sent) else 0.0,
+        "latency_s_p50": round(float(lat.quantile(0.5)), 4) if len(sent) else 0.0,
+        "latency_s_p95": round(float(lat.quantile(0.95)), 4) if len(sent) else 0.0}}
+
+
+def build_notes(manifest: dict) -> list[str]:
+    """The lines `uae build-corpus` prints after its summary: web captions' audit, a served captioner's usage."""
+    return ([audit_text(manifest)] if "caption_audit" in manifest else []) + \
+        ([usage_text(manifest)] if "caption_usage" in manifest else [])
+
+
+def usage_text(manifest: dict) -> str:
+    """A served captioner's usage (manifest caption_usage) as one line for users."""
+    u = manifest["caption_usage"]
+    return (f"captioning: {u['requests']} requests ({u['attempts']} attempts, {u['failed']} failed, {u['truncated']} "
+            f"cut at max_tokens), {u['prompt_tokens']} + {u['completion_tokens']} tokens, latency p50 "
+            f"{u['latency_s_p50']:.2f}s p95 {u['latency_s_p95']:.2f}s")
 
 
 def audit_text(manifest: dict) -> str:

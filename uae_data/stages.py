@@ -157,6 +157,12 @@ def write_shard_outputs(cfg: CorpusConfig, k: int, items: list[SourceItem], capt
     out = Path(out)
     name = sh.shard_name(k)
     ok = [it for it in items if it.status == "ok"]
+    usage = {sh.sample_key(it.index): cap.stats for it, cap in zip(ok, captions, strict=True) if cap.stats}
+    for it, cap in zip(ok, captions):
+        if cap.error is not None:  # captioning failed for good (openai: after retries): the row stays, as failed
+            it.status, it.reason, it.meta["stage"] = "failed", cap.error, "caption"
+    captions = [cap for cap in captions if cap.error is None]
+    ok = [it for it in ok if it.status == "ok"]
     samples = [sh.Sample(key=sh.sample_key(it.index), image=_image_bytes(cfg, it), image_ext=cfg.image_format,
                          caption=cap.text, meta=sample_meta(cfg, it, cap)) for it, cap in zip(ok, captions, strict=True)]
     rows = [{"key": sh.sample_key(it.index), "status": it.status, "reason": it.reason,
@@ -168,7 +174,10 @@ def write_shard_outputs(cfg: CorpusConfig, k: int, items: list[SourceItem], capt
     if extra:  # web captions: per-row counts behind the corpus audit (manifest.json "caption_audit")
         for r in rows:
             r.update({c: audit.get(r["key"], {}).get(c, -1) for c in [*extra, "caption_words"]})
-    stats = pd.DataFrame(rows, columns=[*STATS_COLUMNS, *([*extra, "caption_words"] if extra else [])])
+    usage_cols = list(dict.fromkeys(c for u in usage.values() for c in u))
+    for r in rows:  # openai: tokens, latency, attempts of every captioned row (-1: never sent)
+        r.update({c: usage.get(r["key"], {}).get(c, -1) for c in usage_cols})
+    stats = pd.DataFrame(rows, columns=[*STATS_COLUMNS, *([*extra, "caption_words"] if extra else []), *usage_cols])
     atomic_write(out / ".parts" / f"{name}.parquet", lambda f: stats.to_parquet(f, index=False), binary=True)
     count, digest = sh.write_shard(out / "shards" / name, samples)
     statuses: dict[str, int] = {}

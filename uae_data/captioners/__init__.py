@@ -15,5 +15,7 @@ def build_captioner(cfg: CaptionerConfig, seed: int) -> Captioner:
 
     if cfg.name == "hf":
         from uae_data.captioners import hf  # noqa: F401  (registers; imports torch/transformers only when used)
+    if cfg.name == "openai":
+        from uae_data.captioners import openai_api  # noqa: F401  (registers; imports httpx only when used)
 
     return CAPTIONERS.get(cfg.name)(cfg, seed)

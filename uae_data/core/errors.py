@@ -22,3 +22,7 @@ class InputError(UserError):
 
 class ModelLoadError(UserError):
     """A name or path that does not hold a loadable model; the message is one line naming it."""
+
+
+class ServerError(UserError):
+    """An OpenAI-compatible server (a captioner's or judge's endpoint) that answered none of a batch's requests."""

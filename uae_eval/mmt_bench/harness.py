@@ -12,6 +12,7 @@ from uae_data.core.config import help_field, to_dict
 from uae_data.core.errors import InputError
 from uae_eval.benchmarks import Benchmark, register
 from uae_eval.results import Results, write_results
+from uae_eval.vlm_judge import ServedVLMConfig
 
 from .data import check_images, decode_images, load_tsv
 from .extract import RULE_SETS, extract_choice
@@ -26,8 +27,10 @@ class MMTConfig:
     seed: int = help_field(0, help="seed for random answerers")
     limit: int | None = help_field(None, help="score only the first N rows (smoke runs; not comparable)")
     allow_missing: bool = help_field(False, help="predictions mode: score rows without a prediction as failed extractions (as VLMEvalKit scores a missing answer) instead of refusing; results record n_missing")
+    server: ServedVLMConfig = help_field(None, help="a VLM served by vLLM/SGLang/lmdeploy: server.endpoint=URL makes `model` the served model's name")
 
     def __post_init__(self) -> None:
+        self.server = self.server or ServedVLMConfig()
         if self.rules not in RULE_SETS:
             raise InputError(f"mmt-bench config: rules {self.rules!r} unknown; choose {', '.join(RULE_SETS)}")
 
@@ -135,10 +138,19 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
     records = df.to_dict("records")
     mine = dist.split(list(range(len(records)))) if answer is not None else list(range(len(records)))
     samples = []
+    asked: dict = {}
+    if answer is not None and hasattr(answer, "answer_many"):  # a served VLM: many questions in flight at once,
+        rows = [records[i] for i in mine]                      # in chunks so the decoded images stay few
+        for k in range(0, len(rows), 512):
+            chunk = rows[k:k + 512]
+            asked.update(zip((r["index"] for r in chunk), answer.answer_many(
+                [(decode_images(r["image"], f"{cfg.tsv}: row index {r['index']}"), build_prompt(r)) for r in chunk])))
     for row in (records[i] for i in mine):
         idx = row["index"]
         if preds is not None:
             pred = preds.get(idx, "")  # missing (allow_missing): no answer -> extraction fails -> Z
+        elif idx in asked:
+            pred = asked[idx]
         else:
             extra = {"row": row} if getattr(answer, "wants_row", False) else {}
             pred = answer(decode_images(row["image"], f"{cfg.tsv}: row index {idx}"), build_prompt(row), **extra)
@@ -165,7 +177,8 @@ def run(cfg: MMTConfig, out: str | Path, answer: Callable[[list, str], str] | No
                       primary_metric="overall", higher_is_better=True, n_items=len(samples),
                       config=to_dict(cfg) | ({"model": model["name"]} if preds is not None else {}),
                       extra={"partial": bool(n_missing or left), "n_missing": n_missing + left,
-                             **({"limited_to": len(df)} if left else {})})
+                             **({"limited_to": len(df)} if left else {}),
+                             **({"n_request_failed": len(answer.errors)} if hasattr(answer, "errors") else {})})
     write_results(out, results, samples)
     dist.barrier()
     return results

@@ -80,12 +80,22 @@ def recon_models(cfg, encoder: str | Path | None = None, decoder: str | Path | N
     return load_recon_models(encoder, decoder, cfg)
 
 
-def mmt_answerer(model: str, seed: int = 0, encoder: Path | None = None, caption: Callable | None = None) -> Callable:
+def mmt_answerer(model: str, seed: int = 0, encoder: Path | None = None, caption: Callable | None = None,
+                 server=None) -> Callable:
     """MMT-Bench's answer(images, prompt) for a manifest's `model`: the caption-reader over `caption`
     (default: the captions of the saved encoder folder `encoder`), a scene answerer (oracle, random: `seed`),
-    or else any image-text-to-text VLM (folder or hub name)."""
+    the VLM named `model` on an OpenAI-compatible server (`server.endpoint` set), or else any image-text-to-text
+    VLM (folder or hub name)."""
     from uae_eval.mmt_bench.answerers import ANSWERERS, build_answerer
     from uae_train.evaluation import loading
+
+    if server is not None and server.endpoint:
+        from uae_eval.vlm_judge import ServedVLM
+
+        if model in ANSWERERS or encoder is not None:
+            raise ConfigError(f"server.endpoint with --model {model}: a served model is named by --model (the name "
+                              "the server serves), not a scene answerer, and takes no --encoder; nothing was run")
+        return ServedVLM(model, server)
 
     if encoder is not None and model != "caption-reader":
         raise ConfigError(f"--encoder with --model {model}: the encoder writes captions for --model caption-reader "
