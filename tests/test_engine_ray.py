@@ -2,6 +2,10 @@
 on a local Ray started by the test (this machine only, 2 CPUs)."""
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from uae_data.core.config import load_config
@@ -17,10 +21,20 @@ def local_ray(tmp_path_factory):
     ray = pytest.importorskip("ray")
     # workers are killed at shutdown: their import-time temp folders (wandb's) go to a folder pytest owns
     scratch = tmp_path_factory.mktemp("ray-workers")
+    # Ray's session folders (logs, sockets) go to <tmp>/ray; the ones this run made are removed after it
+    sessions = Path(tempfile.gettempdir()) / "ray"
+    before = set(sessions.glob("session_*"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {"TMPDIR": str(scratch)}})
     yield ray
     ray.shutdown()
+    for folder in set(sessions.glob("session_*")) - before:
+        if folder.is_symlink():
+            folder.unlink()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    if sessions.is_dir() and not any(sessions.iterdir()):
+        sessions.rmdir()
 
 
 @pytest.mark.integration
