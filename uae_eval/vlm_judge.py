@@ -71,8 +71,7 @@ class ServedVLM:
 
     def yes_no(self, asks: list[tuple[list, str]]) -> list[bool | None]:
         """Yes/no questions (a DPG-Bench-style judge): True, False, or None when the answer is neither."""
-        out: list[bool | None] = []
-        for text in self.answer_many([(im, f"{q} Answer yes or no.") for im, q in asks]):
-            word = text.strip().lower().lstrip("\"'*( ").split(None, 1)[0].rstrip(".,!:;\"'*)") if text.strip() else ""
-            out.append(True if word == "yes" else False if word == "no" else None)
-        return out
+        from uae_eval.dpg_bench.judges import first_word  # DPG-Bench's reading of a reply
+
+        words = [first_word(t) for t in self.answer_many([(im, f"{q} Answer yes or no.") for im, q in asks])]
+        return [True if w == "yes" else False if w == "no" else None for w in words]

@@ -90,10 +90,15 @@ class MplugJudge:
         return {"backend": "mplug", "model": self.model, "official_compatible": self.model == OFFICIAL_MPLUG}
 
 
-def yes_no(text: str) -> str:
-    """A free-form reply as "yes" or "no": "yes" iff its first word is yes (case and punctuation ignored)."""
+def first_word(text: str) -> str:
+    """A free-form reply's first word, lower case, punctuation and markup ignored ("" when it has none)."""
     words = re.findall(r"[a-z]+", str(text).lower())
-    return "yes" if words and words[0] == "yes" else "no"
+    return words[0] if words else ""
+
+
+def yes_no(text: str) -> str:
+    """A free-form reply as "yes" or "no": "yes" iff its first word is yes."""
+    return "yes" if first_word(text) == "yes" else "no"
 
 
 @JUDGES.register("vlm")
