@@ -1,16 +1,19 @@
 """One client for any OpenAI-compatible chat server (vLLM, SGLang, lmdeploy, ...): many requests in flight,
 each ending in exactly one `ChatReply` (an answer, or the reason it failed), never an exception.
 
-Why httpx and not the `openai` package: measured against an instant local server with 64 requests in flight,
-the openai client spends ~2 ms a request walking the request (its `transform` over the messages, a base64
-image among them) and its shared httpx pool rescans every connection on each request (httpcore's
-`_assign_requests_to_connections`): ~80 captions/s through the captioner, where this client, httpx with one
-connection per worker and one shared TLS context, does ~890/s on the same machine (unpinned, loaded 2-core box). So the protocol (POST {endpoint}/chat/completions with the OpenAI API's JSON) is spoken
-with httpx, and what the openai client would do is hand-written here, the way it does it: retries of
-408/409/429/5xx, dropped connections and timeouts with exponential backoff (0.5 s doubling, at most 8 s, up to
-25% jitter) that honours `retry-after-ms` / `retry-after` (up to 60 s); plus retries of answers that cannot be
-parsed (malformed JSON, no choices), per-request latency and attempt counts, and every error as a one-line reason
-with the API key scrubbed out (a server may echo headers back in an error body).
+Why aiohttp, and not the `openai` package or httpx: the client must never be what limits a GPU server, and with
+64 requests in flight its CPU per request decides that (one event loop does them all, and a busy loop delays
+every answer). `python benchmarks/caption_client.py` measures the transports side by side against the same local
+server: the openai client spent ~2 ms a request walking the request (its `transform` over the messages, a base64
+image among them; ~80 captions/s through the captioner), httpx ~1 ms (at 64 in flight on a 0.1 s server it
+reached ~60-70% of concurrency / delay), aiohttp ~0.1 ms (benchmarks/results/caption_client_cpu.txt has the
+figures of one run). aiohttp is also what vLLM's own serving benchmark uses. So the protocol (POST
+{endpoint}/chat/completions with the OpenAI API's JSON) is spoken with aiohttp, and what the openai client would
+do is hand-written here, the way it does it: retries of 408/409/429/5xx, dropped connections and timeouts with
+exponential backoff (0.5 s doubling, at most 8 s, up to 25% jitter) that honours `retry-after-ms` /
+`retry-after` (up to 60 s); plus retries of answers that cannot be parsed (malformed JSON, no choices, a body
+cut short), per-request latency and attempt counts, and every error as a one-line reason with the API key
+scrubbed out (a server may echo headers back in an error body).
 
 Used by the `openai` captioner (uae_data/captioners/openai_api.py) and the VLM judge (uae_eval/vlm_judge.py).
 """
@@ -127,7 +130,7 @@ class ChatClient:
         self._key = api_key(s.api_key_env)
         self.url = s.endpoint.rstrip("/") + "/chat/completions"
         self.headers = {"content-type": "application/json", "authorization": f"Bearer {self._key}"}
-        self._tls: Any = None  # one TLS context for every worker's client (each would load the CA file: 20 ms)
+        self._tls: Any = None  # one TLS context for every call (loading the CA file takes ~20 ms)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key != NO_KEY else text
@@ -140,48 +143,56 @@ class ChatClient:
         return asyncio.run(self._run(build, threads))
 
     async def _run(self, build: list[Callable[[], list[dict]]], threads: int) -> list[ChatReply]:
-        import httpx
+        import aiohttp
 
         replies: list[ChatReply | None] = [None] * len(build)
         todo = iter(range(len(build)))
         loop = asyncio.get_running_loop()
-        timeout = httpx.Timeout(self.s.timeout)
         if self._tls is None:
             import ssl
 
             self._tls = ssl.create_default_context()
+        workers = min(max(1, self.s.concurrency), len(build))
+        # one session, one keep-alive connection per worker; its timeout is the whole attempt's (connect, send, wait)
+        connector = aiohttp.TCPConnector(limit=workers, ssl=self._tls if self.url.startswith("https") else False)
+        session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.s.timeout))
 
         async def worker(pool: ThreadPoolExecutor) -> None:
-            # one client with one keep-alive connection per worker: no shared pool to rescan on every request
-            async with httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=1), verify=self._tls) as client:
-                for i in todo:  # the workers share one iterator: each request is taken exactly once
-                    try:
-                        messages = await loop.run_in_executor(pool, build[i])
-                    except Exception as e:  # noqa: BLE001 - an image that cannot be encoded fails its row only
-                        replies[i] = ChatReply(error=self._scrub(f"cannot prepare request: {type(e).__name__}: {e}"))
-                        continue
-                    body = json.dumps({"model": self.s.model, "messages": messages, **self.s.params}).encode()
-                    replies[i] = await self._ask(client, body)
+            for i in todo:  # the workers share one iterator: each request is taken exactly once
+                try:
+                    messages = await loop.run_in_executor(pool, build[i])
+                except Exception as e:  # noqa: BLE001 - an image that cannot be encoded fails its row only
+                    replies[i] = ChatReply(error=self._scrub(f"cannot prepare request: {type(e).__name__}: {e}"))
+                    continue
+                body = json.dumps({"model": self.s.model, "messages": messages, **self.s.params}).encode()
+                replies[i] = await self._ask(session, body)
 
-        with ThreadPoolExecutor(threads) as pool:
-            await asyncio.gather(*(worker(pool) for _ in range(min(max(1, self.s.concurrency), len(build)))))
+        async with session:
+            with ThreadPoolExecutor(threads) as pool:
+                await asyncio.gather(*(worker(pool) for _ in range(workers)))
         return [r if r is not None else ChatReply(error="not sent") for r in replies]
 
-    async def _ask(self, client: Any, body: bytes) -> ChatReply:
-        import httpx
+    async def _post(self, session: Any, body: bytes) -> tuple[int, Any, bytes]:
+        """One attempt: (status, headers, body), or a retryable Failure when no whole answer came back."""
+        import aiohttp
 
+        try:
+            async with session.post(self.url, data=body, headers=self.headers) as r:
+                return r.status, r.headers, await r.read()
+        except asyncio.TimeoutError:
+            raise Failure(f"timed out after {self.s.timeout:g}s", retry=True, unreachable=True) from None
+        except aiohttp.ClientPayloadError as e:  # the body was cut short: the server answered, but not all of it
+            raise Failure(f"answer cut short ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                          retry=True, unreachable=True) from None
+        except aiohttp.ClientError as e:  # refused, dropped, reset
+            raise Failure(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'connection lost'}",
+                          retry=True, unreachable=True) from None
+
+    async def _ask(self, session: Any, body: bytes) -> ChatReply:
         t0 = time.perf_counter()
         for attempt in range(1, self.s.retries + 2):
             try:
-                try:
-                    r = await client.post(self.url, content=body, headers=self.headers)
-                except httpx.TimeoutException as e:
-                    raise Failure(f"timed out after {self.s.timeout:g}s ({type(e).__name__})", retry=True,
-                                  unreachable=True) from None
-                except httpx.TransportError as e:
-                    raise Failure(f"{type(e).__name__}: {str(e) or 'connection lost'}", retry=True,
-                                  unreachable=True) from None
-                reply = parse_reply(r.status_code, r.headers, r.content)
+                reply = parse_reply(*await self._post(session, body))
             except Failure as f:
                 if f.retry and attempt <= self.s.retries:
                     await asyncio.sleep(f.wait_s if f.wait_s is not None else

@@ -16,6 +16,6 @@ def build_captioner(cfg: CaptionerConfig, seed: int) -> Captioner:
     if cfg.name == "hf":
         from uae_data.captioners import hf  # noqa: F401  (registers; imports torch/transformers only when used)
     if cfg.name == "openai":
-        from uae_data.captioners import openai_api  # noqa: F401  (registers; imports httpx only when used)
+        from uae_data.captioners import openai_api  # noqa: F401  (registers; imports aiohttp only when used)
 
     return CAPTIONERS.get(cfg.name)(cfg, seed)

@@ -14,18 +14,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from uae_data.core.config import help_field, to_dict
 from uae_data.core.errors import InputError
-from uae_eval.dpg_bench.data import DPGData, Item, load_csv, read_prompt
+from uae_eval.dpg_bench.data import DPGData, Item, Question, load_csv, read_prompt
 from uae_eval.dpg_bench.images import ImageFailure, crop_tiles, open_image, paint_items, tile_side
 from uae_eval.dpg_bench.scoring import ImageScore, aggregate, score_image
+from uae_eval.vlm_judge import ServedVLMConfig
 
 BENCHMARK = "dpg-bench"
 BENCHMARK_VERSION = "dpg-bench@ELLA-025f650"  # scoring of TencentQQGYLab/ELLA dpg_bench/compute_dpg_bench.py
 SCENE_CSV = "manifests/dpg_scene/dpg_bench.csv"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+GRID_GROUP = 16  # grids a served judge is asked about at once (16 x 4 tiles x ~15 questions in flight at most)
 
 
 @dataclass
@@ -52,10 +54,15 @@ class DPGConfig:
     dtype: str = help_field("auto", help="--pipeline: auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
     batch_size: int = help_field(16, help="tiles painted per model call")
     limit: int | None = help_field(None, help="score only the first N items (smoke runs; marked partial)")
+    server: ServedVLMConfig = help_field(None, help="judge vlm served by vLLM/SGLang/lmdeploy: server.endpoint=URL makes "
+                                                    "judge_options.model (--judge-model) the served model's name")
     save_images: bool = help_field(True, help="keep painted images in OUT/images (official layout; reruns continue)")
     allow_partial: bool = help_field(False, help="score an --images folder or --answers file that misses images or "
                                                  "rows, or has unreadable images (results say partial: true and how "
                                                  "many); off: refuse, as a score over a subset is another number")
+
+    def __post_init__(self) -> None:
+        self.server = self.server or ServedVLMConfig()
 
     def validate(self) -> None:
         from uae_data.core.config import check_options, require_at_least_one
@@ -67,6 +74,13 @@ class DPGConfig:
             raise ValueError(f"tiles must be 1-4 (the 2x2 grid's tiles), got {self.tiles}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        self.server.validate()
+        if self.server.endpoint and self.judge != "vlm":
+            raise ValueError(f"server.endpoint is read by judge vlm only, not {self.judge!r}; add judge=vlm "
+                             "--judge-model NAME (the served model's name)")
+        if self.server.endpoint and "max_new_tokens" in self.judge_options:
+            raise ValueError("judge_options.max_new_tokens is not read by a served judge: its answer limit is "
+                             "server.max_tokens")
         if self.judge == "scene" and self.judge_options:
             raise ValueError(f"judge_options: the scene judge takes no options (got {', '.join(self.judge_options)}); "
                              "--judge-model and judge_options apply to --judge vlm or mplug")
@@ -101,18 +115,24 @@ class Judged:
     failure: str | None = None
 
 
-def judge_item(item: Item, image, judge, cfg: DPGConfig, name: str) -> tuple[list[dict[int, str]], list[dict], int]:
-    """(answers per tile, answer rows, R) of one grid image."""
-    tiles = crop_tiles(image, cfg.tiles, cfg.resolution, name)
+def answer_rows(item: Item, asked: list[tuple[list[str], list[str] | None]]) -> tuple[list[dict[int, str]], list[dict]]:
+    """(answers per tile, answer rows) of one grid from its tiles' (answers, raw replies or None)."""
     per_tile, rows = [], []
-    for t, tile in enumerate(tiles):
-        said = judge(tile, item.questions)
-        raw = getattr(judge, "raw", None)
+    for t, (said, raw) in enumerate(asked):
         per_tile.append({q.proposition_id: a for q, a in zip(item.questions, said)})
         for n, (q, a) in enumerate(zip(item.questions, said)):
             rows.append({"item_id": item.item_id, "tile": t, "proposition_id": q.proposition_id, "answer": a,
                          **({"raw": raw[n]} if raw else {})})
-    return per_tile, rows, tile_side(image, cfg.tiles, cfg.resolution)
+    return per_tile, rows
+
+
+def _ask(judge, grids: list[tuple[list, Sequence[Question]]]) -> list[list[tuple[list[str], list[str] | None]]]:
+    """Per grid, per tile: (answers, raw replies or None). A judge with `judge_grids` (a served VLM) is asked a
+    group of grids' questions at once, so a server has many requests in flight; others tile by tile."""
+    at_once = getattr(judge, "judge_grids", None)
+    if at_once is not None:
+        return at_once(grids)
+    return [[(judge(tile, questions), getattr(judge, "raw", None)) for tile in tiles] for tiles, questions in grids]
 
 
 def sample_of(item: Item, scored: ImageScore, image: str | None) -> dict:
@@ -198,6 +218,8 @@ def run(cfg: DPGConfig, out: Path, generate: Callable | None = None, images: Pat
                              "it, or pass --allow-partial to score the others, marked partial")
         if on_progress:
             on_progress(len(done), len(share))
+    if mode != "answers":
+        provenance = _judge_failures(judge, cfg, dist)
     merged = sorted((o for part in dist.gather(done) for o in part), key=lambda o: o.index)
     failed = {data.items[o.index].item_id: o.failure for o in merged if o.failure}
     scored = [o for o in merged if o.score is not None]
@@ -222,6 +244,20 @@ def run(cfg: DPGConfig, out: Path, generate: Callable | None = None, images: Pat
     return results
 
 
+def _judge_failures(judge, cfg: DPGConfig, dist) -> dict:
+    """The judge's provenance after judging, with how many of its requests failed for good (a served judge: each
+    counts as a "no"), summed over ranks; refused unless allow_partial, since those answers were never given."""
+    provenance = judge.provenance()
+    if "failed_requests" not in provenance:
+        return provenance
+    provenance["failed_requests"] = n = int(dist.sum(provenance["failed_requests"])[0])
+    if n and not cfg.allow_partial:
+        raise InputError(f"{n} judge requests failed for good ({provenance.get('first_failure')}); nothing was "
+                         "written: rerun (painted images are kept), or pass --allow-partial to score them as "
+                         "'no', marked partial")
+    return provenance
+
+
 def _painter(cfg: DPGConfig, items: list[Item], generate: Callable | None, model: dict | None):
     """(generate, model info): the given painter, or cfg.generator's scene painter (the oracle reads the prompts)."""
     from uae_eval.dpg_bench.generators import build_generator, check_oracle_prompts
@@ -242,21 +278,36 @@ def _scored(index: int, item: Item, per_tile: list[dict[int, str]], rows: list[d
 
 
 def _judge_all(grids, judge, cfg: DPGConfig, number: dict[str, int], rs: set[int]) -> Iterator[Judged]:
-    for item, load, image in grids:
-        try:
-            per_tile, rows, r = judge_item(item, load(), judge, cfg, image or item.item_id)
-        except ImageFailure as e:
-            yield Judged(number[item.item_id], None, None, [], str(e))
-            continue
-        rs.add(r)
-        yield _scored(number[item.item_id], item, per_tile, rows, image)
+    group = GRID_GROUP if hasattr(judge, "judge_grids") else 1
+    for chunk in _chunks(grids, group):
+        ready = []  # (item, image name, tiles) of the chunk's grids that could be cut into tiles
+        for item, load, image in chunk:
+            try:
+                grid = load()
+                ready.append((item, image, crop_tiles(grid, cfg.tiles, cfg.resolution, image or item.item_id)))
+                rs.add(tile_side(grid, cfg.tiles, cfg.resolution))
+            except ImageFailure as e:
+                yield Judged(number[item.item_id], None, None, [], str(e))
+        for (item, image, _), asked in zip(ready, _ask(judge, [(tiles, item.questions) for item, _, tiles in ready])):
+            yield _scored(number[item.item_id], item, *answer_rows(item, asked), image)
+
+
+def _chunks(it: Iterable, n: int) -> Iterator[list]:
+    chunk: list = []
+    for x in it:
+        chunk.append(x)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _extra(cfg: DPGConfig, data: DPGData, items: list[Item], provenance: dict, scored: list[Judged],
            failed: dict[str, str], missing: list[str], rs: set[int], mode: str) -> dict:
     skipped = {o.score.item_id: o.score.skipped for o in scored if o.score.score is None}
     left = len(data.items) - len(items)  # items a `limit` left out count as missing images, as GenEval counts them
-    partial = bool(failed or missing or left)
+    partial = bool(failed or missing or left or provenance.get("failed_requests"))
     official = (bool(provenance.get("official_compatible")) and cfg.tiles == 4 and not cfg.ask_first_question
                 and not partial)
     return {"official_compatible": official, "judge": provenance, "tiles": cfg.tiles,

@@ -4,8 +4,10 @@ mplug  the official judge: modelscope's VQA pipeline with mPLUG-large (`damo/mpl
        coco_large_en`), asked the question as written, its text kept as is (the official rule scores it 1 iff
        it is exactly "yes"). modelscope is an optional extra (`pip install 'uae[dpg-mplug]'`); without it the
        judge is refused in one line before anything runs.
-vlm    any transformers AutoModelForImageTextToText, asked the question plus "Answer yes or no."; its reply is
-       normalised to "yes" / "no" (`yes_no`). Never official-compatible: another judge gives other numbers.
+vlm    any transformers AutoModelForImageTextToText, or a VLM served by vLLM/SGLang/lmdeploy (`server.endpoint`;
+       uae_eval/vlm_judge.py: a grid's questions all in flight at once), asked the question plus "Answer yes or
+       no."; its reply is normalised to "yes" / "no" (`yes_no`). Never official-compatible: another judge gives
+       other numbers.
 scene  the scene world's exact judge: the tile's scene read by the scene detector (`read_scene`), each Scene-DPG
        tuple answered from it exactly (scene_dpg.answer). Questions of other CSVs are refused up front.
 
@@ -103,7 +105,8 @@ def yes_no(text: str) -> str:
 
 @JUDGES.register("vlm")
 class VLMJudge:
-    """Any image-text-to-text model; `ask(images, prompt) -> text` is built by the caller (uae_train loads models)."""
+    """Any image-text-to-text model; `ask(images, prompt) -> text` is built by the caller (uae_train loads models).
+    An `ask` with `answer_many` (a served VLM) is asked a group of grids' questions in one call."""
 
     def __init__(self, ask: Callable | None = None, model: str | None = None, prompt: str = VLM_PROMPT,
                  max_new_tokens: int = 8) -> None:
@@ -114,13 +117,36 @@ class VLMJudge:
             raise ConfigError("judge_options.prompt must contain {question}")
         self.ask, self.model, self.prompt, self.max_new_tokens = ask, model, prompt, max_new_tokens
         self.raw: list[str] = []  # the last call's replies before normalising
+        if hasattr(ask, "answer_many"):  # the harness asks a group of grids at once only when `ask` can take them
+            self.judge_grids = self._judge_grids
 
     def __call__(self, tile: Image.Image, questions: Sequence[Question]) -> list[str]:
         self.raw = [self.ask([tile], self.prompt.format(question=q.question)) for q in questions]
         return [yes_no(r) for r in self.raw]
 
+    def _judge_grids(self, grids: Sequence[tuple[Sequence[Image.Image], Sequence[Question]]]) -> list:
+        """Per grid, per tile: (answers, raw replies). Only for an `ask` with answer_many (a served VLM): every
+        question of every tile in one call, so the server has them all in flight."""
+        prompts = [[self.prompt.format(question=q.question) for q in questions] for _, questions in grids]
+        raw = iter(self.ask.answer_many([([tile], p) for (tiles, _), ps in zip(grids, prompts) for tile in tiles
+                                         for p in ps]))
+        out = []
+        for (tiles, _), ps in zip(grids, prompts):
+            per_tile = []
+            for _ in tiles:
+                replies = [next(raw) for _ in ps]
+                per_tile.append(([yes_no(r) for r in replies], replies))
+            out.append(per_tile)
+        return out
+
     def provenance(self) -> dict:
-        return {"backend": "vlm", "model": self.model, "prompt": self.prompt, "official_compatible": False}
+        out = {"backend": "vlm", "model": self.model, "prompt": self.prompt, "official_compatible": False}
+        served = getattr(self.ask, "cfg", None)
+        if served is not None and getattr(served, "endpoint", None):  # a served judge: where, and what failed
+            errors = getattr(self.ask, "errors", [])
+            out |= {"server": served.endpoint, "max_tokens": served.max_tokens, "failed_requests": len(errors),
+                    "first_failure": errors[0] if errors else None}
+        return out
 
 
 def build_judge(name: str, **options) -> Judge:

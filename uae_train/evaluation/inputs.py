@@ -158,7 +158,12 @@ def dpg_inputs(cfg, encoder: Path | None = None, decoder: Path | None = None, pi
             raise ConfigError("judge vlm needs a model: give --judge-model DIR (any AutoModelForImageTextToText "
                               "folder or hub name)")
         options = {k: v for k, v in cfg.judge_options.items() if k != "model"}
-        ask = loading.load_vlm_answerer(model, max_new_tokens=options.get("max_new_tokens", 8))
+        if cfg.server.endpoint:  # a served VLM, named as the server names it
+            from uae_eval.vlm_judge import ServedVLM
+
+            ask = ServedVLM(str(model), cfg.server)
+        else:
+            ask = loading.load_vlm_answerer(model, max_new_tokens=options.get("max_new_tokens", 8))
         judge = build_judge("vlm", ask=ask, model=str(model), **options)
     elif given.get("--answers") is None:
         judge = build_judge(cfg.judge, **cfg.judge_options)
