@@ -126,6 +126,19 @@ def test_openai_config_refusals_are_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "c").exists()  # refused before any work
 
 
+@pytest.mark.unit
+def test_openai_max_tokens_is_max_new_tokens_under_the_apis_name():
+    from uae_data.captioners.openai_api import chat_settings
+
+    given = [a for a in args("http://127.0.0.1:9/v1") if not a.startswith("captioner.max_new_tokens=")]
+    c = load_config(CorpusConfig, None, given + ["captioner.max_tokens=300"], kind="corpus").captioner
+    assert c.max_new_tokens == 300 and chat_settings(c, seed=0).params["max_tokens"] == 300
+    with pytest.raises(ValueError, match=r"max_tokens \(300\) and captioner.max_new_tokens \(64\) disagree"):
+        cfg("http://127.0.0.1:9/v1", **{"captioner.max_tokens": 300})
+    with pytest.raises(ValueError, match="max_tokens is read by captioner 'openai' only"):
+        load_config(CorpusConfig, None, ["captioner.max_tokens=300"], kind="corpus")
+
+
 def _shard_digests(out: Path, names: set[str]) -> set[str]:
     return {png_digest(s["png"]) for s in raw_samples(out) if s["shard"] in names}
 

@@ -18,6 +18,7 @@ class CaptionerConfig:
     model: str | None = help_field(None, help="model name or local path (hf); the served model's name (openai)")
     prompt: str | None = help_field(None, help="instruction for model-based captioners (default: the long-caption prompt in captioners/hf.py)")
     max_new_tokens: int = help_field(512, help="generation limit (openai: the request's max_tokens); captions that hit it are flagged truncated")
+    max_tokens: int | None = help_field(None, help="openai: the OpenAI API's name for max_new_tokens (give either; both must agree)")
     batch_size: int = help_field(8, help="images per generation batch")
     options: dict[str, Any] = help_field({}, help="backend-specific options (hf: device, dtype, other from_pretrained kwargs)")
     endpoint: str | None = help_field(None, help="openai: the server's base URL, e.g. http://127.0.0.1:8000/v1 (vllm serve)")
@@ -48,6 +49,14 @@ class CaptionerConfig:
             raise ValueError(f"captioner.endpoint and captioner.api_key_env are read by captioner 'openai' only, not '{self.name}'")
         if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
             raise ValueError(f"captioner.endpoint must be an http(s) URL, got {self.endpoint!r}")
+        if self.max_tokens is not None:
+            if self.name != "openai":
+                raise ValueError(f"captioner.max_tokens is read by captioner 'openai' only; '{self.name}' reads "
+                                 "captioner.max_new_tokens")
+            if self.max_new_tokens not in (512, self.max_tokens):  # 512: max_new_tokens left at its default
+                raise ValueError(f"captioner.max_tokens ({self.max_tokens}) and captioner.max_new_tokens "
+                                 f"({self.max_new_tokens}) disagree; give one")
+            self.max_new_tokens = self.max_tokens
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.concurrency < 1:
             raise ValueError("captioner.max_new_tokens, captioner.batch_size and captioner.concurrency must be >= 1")
         if self.image_side is not None and (self.name != "openai" or self.image_side < 8):
