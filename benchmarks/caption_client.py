@@ -15,12 +15,14 @@ Usage: python benchmarks/caption_client.py [--delay 0.1] [--n-fast 3000] [--skip
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,34 +86,41 @@ def delayed(delay: float) -> list[dict]:
         proc.wait()
 
 
-def fast(n: int) -> dict:
+@contextlib.contextmanager
+def pinned_instant_server() -> Iterator[tuple[str, dict]]:
+    """An instant server on one core, this process on another for the block: (url, the cores)."""
     cores = sorted(os.sched_getaffinity(0))
     server_core, client_core = (cores[0], cores[-1]) if len(cores) > 1 else (None, cores[0])
     proc, url = serve(0.0, server_core)
     own = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {client_core})
     try:
-        items = scene_items(n)
-        cap = captioner(url, 64)
-        rate(cap, items[:200])  # warm-up
-        got = rate(cap, items)
-        return {"captions": n, "captions_per_s": round(got, 1), "client_core": client_core, "server_core": server_core}
+        yield url, {"client_core": client_core, "server_core": server_core}
     finally:
         os.sched_setaffinity(0, own)
         proc.kill()
         proc.wait()
 
 
+def fast(n: int) -> dict:
+    with pinned_instant_server() as (url, cores):
+        items = scene_items(n)
+        cap = captioner(url, 64)
+        rate(cap, items[:200])  # warm-up
+        got = rate(cap, items)
+        return {"captions": n, "captions_per_s": round(got, 1), **cores}
+
+
 def transports(n: int) -> dict:
     """Requests/s and client CPU ms/request of each installed HTTP client, same server, same requests, same run."""
+    with pinned_instant_server() as (url, cores):
+        return _transports(url, n, cores)
+
+
+def _transports(url: str, n: int, cores: dict) -> dict:
     import asyncio
     import importlib.util
 
-    cores = sorted(os.sched_getaffinity(0))
-    server_core, client_core = (cores[0], cores[-1]) if len(cores) > 1 else (None, cores[0])
-    proc, url = serve(0.0, server_core)
-    own = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {client_core})
     cap = captioner(url, 64)
     messages = [cap._request(it)() for it in scene_items(n)]
     bodies = [json.dumps({"model": "bench", "messages": m}).encode() for m in messages]
@@ -148,21 +157,16 @@ def transports(n: int) -> dict:
                     await c.chat.completions.create(model="bench", messages=messages[i])
             await asyncio.gather(*(worker() for _ in range(64)))
 
-    out: dict = {"requests": n, "in_flight": 64, "client_core": client_core, "server_core": server_core}
-    try:
-        for name, fn in (("aiohttp", loop_aiohttp), ("httpx", loop_httpx), ("openai", loop_openai)):
-            if importlib.util.find_spec(name) is None:
-                out[name] = "not installed"
-                continue
-            asyncio.run(fn())  # warm-up (imports, first connections)
-            t0, c0 = time.perf_counter(), time.process_time()
-            asyncio.run(fn())
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-            out[name] = {"requests_per_s": round(n / dt, 1), "cpu_ms_per_request": round(1000 * cpu / n, 3)}
-    finally:
-        os.sched_setaffinity(0, own)
-        proc.kill()
-        proc.wait()
+    out: dict = {"requests": n, "in_flight": 64, **cores}
+    for name, fn in (("aiohttp", loop_aiohttp), ("httpx", loop_httpx), ("openai", loop_openai)):
+        if importlib.util.find_spec(name) is None:
+            out[name] = "not installed"
+            continue
+        asyncio.run(fn())  # warm-up (imports, first connections)
+        t0, c0 = time.perf_counter(), time.process_time()
+        asyncio.run(fn())
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out[name] = {"requests_per_s": round(n / dt, 1), "cpu_ms_per_request": round(1000 * cpu / n, 3)}
     return out
 
 

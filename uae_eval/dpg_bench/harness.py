@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from uae_data.core.config import help_field, to_dict
 from uae_data.core.errors import InputError
@@ -279,7 +280,8 @@ def _scored(index: int, item: Item, per_tile: list[dict[int, str]], rows: list[d
 
 def _judge_all(grids, judge, cfg: DPGConfig, number: dict[str, int], rs: set[int]) -> Iterator[Judged]:
     group = GRID_GROUP if hasattr(judge, "judge_grids") else 1
-    for chunk in _chunks(grids, group):
+    grids = iter(grids)
+    for chunk in iter(lambda: list(islice(grids, group)), []):  # groups of `group` grids, lazily
         ready = []  # (item, image name, tiles) of the chunk's grids that could be cut into tiles
         for item, load, image in chunk:
             try:
@@ -290,17 +292,6 @@ def _judge_all(grids, judge, cfg: DPGConfig, number: dict[str, int], rs: set[int
                 yield Judged(number[item.item_id], None, None, [], str(e))
         for (item, image, _), asked in zip(ready, _ask(judge, [(tiles, item.questions) for item, _, tiles in ready])):
             yield _scored(number[item.item_id], item, *answer_rows(item, asked), image)
-
-
-def _chunks(it: Iterable, n: int) -> Iterator[list]:
-    chunk: list = []
-    for x in it:
-        chunk.append(x)
-        if len(chunk) == n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _extra(cfg: DPGConfig, data: DPGData, items: list[Item], provenance: dict, scored: list[Judged],

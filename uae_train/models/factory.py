@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
 from uae_data.core.device import resolve_device
 from uae_data.core.errors import InputError
-from uae_train.models.decoder import Decoder
 from uae_train.models.encoder import Encoder
-from uae_train.models.pipeline_decoder import PipelineDecoder
+
+if TYPE_CHECKING:  # the decoders import diffusers (~4 s): an encoder-only command (MMT-Bench) never needs it
+    from uae_train.models.decoder import Decoder
+    from uae_train.models.pipeline_decoder import PipelineDecoder
 
 TINY = "tiny"
 
@@ -53,6 +55,8 @@ def load_decoder(ref: str | Path, text_hidden_size: int, device: str | torch.dev
     options: `Decoder.from_pretrained`'s (torch_dtype, seed, DecoderConfig overrides such as lora_rank), or
     `Decoder.tiny`'s for ref "tiny". Raises ModelLoadError for a ref that holds no decoder.
     """
+    from uae_train.models.decoder import Decoder
+
     device = resolve_device(device)
     if str(ref) == TINY:
         return Decoder.tiny(text_hidden_size, **options).to(device).eval()
@@ -62,6 +66,8 @@ def load_decoder(ref: str | Path, text_hidden_size: int, device: str | torch.dev
 def load_pipeline_decoder(ref: str | Path, device: str | torch.device | None = None,
                           dtype: torch.dtype | None = None, **options: Any) -> PipelineDecoder:
     """A stock diffusers text-to-image pipeline (a baseline decoder) on `device`; options go to the pipeline."""
+    from uae_train.models.pipeline_decoder import PipelineDecoder
+
     return PipelineDecoder.from_pretrained(ref, torch_dtype=dtype, device=resolve_device(device), **options)
 
 
