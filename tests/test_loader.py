@@ -132,6 +132,7 @@ def _train(rank: int, world: int, out: str, shared: bool) -> None:
             opt.step()
     if step is not None:
         step.gather_state(opt)
+        step.release()
     if rank == 0:
         torch.save({"params": [p.detach().clone() for p in params], "logged": logged,
                     "state": [{k: v.clone() for k, v in opt.state[p].items()} for p in params]}, out)

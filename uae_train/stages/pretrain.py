@@ -319,6 +319,8 @@ def run_phase(phase: str, cfg: PretrainConfig, out: Path, encoder, decoder, devi
                 dist.barrier()
             if on_progress and dist.main:
                 on_progress(step, total, loss=loss_sum, **({"acc": row["token_accuracy"]} if phase == "encoder" else {}))
+    if shared is not None:
+        shared.release()  # the parameters leave shared memory: nothing is stepped there any more
     module.eval()
     if ema is not None:
         ema.copy_to(params)  # the saved decoder is the EMA; the last checkpoint still holds the raw weights
