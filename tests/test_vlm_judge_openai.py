@@ -106,6 +106,16 @@ def test_dpg_served_vlm_judge_reproduces_the_scene_judge_through_a_misbehaving_s
                               str(tmp_path / "p"))
         assert part.returncode == 0, part.stderr
         attempts = sum(mode == "500always" for _, mode, _ in srv.state.log)  # both runs, 4 attempts a request
+        # painting, not --images: --allow-partial is for the served judge's failures; --answers takes no judge
+        painted = uae_in_process("eval", "dpg-bench", "tiles=1", "limit=3", "--generator", "random", "--judge", "vlm",
+                                 "--judge-model", "j",
+                                 f"server.endpoint={srv.url}", "server.retries=0", "--allow-partial", "--out",
+                                 str(tmp_path / "g"))
+        assert painted.returncode == 0, painted.stderr
+        answers = uae_in_process("eval", "dpg-bench", "judge=vlm", "--answers", str(tmp_path / "v/answers.jsonl"),
+                                 f"server.endpoint={srv.url}", "--out", str(tmp_path / "a"))
+        assert answers.returncode == 2 and "--answers with server.endpoint" in answers.stderr
+    assert json.loads((tmp_path / "g/results.json").read_text())["extra"]["judge"]["failed_requests"] > 0
     res = json.loads((tmp_path / "p/results.json").read_text())
     assert 0 < res["extra"]["judge"]["failed_requests"] == attempts / 8 and res["extra"]["partial"] is True
 

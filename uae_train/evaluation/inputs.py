@@ -128,13 +128,14 @@ DPG_RULES = [
                                    "generator would be scored)"),
     ("--images", DPG_PAINTERS + ("--answers",), "--images scores images made elsewhere, so no painter runs and "
                                                 "its options would be ignored"),
-    ("--answers", DPG_PAINTERS + ("--judge", "--judge-model"), "--answers scores answers made elsewhere, so no "
+    ("--answers", DPG_PAINTERS + ("--judge", "--judge-model", "server.endpoint"), "--answers scores answers made elsewhere, so no "
                                                               "painter or judge runs and their options would be ignored"),
     ("--generator", ("--decoder", "--pipeline"), "give one painter: a scene --generator, --decoder or --pipeline"),
     ("--decoder", ("--pipeline",), "give --decoder or --pipeline, not both"),
     ("--steps", ("!--decoder",), "sampling steps apply to --decoder (a pipeline's come from the manifest)"),
     ("--guidance", ("!--decoder",), "guidance applies to --decoder (a pipeline's comes from the manifest)"),
-    ("--allow-partial", ("!--images", "!--answers"), "it applies to an --images folder or an --answers file")]
+    ("--allow-partial", ("!--images", "!--answers", "!server.endpoint"),
+     "it applies to an --images folder, an --answers file or a served judge's failed requests")]
 
 
 def dpg_inputs(cfg, encoder: Path | None = None, decoder: Path | None = None, pipeline: str | None = None,
@@ -149,7 +150,7 @@ def dpg_inputs(cfg, encoder: Path | None = None, decoder: Path | None = None, pi
     from uae_train.evaluation import loading
 
     given = {"--encoder": encoder, "--decoder": decoder, "--pipeline": pipeline, "--steps": steps,
-             "--guidance": guidance, **(given or {})}
+             "--guidance": guidance, "server.endpoint": cfg.server.endpoint, **(given or {})}
     refuse_unused(given, DPG_RULES)
     judge = None
     if given.get("--answers") is None and cfg.judge == "vlm":
