@@ -116,6 +116,7 @@ def test_dpg_served_vlm_judge_reproduces_the_scene_judge_through_a_misbehaving_s
                                  f"server.endpoint={srv.url}", "--out", str(tmp_path / "a"))
         assert answers.returncode == 2 and "--answers with server.endpoint" in answers.stderr
     assert json.loads((tmp_path / "g/results.json").read_text())["extra"]["judge"]["failed_requests"] > 0
+    assert "judge requests failed (scored 'no')" in painted.stdout
     res = json.loads((tmp_path / "p/results.json").read_text())
     assert 0 < res["extra"]["judge"]["failed_requests"] == attempts / 8 and res["extra"]["partial"] is True
 

@@ -21,8 +21,10 @@ def dpg_summary(res, out: Path) -> str:
     extra = res.extra
     notes = []
     if extra.get("partial"):
+        unanswered = (extra.get("judge") or {}).get("failed_requests")
         notes.append(f"PARTIAL: {extra.get('n_missing_images', 0)} missing, {extra.get('n_failed_images', 0)} failed"
-                     + (f", limited to {extra['limited_to']} items" if "limited_to" in extra else ""))
+                     + (f", limited to {extra['limited_to']} items" if "limited_to" in extra else "")
+                     + (f", {unanswered} judge requests failed (scored 'no')" if unanswered else ""))
     if extra.get("n_skipped"):
         notes.append(f"{extra['n_skipped']} skipped as the official scorer skips them")
     note = f"  ({'; '.join(notes)})" if notes else ""
