@@ -21,6 +21,7 @@ Used by the `openai` captioner (uae_data/captioners/openai_api.py) and the VLM j
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -58,6 +59,11 @@ class ChatSettings:
     timeout: float = 120.0
     retries: int = 5
     params: dict[str, Any] = field(default_factory=dict)  # max_tokens, temperature, seed, ...
+
+
+def data_url(raw: bytes, media: str) -> str:
+    """Encoded image bytes as the data URL a chat message carries (`image_url.url`)."""
+    return f"data:{media};base64,{base64.b64encode(raw).decode('ascii')}"
 
 
 def api_key(env: str | None) -> str:
@@ -154,9 +160,9 @@ class ChatClient:
 
             self._tls = ssl.create_default_context()
         workers = min(max(1, self.s.concurrency), len(build))
-        # one session, one keep-alive connection per worker; its timeout is the whole attempt's (connect, send, wait)
+        # one aiohttp client, one keep-alive connection per worker; its timeout is the whole attempt's (connect, send, wait)
         connector = aiohttp.TCPConnector(limit=workers, ssl=self._tls if self.url.startswith("https") else False)
-        session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.s.timeout))
+        http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.s.timeout))
 
         async def worker(pool: ThreadPoolExecutor) -> None:
             for i in todo:  # the workers share one iterator: each request is taken exactly once
@@ -166,19 +172,19 @@ class ChatClient:
                     replies[i] = ChatReply(error=self._scrub(f"cannot prepare request: {type(e).__name__}: {e}"))
                     continue
                 body = json.dumps({"model": self.s.model, "messages": messages, **self.s.params}).encode()
-                replies[i] = await self._ask(session, body)
+                replies[i] = await self._ask(http, body)
 
-        async with session:
+        async with http:
             with ThreadPoolExecutor(threads) as pool:
                 await asyncio.gather(*(worker(pool) for _ in range(workers)))
         return [r if r is not None else ChatReply(error="not sent") for r in replies]
 
-    async def _post(self, session: Any, body: bytes) -> tuple[int, Any, bytes]:
+    async def _post(self, http: Any, body: bytes) -> tuple[int, Any, bytes]:
         """One attempt: (status, headers, body), or a retryable Failure when no whole answer came back."""
         import aiohttp
 
         try:
-            async with session.post(self.url, data=body, headers=self.headers) as r:
+            async with http.post(self.url, data=body, headers=self.headers) as r:
                 return r.status, r.headers, await r.read()
         except asyncio.TimeoutError:
             raise Failure(f"timed out after {self.s.timeout:g}s", retry=True, unreachable=True) from None
@@ -189,11 +195,11 @@ class ChatClient:
             raise Failure(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'connection lost'}",
                           retry=True, unreachable=True) from None
 
-    async def _ask(self, session: Any, body: bytes) -> ChatReply:
+    async def _ask(self, http: Any, body: bytes) -> ChatReply:
         t0 = time.perf_counter()
         for attempt in range(1, self.s.retries + 2):
             try:
-                reply = parse_reply(*await self._post(session, body))
+                reply = parse_reply(*await self._post(http, body))
             except Failure as f:
                 if f.retry and attempt <= self.s.retries:
                     await asyncio.sleep(f.wait_s if f.wait_s is not None else

@@ -9,12 +9,11 @@ as VLMEvalKit scores a missing answer, and results record how many there were.
 """
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass
 
 from uae_data.core.config import help_field
-from uae_data.openai_chat import ChatClient, ChatSettings, require_answers
+from uae_data.openai_chat import ChatClient, ChatSettings, data_url, require_answers
+from uae_data.shards import encode_image
 
 
 @dataclass
@@ -37,9 +36,7 @@ class ServedVLMConfig:
 
 
 def _data_url(image) -> str:
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data_url(encode_image(image.convert("RGB"), "png"), "image/png")
 
 
 class ServedVLM:

@@ -9,9 +9,9 @@ stats.parquet only, never into a shard: the shards' bytes depend on the answers,
 """
 from __future__ import annotations
 
-import base64
 from typing import Callable
 
+from uae_data import openai_chat
 from uae_data import shards as sh
 from uae_data.captioners.base import CAPTIONERS, Caption, CaptionerConfig
 from uae_data.captioners.hf import LONG_CAPTION_PROMPT
@@ -34,7 +34,7 @@ def data_url(item: SourceItem, side: int | None = None) -> str:
         raw, media = item.image_bytes, MEDIA[ext]
     else:
         raw, media = sh.encode_image(item.pil(), "png"), "image/png"
-    return f"data:{media};base64,{base64.b64encode(raw).decode('ascii')}"
+    return openai_chat.data_url(raw, media)
 
 
 def chat_settings(cfg: CaptionerConfig, seed: int) -> ChatSettings:

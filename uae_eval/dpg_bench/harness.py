@@ -181,7 +181,6 @@ def run(cfg: DPGConfig, out: Path, generate: Callable | None = None, images: Pat
         judge = judge or build_judge(cfg.judge, **cfg.judge_options)
         if hasattr(judge, "check"):
             judge.check(items, str(cfg.csv_path()))
-        provenance = judge.provenance()
         rs = set()
         if images is not None:
             mode, model = "folder", model or {"name": "images", "path": str(images), "config": {}}
